@@ -1,0 +1,196 @@
+"""Every `config.pbtxt` of the repository, generated from one typed source of truth.
+
+The source is the model's own facts (`AcousticSpec`) plus `RepositorySettings`; configs
+are Triton's own `ModelConfig` protobuf messages written with `text_format`, so a typo
+in a field name fails here rather than at server start.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+from vaani.acoustic import SAMPLING_RATE, AcousticSpec
+
+ENSEMBLE = "asr"
+STEPS = ("preprocess", "wav2vec2", "ctc_decoder")
+ENGINES = ("onnxruntime", "torch", "tensorrt")
+
+
+@dataclass(frozen=True)
+class RepositorySettings:
+    """Serving knobs; every field is a `vaani build`/`vaani serve` option of the same name."""
+
+    engine: str = "onnxruntime"
+    max_batch_size: int = 32
+    max_audio_seconds: float = 30.0
+    queue_delay_us: int = 2_000
+    threads: int = 0
+    acoustic_instances: int = 1
+    python_instances: int = 1
+    max_padding: float = 0.35
+    bucket_seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}; got {self.engine!r}")
+        if self.max_batch_size < 1:
+            raise ValueError("max_batch_size must be at least 1")
+
+    @property
+    def max_samples(self) -> int:
+        return round(self.max_audio_seconds * SAMPLING_RATE)
+
+    @property
+    def bucket_samples(self) -> int:
+        return round(self.bucket_seconds * SAMPLING_RATE)
+
+
+def _io(cls, name: str, dtype: int, dims: list[int], ragged: bool = False):
+    tensor = cls(name=name, data_type=dtype, dims=dims)
+    if ragged:
+        tensor.allow_ragged_batch = True
+    return tensor
+
+
+def _parameters(config: mc.ModelConfig, values: dict[str, object]) -> None:
+    for key, value in values.items():
+        config.parameters[key].string_value = str(value)
+
+
+def _python_step(name: str, settings: RepositorySettings, kind: int = mc.ModelInstanceGroup.KIND_CPU):
+    return mc.ModelConfig(
+        name=name,
+        backend="python",
+        max_batch_size=settings.max_batch_size,
+        dynamic_batching=mc.ModelDynamicBatching(max_queue_delay_microseconds=settings.queue_delay_us),
+        instance_group=[mc.ModelInstanceGroup(count=settings.python_instances, kind=kind)],
+    )
+
+
+def preprocess_config(spec: AcousticSpec, settings: RepositorySettings) -> mc.ModelConfig:
+    config = _python_step("preprocess", settings)
+    config.input.append(_io(mc.ModelInput, "AUDIO", mc.TYPE_FP32, [-1], ragged=True))
+    config.output.extend(
+        [
+            _io(mc.ModelOutput, "INPUT_VALUES", mc.TYPE_FP32, [-1]),
+            _io(mc.ModelOutput, "ATTENTION_MASK", mc.TYPE_INT64, [-1]),
+            _io(mc.ModelOutput, "NUM_SAMPLES", mc.TYPE_INT64, [1]),
+        ]
+    )
+    _parameters(
+        config,
+        {
+            "min_samples": spec.receptive_field,
+            "max_samples": settings.max_samples,
+            "bucket_samples": settings.bucket_samples,
+        },
+    )
+    return config
+
+
+def _acoustic_io(config: mc.ModelConfig, spec: AcousticSpec, ragged: bool) -> None:
+    config.input.extend(
+        [
+            _io(mc.ModelInput, "INPUT_VALUES", mc.TYPE_FP32, [-1], ragged=ragged),
+            _io(mc.ModelInput, "ATTENTION_MASK", mc.TYPE_INT64, [-1], ragged=ragged),
+        ]
+    )
+    config.output.append(_io(mc.ModelOutput, "LOGITS", mc.TYPE_FP32, [-1, spec.vocab_size]))
+
+
+def python_acoustic_config(spec: AcousticSpec, settings: RepositorySettings) -> mc.ModelConfig:
+    """`wav2vec2` as a python-backend engine: ragged batches, padded inside `execute()`."""
+    config = mc.ModelConfig(
+        name="wav2vec2",
+        backend="python",
+        max_batch_size=settings.max_batch_size,
+        dynamic_batching=mc.ModelDynamicBatching(max_queue_delay_microseconds=settings.queue_delay_us),
+        instance_group=[
+            mc.ModelInstanceGroup(count=settings.acoustic_instances, kind=mc.ModelInstanceGroup.KIND_CPU)
+        ],
+    )
+    _acoustic_io(config, spec, ragged=True)
+    _parameters(
+        config,
+        {"engine": settings.engine, "threads": settings.threads, "max_padding": settings.max_padding},
+    )
+    return config
+
+
+def ctc_decoder_config(spec: AcousticSpec, settings: RepositorySettings) -> mc.ModelConfig:
+    config = _python_step("ctc_decoder", settings)
+    config.input.extend(
+        [
+            _io(mc.ModelInput, "LOGITS", mc.TYPE_FP32, [-1, spec.vocab_size], ragged=True),
+            _io(mc.ModelInput, "NUM_SAMPLES", mc.TYPE_INT64, [1]),
+        ]
+    )
+    config.output.append(_io(mc.ModelOutput, "TRANSCRIPT", mc.TYPE_STRING, [1]))
+    return config
+
+
+def ensemble_config(settings: RepositorySettings) -> mc.ModelConfig:
+    """The public contract: AUDIO (FP32 [-1]) in, TRANSCRIPT (STRING [1]) out."""
+    step = mc.ModelEnsembling.Step
+    return mc.ModelConfig(
+        name=ENSEMBLE,
+        platform="ensemble",
+        max_batch_size=settings.max_batch_size,
+        input=[_io(mc.ModelInput, "AUDIO", mc.TYPE_FP32, [-1])],
+        output=[_io(mc.ModelOutput, "TRANSCRIPT", mc.TYPE_STRING, [1])],
+        ensemble_scheduling=mc.ModelEnsembling(
+            step=[
+                step(
+                    model_name="preprocess",
+                    model_version=-1,
+                    input_map={"AUDIO": "AUDIO"},
+                    output_map={
+                        "INPUT_VALUES": "input_values",
+                        "ATTENTION_MASK": "attention_mask",
+                        "NUM_SAMPLES": "num_samples",
+                    },
+                ),
+                step(
+                    model_name="wav2vec2",
+                    model_version=-1,
+                    input_map={"INPUT_VALUES": "input_values", "ATTENTION_MASK": "attention_mask"},
+                    output_map={"LOGITS": "logits"},
+                ),
+                step(
+                    model_name="ctc_decoder",
+                    model_version=-1,
+                    input_map={"LOGITS": "logits", "NUM_SAMPLES": "num_samples"},
+                    output_map={"TRANSCRIPT": "TRANSCRIPT"},
+                ),
+            ]
+        ),
+    )
+
+
+def acoustic_config(spec: AcousticSpec, settings: RepositorySettings) -> mc.ModelConfig:
+    if settings.engine == "onnxruntime":
+        return python_acoustic_config(spec, settings)
+    raise NotImplementedError(f"config generation for engine {settings.engine!r} is not written yet")
+
+
+def all_configs(spec: AcousticSpec, settings: RepositorySettings) -> dict[str, mc.ModelConfig]:
+    return {
+        ENSEMBLE: ensemble_config(settings),
+        "preprocess": preprocess_config(spec, settings),
+        "wav2vec2": acoustic_config(spec, settings),
+        "ctc_decoder": ctc_decoder_config(spec, settings),
+    }
+
+
+def write_configs(repository: Path, spec: AcousticSpec, settings: RepositorySettings) -> None:
+    """Write every `config.pbtxt` and give each step its copy of `acoustic.json`."""
+    for name, config in all_configs(spec, settings).items():
+        version_dir = repository / name / "1"
+        version_dir.mkdir(parents=True, exist_ok=True)
+        (repository / name / "config.pbtxt").write_text(text_format.MessageToString(config), encoding="utf-8")
+        if name in STEPS:
+            spec.save(version_dir / "acoustic.json")

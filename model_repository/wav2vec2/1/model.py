@@ -1,0 +1,25 @@
+"""Step 2 of `asr` for python-backend engines: one engine call for requests of any lengths."""
+
+import triton_python_backend_utils as pb_utils
+
+from vaani.batching import run_ragged
+from vaani.engines import load_engine
+from vaani.triton_step import StepContext
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        context = StepContext(args)
+        self.frames = context.spec().frames
+        self.max_padding = context.number("max_padding", 1.0)
+        self.engine = load_engine(context.parameters["engine"], context.version_dir, context.parameters)
+
+    def execute(self, requests):
+        values = [pb_utils.get_input_tensor_by_name(r, "INPUT_VALUES").as_numpy() for r in requests]
+        masks = [pb_utils.get_input_tensor_by_name(r, "ATTENTION_MASK").as_numpy() for r in requests]
+        try:
+            logits = run_ragged(values, masks, self.engine, self.frames, self.max_padding)
+        except Exception as error:  # an engine failure fails these requests, not the server
+            message = f"wav2vec2 engine failed: {type(error).__name__}: {error}"
+            return [pb_utils.InferenceResponse(error=pb_utils.TritonError(message)) for _ in requests]
+        return [pb_utils.InferenceResponse([pb_utils.Tensor("LOGITS", out)]) for out in logits]
