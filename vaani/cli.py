@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "vaani.build.commands",
     "vaani.server",
     "vaani.client.commands",
+    "vaani.client.wer_command",
 )
 
 

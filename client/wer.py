@@ -1,0 +1,506 @@
+"""WER/CER evaluation of the served `asr` model on a NeMo-style manifest.
+
+The scoring, summary, CSV and plot functions are pure (lists in, values or files out) so tests
+check them without a server; only :func:`transcribe_all` and :func:`served_model_name` talk to
+Triton. Scores are corpus-level — one `jiwer` call over every (reference, hypothesis) pair after
+:func:`vaani.client.normalize.normalize` — because that is how published WERs are computed: an
+average of per-utterance rates would over-weight short utterances.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Protocol
+
+import jiwer
+import numpy as np
+from tqdm import tqdm
+
+from vaani.acoustic import SAMPLING_RATE
+from vaani.audio import AudioFileError, load_audio
+from vaani.errors import UserFacingError
+
+from .api import DEFAULT_URLS, TranscriptionClient, TranscriptionError
+from .normalize import normalize
+
+
+@dataclass(frozen=True)
+class PublishedResult:
+    """One published WER of a model, with where it comes from."""
+
+    source: str
+    test_set: str
+    wer_percent: float
+
+
+# Published WERs (%) to print beside a measured run of the same model: the Vistaar benchmark
+# (greedy decoding) and the IndicWav2Vec paper's MUCS numbers.
+PUBLISHED: dict[str, tuple[PublishedResult, ...]] = {
+    "indicwav2vec-hindi": (
+        PublishedResult("Vistaar", "Kathbath", 12.2),
+        PublishedResult("Vistaar", "FLEURS", 18.3),
+        PublishedResult("Vistaar", "Common Voice", 20.2),
+        PublishedResult("Vistaar", "MUCS", 22.9),
+        PublishedResult("Vistaar", "average", 21.0),
+        PublishedResult("IndicWav2Vec paper", "MUCS, greedy", 16.0),
+        PublishedResult("IndicWav2Vec paper", "MUCS, KenLM", 14.7),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    """One manifest line; ``audio_path`` is already resolved against the manifest's folder."""
+
+    audio_path: Path
+    text: str
+    duration: float | None
+
+
+@dataclass(frozen=True)
+class Transcription:
+    """What the server returned for one entry, and how long the request took."""
+
+    entry: ManifestEntry
+    hypothesis: str
+    latency_s: float
+    audio_seconds: float
+
+
+@dataclass(frozen=True)
+class UtteranceScore:
+    """Per-utterance view of the corpus alignment; rates are NaN when the reference is empty."""
+
+    reference: str
+    hypothesis: str
+    wer: float
+    cer: float
+    alignment: str
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Corpus-level word and character scores plus the per-utterance breakdown."""
+
+    wer: float
+    cer: float
+    substitutions: int
+    deletions: int
+    insertions: int
+    hits: int
+    utterances: list[UtteranceScore]
+
+
+class Transcriber(Protocol):
+    """The part of `TranscriptionClient` the evaluation uses (a fake in tests)."""
+
+    def transcribe(self, audio: np.ndarray) -> str: ...
+
+    def close(self) -> None: ...
+
+
+def read_manifest(path: Path) -> list[ManifestEntry]:
+    """Parse a NeMo JSONL manifest; relative ``audio_filepath`` values are relative to its folder.
+
+    Every problem (bad JSON, missing key, missing audio file) is reported with its line number
+    before any request is sent, so a long evaluation does not die halfway on a typo.
+    """
+    if not path.is_file():
+        raise UserFacingError(f"manifest not found: {path}")
+    entries: list[ManifestEntry] = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            audio = Path(record["audio_filepath"])
+            text = str(record["text"])
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            raise UserFacingError(
+                f"{path}:{number}: expected a JSON object with 'audio_filepath' and 'text' ({error})"
+            ) from error
+        audio = audio if audio.is_absolute() else path.parent / audio
+        if not audio.is_file():
+            raise UserFacingError(f"{path}:{number}: audio file not found: {audio}")
+        duration = record.get("duration")
+        entries.append(ManifestEntry(audio, text, None if duration is None else float(duration)))
+    if not entries:
+        raise UserFacingError(f"manifest has no entries: {path}")
+    return entries
+
+
+def _rate(errors: int, reference_length: int) -> float:
+    return errors / reference_length if reference_length else math.nan
+
+
+def _render_alignment(reference: list[str], hypothesis: list[str], chunks: list[Any], sep: str) -> str:
+    """One-line alignment: matches as they are, ``[S ref→hyp]``, ``[D ref]``, ``[I hyp]``.
+
+    A single line keeps the CSV one row per utterance and still shows every error in place.
+    """
+    parts: list[str] = []
+    for chunk in chunks:
+        ref = sep.join(reference[chunk.ref_start_idx : chunk.ref_end_idx])
+        hyp = sep.join(hypothesis[chunk.hyp_start_idx : chunk.hyp_end_idx])
+        if chunk.type == "equal":
+            parts.append(ref)
+        elif chunk.type == "substitute":
+            parts.append(f"[S {ref}→{hyp}]")
+        elif chunk.type == "delete":
+            parts.append(f"[D {ref}]")
+        else:
+            parts.append(f"[I {hyp}]")
+    return " ".join(parts)
+
+
+def _counts(chunks: list[Any]) -> tuple[int, int]:
+    """(errors, reference length) of one sentence's alignment."""
+    errors = reference_length = 0
+    for chunk in chunks:
+        ref_len = chunk.ref_end_idx - chunk.ref_start_idx
+        hyp_len = chunk.hyp_end_idx - chunk.hyp_start_idx
+        reference_length += ref_len
+        if chunk.type != "equal":
+            errors += max(ref_len, hyp_len)
+    return errors, reference_length
+
+
+def score(references: Sequence[str], hypotheses: Sequence[str]) -> Scores:
+    """Normalize both sides and score them with jiwer, corpus-level and per utterance."""
+    if len(references) != len(hypotheses):
+        raise ValueError(f"{len(references)} references but {len(hypotheses)} hypotheses")
+    refs = [normalize(text) for text in references]
+    hyps = [normalize(text) for text in hypotheses]
+    if not any(refs):
+        raise UserFacingError("every reference is empty after normalization: nothing to score")
+    words = jiwer.process_words(refs, hyps)
+    chars = jiwer.process_characters(refs, hyps)
+    utterances = []
+    for index, (ref, hyp) in enumerate(zip(refs, hyps, strict=True)):
+        word_errors, ref_words = _counts(words.alignments[index])
+        char_errors, ref_chars = _counts(chars.alignments[index])
+        alignment = _render_alignment(
+            words.references[index], words.hypotheses[index], words.alignments[index], " "
+        )
+        utterances.append(
+            UtteranceScore(ref, hyp, _rate(word_errors, ref_words), _rate(char_errors, ref_chars), alignment)
+        )
+    return Scores(
+        wer=words.wer,
+        cer=chars.cer,
+        substitutions=words.substitutions,
+        deletions=words.deletions,
+        insertions=words.insertions,
+        hits=words.hits,
+        utterances=utterances,
+    )
+
+
+def published_results(
+    model_name: str, explicit: str | None = None
+) -> tuple[str, tuple[PublishedResult, ...]]:
+    """The published numbers for ``explicit`` or for a known model named inside ``model_name``.
+
+    Returns ("", ()) when there is nothing to compare with: the tiny bundled model has no
+    published results, and printing indicwav2vec's beside it would invite a wrong comparison.
+    """
+    if explicit is not None:
+        if explicit not in PUBLISHED:
+            raise UserFacingError(f"no published numbers for {explicit!r}; known: {', '.join(PUBLISHED)}")
+        return explicit, PUBLISHED[explicit]
+    for name, results in PUBLISHED.items():
+        if name in model_name.lower():
+            return name, results
+    return "", ()
+
+
+def build_summary(
+    transcriptions: Sequence[Transcription],
+    scores: Scores,
+    *,
+    wall_seconds: float,
+    model: str,
+    url: str,
+    protocol: str,
+    manifest: Path,
+    published_model: str = "",
+    published: Sequence[PublishedResult] = (),
+) -> dict[str, Any]:
+    """The content of ``summary.json``.
+
+    ``rtf`` is summed request time over audio time (what one stream would see); the
+    ``audio_seconds_per_second`` throughput divides by wall time, so it shows what concurrency
+    bought.
+    """
+    audio_seconds = sum(t.audio_seconds for t in transcriptions)
+    latencies_ms = np.array([t.latency_s * 1000.0 for t in transcriptions])
+    p50, p90, p99 = (float(v) for v in np.percentile(latencies_ms, [50, 90, 99]))
+    summary: dict[str, Any] = {
+        "wer": scores.wer,
+        "cer": scores.cer,
+        "substitutions": scores.substitutions,
+        "deletions": scores.deletions,
+        "insertions": scores.insertions,
+        "hits": scores.hits,
+        "utterances": len(transcriptions),
+        "audio_hours": audio_seconds / 3600.0,
+        "rtf": float(latencies_ms.sum() / 1000.0 / audio_seconds),
+        "audio_seconds_per_second": audio_seconds / wall_seconds if wall_seconds > 0 else math.inf,
+        "wall_seconds": wall_seconds,
+        "latency_ms": {"p50": p50, "p90": p90, "p99": p99},
+        "model": model,
+        "url": url,
+        "protocol": protocol,
+        "manifest": str(manifest),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    if published:
+        summary["published"] = {
+            "model": published_model,
+            "wer_percent": [
+                {"source": r.source, "test_set": r.test_set, "wer_percent": r.wer_percent} for r in published
+            ],
+        }
+    return summary
+
+
+CSV_COLUMNS = (
+    "audio_filepath",
+    "duration_s",
+    "latency_ms",
+    "reference",
+    "hypothesis",
+    "reference_normalized",
+    "hypothesis_normalized",
+    "wer",
+    "cer",
+    "alignment",
+)
+
+
+def write_utterances_csv(transcriptions: Sequence[Transcription], scores: Scores, path: Path) -> None:
+    """One row per utterance in manifest order, with normalized strings and the word alignment."""
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(CSV_COLUMNS)
+        for transcription, utterance in zip(transcriptions, scores.utterances, strict=True):
+            writer.writerow(
+                [
+                    str(transcription.entry.audio_path),
+                    f"{transcription.audio_seconds:.3f}",
+                    f"{transcription.latency_s * 1000.0:.2f}",
+                    transcription.entry.text,
+                    transcription.hypothesis,
+                    utterance.reference,
+                    utterance.hypothesis,
+                    f"{utterance.wer:.6f}",
+                    f"{utterance.cer:.6f}",
+                    utterance.alignment,
+                ]
+            )
+
+
+def write_report_png(transcriptions: Sequence[Transcription], scores: Scores, path: Path) -> None:
+    """Two panels: per-utterance WER/CER distribution and request latency distribution.
+
+    Uses `Figure` directly instead of pyplot: no global state and no GUI backend, so it works
+    headless and from any thread.
+    """
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(11, 4.2), layout="constrained")
+    errors_axis, latency_axis = figure.subplots(1, 2)
+    wers = [100.0 * u.wer for u in scores.utterances if not math.isnan(u.wer)]
+    cers = [100.0 * u.cer for u in scores.utterances if not math.isnan(u.cer)]
+    top = max([100.0, *wers, *cers])
+    bins = np.linspace(0.0, top, 21)
+    errors_axis.hist(wers, bins=bins, alpha=0.6, label=f"WER (corpus {100 * scores.wer:.1f} %)")
+    errors_axis.hist(cers, bins=bins, alpha=0.6, label=f"CER (corpus {100 * scores.cer:.1f} %)")
+    errors_axis.set_xlabel("per-utterance error rate (%)")
+    errors_axis.set_ylabel("utterances")
+    errors_axis.set_title("Error-rate distribution")
+    errors_axis.legend()
+    latencies = np.array([t.latency_s * 1000.0 for t in transcriptions])
+    latency_axis.hist(latencies, bins=30, color="tab:green")
+    for quantile, style in ((50, "-"), (90, "--"), (99, ":")):
+        value = float(np.percentile(latencies, quantile))
+        latency_axis.axvline(value, color="black", linestyle=style, label=f"p{quantile} {value:.1f} ms")
+    latency_axis.set_xlabel("request latency (ms)")
+    latency_axis.set_ylabel("requests")
+    latency_axis.set_title("Latency distribution")
+    latency_axis.legend()
+    figure.savefig(path, dpi=110)
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The table printed at the end of a run, with published numbers beside it when known."""
+    latency = summary["latency_ms"]
+    lines = [
+        f"model      {summary['model']}  ({summary['protocol']}://{summary['url']})",
+        f"manifest   {summary['manifest']}",
+        f"audio      {summary['utterances']} utterances, {summary['audio_hours'] * 60:.2f} min",
+        "",
+        f"{'metric':<28}{'measured':>14}",
+        f"{'WER %':<28}{100 * summary['wer']:>14.2f}",
+        f"{'CER %':<28}{100 * summary['cer']:>14.2f}",
+        f"{'substitutions':<28}{summary['substitutions']:>14d}",
+        f"{'deletions':<28}{summary['deletions']:>14d}",
+        f"{'insertions':<28}{summary['insertions']:>14d}",
+        f"{'hits':<28}{summary['hits']:>14d}",
+        f"{'RTF (request time / audio)':<28}{summary['rtf']:>14.4f}",
+        f"{'audio s per wall s':<28}{summary['audio_seconds_per_second']:>14.1f}",
+        f"{'latency p50 / p90 / p99 ms':<28}"
+        f"{latency['p50']:>8.1f} / {latency['p90']:.1f} / {latency['p99']:.1f}",
+    ]
+    published = summary.get("published")
+    if published:
+        lines += [
+            "",
+            f"WER % of {published['model']}: this run beside the published numbers",
+            f"{'source':<22}{'test set':<18}{'WER %':>8}",
+            f"{'this run':<22}{Path(summary['manifest']).name:<18}{100 * summary['wer']:>8.1f}",
+        ]
+        lines += [
+            f"{r['source']:<22}{r['test_set']:<18}{r['wer_percent']:>8.1f}" for r in published["wer_percent"]
+        ]
+    return "\n".join(lines)
+
+
+def transcribe_all(
+    entries: Sequence[ManifestEntry],
+    make_client: Callable[[], Transcriber],
+    load: Callable[[Path], np.ndarray],
+    concurrency: int = 1,
+    progress: bool = True,
+) -> tuple[list[Transcription], float]:
+    """Transcribe every entry with ``concurrency`` threads; returns results in manifest order and wall time.
+
+    Each thread gets its own client: tritonclient's HTTP client is not safe to share between
+    threads. Latency covers the request only, not reading the file. The first failure stops the
+    run and names the file, since a WER over a silently reduced set would not be comparable.
+    """
+    local = threading.local()
+    clients: list[Transcriber] = []
+
+    def one(entry: ManifestEntry) -> Transcription:
+        if not hasattr(local, "client"):
+            local.client = make_client()
+            clients.append(local.client)
+        try:
+            audio = load(entry.audio_path)
+        except AudioFileError as error:
+            raise UserFacingError(str(error)) from None
+        start = time.perf_counter()
+        try:
+            hypothesis = local.client.transcribe(audio)
+        except TranscriptionError as error:
+            raise UserFacingError(f"transcribing {entry.audio_path} failed: {error}") from None
+        latency = time.perf_counter() - start
+        return Transcription(entry, hypothesis, latency, len(audio) / SAMPLING_RATE)
+
+    start = time.perf_counter()
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+            futures = [pool.submit(one, entry) for entry in entries]
+            try:
+                completed = as_completed(futures)
+                for future in tqdm(completed, total=len(futures), desc="transcribing", disable=not progress):
+                    future.result()
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+    finally:
+        for client in clients:
+            client.close()
+    return [future.result() for future in futures], time.perf_counter() - start
+
+
+def served_model_name(url: str, protocol: str, model: str) -> str:
+    """What the server says it serves as ``model``: its ``source_model`` config parameter if set.
+
+    Falls back to the Triton model name and ready versions, which at least tells runs against
+    different repositories apart.
+    """
+    if protocol == "http":
+        import tritonclient.http as triton
+
+        client = triton.InferenceServerClient(url)
+        try:
+            config = client.get_model_config(model)
+            metadata = client.get_model_metadata(model)
+        finally:
+            client.close()
+    else:
+        import tritonclient.grpc as triton
+
+        client = triton.InferenceServerClient(url)
+        try:
+            config = client.get_model_config(model, as_json=True)["config"]
+            metadata = client.get_model_metadata(model, as_json=True)
+        finally:
+            client.close()
+    source = config.get("parameters", {}).get("source_model", {}).get("string_value")
+    if source:
+        return str(source)
+    return f"{model} (Triton, versions {', '.join(metadata.get('versions', [])) or '?'})"
+
+
+def evaluate(
+    manifest: Path,
+    output: Path,
+    *,
+    url: str | None = None,
+    protocol: str = "http",
+    model: str = "asr",
+    concurrency: int = 1,
+    model_name: str | None = None,
+    published: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """The whole `vaani wer` run: transcribe, score, write the three files; returns the summary."""
+    entries = read_manifest(manifest)
+    url = url or DEFAULT_URLS[protocol]
+    probe = TranscriptionClient(url, protocol, model)
+    try:
+        if not probe.is_ready():
+            raise UserFacingError(
+                f"no ready model {model!r} at {protocol}://{url}: is the server running (`make serve`)?"
+            )
+    finally:
+        probe.close()
+    name = model_name or served_model_name(url, protocol, model)
+    published_model, published_rows = published_results(name, published)
+    transcriptions, wall_seconds = transcribe_all(
+        entries,
+        lambda: TranscriptionClient(url, protocol, model),
+        load_audio,
+        concurrency=concurrency,
+        progress=progress,
+    )
+    scores = score([t.entry.text for t in transcriptions], [t.hypothesis for t in transcriptions])
+    summary = build_summary(
+        transcriptions,
+        scores,
+        wall_seconds=wall_seconds,
+        model=name,
+        url=url,
+        protocol=protocol,
+        manifest=manifest,
+        published_model=published_model,
+        published=published_rows,
+    )
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
+    write_utterances_csv(transcriptions, scores, output / "utterances.csv")
+    write_report_png(transcriptions, scores, output / "report.png")
+    return summary
