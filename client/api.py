@@ -1,0 +1,77 @@
+"""Transcribing audio with a running `asr` ensemble, over HTTP or gRPC.
+
+    from vaani.client.api import transcribe
+    text = transcribe(audio)                 # float32, 16 kHz, mono; localhost:8000 over HTTP
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vaani.acoustic import SAMPLING_RATE
+
+PROTOCOLS = ("http", "grpc")
+DEFAULT_URLS = {"http": "localhost:8000", "grpc": "localhost:8001"}
+
+
+class TranscriptionError(RuntimeError):
+    """The server refused the request; the message is the server's."""
+
+
+class TranscriptionClient:
+    """One connection to the server. Not for sharing between threads: give each thread its own."""
+
+    def __init__(self, url: str | None = None, protocol: str = "http", model: str = "asr") -> None:
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {PROTOCOLS}; got {protocol!r}")
+        self.protocol = protocol
+        self.url = url or DEFAULT_URLS[protocol]
+        self.model = model
+        if protocol == "http":
+            import tritonclient.http as module
+
+            self._client = module.InferenceServerClient(self.url, connection_timeout=60, network_timeout=300)
+        else:
+            import tritonclient.grpc as module
+
+            self._client = module.InferenceServerClient(self.url)
+        self._module = module
+
+    def transcribe_batch(self, audio: np.ndarray) -> list[str]:
+        """``[batch, samples]`` utterances of equal length → one transcript each."""
+        audio = np.ascontiguousarray(audio, dtype=np.float32)
+        if audio.ndim != 2:
+            raise ValueError(f"expected [batch, samples]; got shape {audio.shape}")
+        tensor = self._module.InferInput("AUDIO", list(audio.shape), "FP32")
+        tensor.set_data_from_numpy(audio)
+        output = self._module.InferRequestedOutput("TRANSCRIPT")
+        try:
+            result = self._client.infer(self.model, [tensor], outputs=[output])
+        except Exception as error:  # tritonclient raises InferenceServerException per protocol
+            raise TranscriptionError(getattr(error, "message", lambda: str(error))()) from None
+        return [item.decode("utf-8") for item in result.as_numpy("TRANSCRIPT").reshape(-1)]
+
+    def transcribe(self, audio: np.ndarray) -> str:
+        """One mono utterance (float32, 16 kHz, samples in [-1, 1]) → its transcript."""
+        return self.transcribe_batch(np.asarray(audio, dtype=np.float32).reshape(1, -1))[0]
+
+    def is_ready(self) -> bool:
+        try:
+            return bool(self._client.is_model_ready(self.model))
+        except Exception:
+            return False
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def transcribe(audio: np.ndarray, url: str | None = None, protocol: str = "http") -> str:
+    """Transcribe one utterance with a short-lived client (scripts; use `TranscriptionClient` in loops)."""
+    client = TranscriptionClient(url, protocol)
+    try:
+        return client.transcribe(audio)
+    finally:
+        client.close()
+
+
+__all__ = ["SAMPLING_RATE", "TranscriptionClient", "TranscriptionError", "transcribe"]
