@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import jiwer
 import pytest
-
 from vaani.client.normalize import normalize
 
 NUKTA = "\u093c"

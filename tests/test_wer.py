@@ -11,12 +11,12 @@ import jiwer
 import numpy as np
 import pytest
 import soundfile as sf
-
-from vaani.acoustic import SAMPLING_RATE
-from vaani.cli import main
 from vaani.client import wer
 from vaani.client.api import TranscriptionError
 from vaani.client.normalize import normalize
+
+from vaani.acoustic import SAMPLING_RATE
+from vaani.cli import main
 from vaani.errors import UserFacingError
 
 # References with the things normalization handles; hypotheses with real errors of each kind.
@@ -89,7 +89,9 @@ def _manifest(folder: Path, texts: list[str]) -> Path:
         _write_wav(path, seconds)
         # Alternate relative and absolute paths: both must resolve.
         name = str(path) if index % 2 else f"audio/{index}.wav"
-        lines.append(json.dumps({"audio_filepath": name, "text": text, "duration": seconds}, ensure_ascii=False))
+        lines.append(
+            json.dumps({"audio_filepath": name, "text": text, "duration": seconds}, ensure_ascii=False)
+        )
     manifest = folder / "manifest.jsonl"
     manifest.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return manifest
