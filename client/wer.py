@@ -316,6 +316,7 @@ def write_report_png(transcriptions: Sequence[Transcription], scores: Scores, pa
     headless and from any thread.
     """
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     figure = Figure(figsize=(11, 4.2), layout="constrained")
     errors_axis, latency_axis = figure.subplots(1, 2)
@@ -338,6 +339,8 @@ def write_report_png(transcriptions: Sequence[Transcription], scores: Scores, pa
     latency_axis.set_ylabel("requests")
     latency_axis.set_title("Latency distribution")
     latency_axis.legend()
+    for axis in (errors_axis, latency_axis):
+        axis.yaxis.set_major_locator(MaxNLocator(integer=True))
     figure.savefig(path, dpi=110)
 
 
@@ -413,7 +416,8 @@ def transcribe_all(
             futures = [pool.submit(one, entry) for entry in entries]
             try:
                 completed = as_completed(futures)
-                for future in tqdm(completed, total=len(futures), desc="transcribing", disable=not progress):
+                bar = tqdm(completed, total=len(futures), desc="transcribing", disable=not progress)
+                for future in bar:
                     future.result()
             except BaseException:
                 for future in futures:
