@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "vaani.server",
     "vaani.client.commands",
     "vaani.client.wer_command",
+    "vaani.corpus.commands",
 )
 
 

@@ -42,8 +42,13 @@ class Subject:
     person: str  # "1sg", "2", "3sg", "pl"
 
 
+def _words(text: str) -> list[str]:
+    """Tables are written as space-separated strings: easier to read and check than lists."""
+    return text.split()
+
+
 def _nouns(gender: str, words: str) -> list[Noun]:
-    return [Noun(word, gender) for word in words.split()]
+    return [Noun(word, gender) for word in _words(words)]
 
 
 # People. Names and kinship words are the subjects of most sentences.
@@ -56,12 +61,12 @@ FEMALE_PEOPLE = _nouns(
     "f",
     "लड़की औरत माँ बहन दादी नानी रानी बेटी चाची मामी पत्नी शिक्षिका छात्रा नर्स",
 )
-MALE_NAMES = "राम मोहन रवि अमित अर्जुन राहुल विजय सुरेश श्याम गोपाल करण दीपक".split()
-FEMALE_NAMES = "सीता गीता प्रिया सुनीता मीरा आशा कमला अनीता पूजा नेहा राधा लक्ष्मी".split()
-PLURAL_PEOPLE = "बच्चे लड़के लड़कियाँ लोग किसान छात्र दोस्त".split()
+MALE_NAMES = _words("राम मोहन रवि अमित अर्जुन राहुल विजय सुरेश श्याम गोपाल करण दीपक")
+FEMALE_NAMES = _words("सीता गीता प्रिया सुनीता मीरा आशा कमला अनीता पूजा नेहा राधा लक्ष्मी")
+PLURAL_PEOPLE = _words("बच्चे लड़के लोग किसान छात्र दोस्त")
 
 # Possessive stems: + ा before a masculine singular noun, + ी feminine, + े plural.
-POSSESSIVE_STEMS = "मेर तुम्हार हमार उसक आपक इसक उनक".split()
+POSSESSIVE_STEMS = _words("मेर तुम्हार हमार उसक आपक इसक उनक")
 
 # Things, grouped by what can be done with them.
 FOOD = _nouns("m", "खाना चावल फल आम केला सेब अंडा आलू टमाटर समोसा पराठा") + _nouns(
@@ -70,20 +75,20 @@ FOOD = _nouns("m", "खाना चावल फल आम केला से�
 DRINKS = _nouns("m", "पानी दूध शरबत रस") + _nouns("f", "चाय कॉफ़ी लस्सी")
 READING = _nouns("m", "अख़बार पत्र सवाल जवाब") + _nouns("f", "किताब चिट्ठी कहानी कविता")
 CLOTHES = _nouns("m", "कुर्ता चश्मा स्वेटर") + _nouns("f", "टोपी घड़ी कमीज़ साड़ी")
-THINGS = _nouns(
-    "m", "फ़ोन दरवाज़ा खिलौना थैला टिकट फूल बर्तन कंबल छाता बटुआ डिब्बा शीशा कागज़ बिस्तर"
-) + _nouns("f", "कलम गाड़ी साइकिल कुर्सी मेज़ खिड़की दवा रस्सी चाबी तस्वीर गेंद पतंग बोतल")
+THINGS = _nouns("m", "फ़ोन दरवाज़ा खिलौना थैला टिकट फूल बर्तन कंबल छाता बटुआ डिब्बा शीशा कागज़ बिस्तर") + _nouns(
+    "f", "कलम गाड़ी साइकिल कुर्सी मेज़ खिड़की दवा रस्सी चाबी तस्वीर गेंद पतंग बोतल"
+)
 MUSIC = _nouns("m", "गाना गीत भजन संगीत") + _nouns("f", "धुन")
 TASKS = _nouns("m", "काम इंतज़ार") + _nouns("f", "बात मदद खेती सफ़ाई पढ़ाई तैयारी मेहनत")
 
 # Verb stems (the form before ना), by the kind of object they take.
 VERBS_FOR: dict[str, list[str]] = {
-    "food": "खा पका ख़रीद बेच ला काट माँग बना".split(),
-    "drinks": "पी बना ला माँग ख़रीद".split(),
-    "reading": "पढ़ लिख भेज ला ढूँढ".split(),
-    "clothes": "पहन धो ख़रीद ढूँढ उतार बेच".split(),
-    "things": "देख ढूँढ उठा रख ला ख़रीद बेच माँग पकड़ ले दे".split(),
-    "music": "सुन गा सीख".split(),
+    "food": _words("खा पका ख़रीद बेच ला काट माँग बना"),
+    "drinks": _words("पी बना ला माँग ख़रीद"),
+    "reading": _words("पढ़ लिख भेज ला ढूँढ"),
+    "clothes": _words("पहन धो ख़रीद ढूँढ उतार बेच"),
+    "things": _words("देख ढूँढ उठा रख ला ख़रीद बेच माँग पकड़ ले दे"),
+    "music": _words("सुन गा सीख"),
     "tasks": ["कर"],
 }
 OBJECTS_OF: dict[str, list[Noun]] = {
@@ -95,28 +100,28 @@ OBJECTS_OF: dict[str, list[Noun]] = {
     "music": MUSIC,
     "tasks": TASKS,
 }
-INTRANSITIVE = "सो दौड़ चल बैठ हँस रो खेल नहा उठ रुक तैर नाच बोल सोच जाग घूम गिर".split()
-MOTION = "जा आ पहुँच लौट".split()
+INTRANSITIVE = _words("सो दौड़ चल बैठ हँस रो खेल नहा उठ रुक तैर नाच बोल सोच जाग घूम गिर")
+MOTION = _words("जा आ पहुँच लौट")
 
-PLACES = (
+PLACES = _words(
     "घर स्कूल बाज़ार शहर गाँव दफ़्तर अस्पताल मंदिर बगीचे नदी खेत जंगल पहाड़ स्टेशन दुकान "
     "कमरे रसोई छत सड़क मैदान पुस्तकालय होटल समुद्र कॉलेज बैंक डाकघर पार्क"
-).split()
-CITIES = "दिल्ली मुंबई कोलकाता पटना जयपुर लखनऊ भोपाल चेन्नई पुणे आगरा वाराणसी".split()
-PLACE_POSTPOSITIONS = "में पर के_पास के_बाहर के_अंदर के_पीछे के_सामने".split()
+)
+CITIES = _words("दिल्ली मुंबई कोलकाता पटना जयपुर लखनऊ भोपाल चेन्नई पुणे आगरा वाराणसी")
+PLACE_POSTPOSITIONS = _words("में पर के_पास के_बाहर के_अंदर के_पीछे के_सामने")
 
 # Adjectives ending in ा change with gender and number; the others never change.
-INFLECTING_ADJECTIVES = (
+INFLECTING_ADJECTIVES = _words(
     "अच्छा बड़ा छोटा पुराना काला पीला हरा नीला ठंडा मीठा खट्टा लंबा ऊँचा गंदा सस्ता महँगा "
     "ताज़ा प्यारा गहरा भूखा प्यासा मोटा पतला सीधा गीला सूखा कड़वा सच्चा बुरा पक्का कच्चा हल्का"
-).split()
-PLAIN_ADJECTIVES = (
+)
+PLAIN_ADJECTIVES = _words(
     "सुंदर लाल सफ़ेद गरम तेज़ साफ़ भारी खुश उदास बीमार आसान मुश्किल ज़रूरी अमीर गरीब होशियार "
     "ईमानदार बहादुर शांत मज़बूत कमज़ोर नरम ख़ाली व्यस्त तैयार"
-).split()
-INTENSIFIERS = "बहुत काफ़ी थोड़ा ज़्यादा बिलकुल".split()
+)
+INTENSIFIERS = _words("बहुत काफ़ी थोड़ा ज़्यादा बिलकुल")
 
-NUMBERS = "दो तीन चार पाँच छह सात आठ नौ दस बीस पचास सौ".split()
+NUMBERS = _words("दो तीन चार पाँच छह सात आठ नौ दस बीस पचास सौ")
 
 # When something happens, by the tense it goes with.
 TIMES: dict[str, list[str]] = {
@@ -125,9 +130,9 @@ TIMES: dict[str, list[str]] = {
     "future": ["कल", "परसों", "अगले_हफ़्ते", "अगले_साल", "जल्दी", "बाद_में", "शाम_को"],
     "past": ["पहले", "बचपन_में", "पिछले_साल", "उन_दिनों", "हर_रोज़"],
 }
-WEEKDAYS = "सोमवार मंगलवार बुधवार गुरुवार शुक्रवार शनिवार रविवार".split()
+WEEKDAYS = _words("सोमवार मंगलवार बुधवार गुरुवार शुक्रवार शनिवार रविवार")
 
-CONJUNCTIONS = "और लेकिन क्योंकि इसलिए जबकि फिर".split()
+CONJUNCTIONS = _words("और लेकिन क्योंकि इसलिए जबकि फिर")
 
 
 def _agree(adjective: str, gender: str) -> str:
@@ -314,7 +319,9 @@ class SentenceMaker:
     def intransitive(self) -> list[str]:
         subject, tense = self.subject(), self.tense()
         place = self.place() if self.rng.random() < 0.5 else []
-        manner = [self.rng.choice(["जल्दी", "धीरे", "आराम_से", "ख़ुशी_से", "देर_तक"])] if self.rng.random() < 0.3 else []
+        manner = (
+            [self.rng.choice(["जल्दी", "धीरे", "आराम_से", "ख़ुशी_से", "देर_तक"])] if self.rng.random() < 0.3 else []
+        )
         verb = self.negate(verb_phrase(self.rng.choice(INTRANSITIVE), subject, tense), tense)
         return [*subject.words, *self.time(tense), *place, *manner, *verb]
 
