@@ -33,6 +33,10 @@ class RepositorySettings:
     python_instances: int = 1
     max_padding: float = 0.35
     bucket_seconds: float = 0.0
+    # TensorRT optimization profile: min and max follow from the fields above (batch 1 and one
+    # bucket up to max_batch_size and max_audio_seconds); these pick the shape tuned for.
+    profile_opt_batch: int = 8
+    profile_opt_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -171,9 +175,38 @@ def ensemble_config(settings: RepositorySettings) -> mc.ModelConfig:
     )
 
 
+def tensorrt_acoustic_config(spec: AcousticSpec, settings: RepositorySettings) -> mc.ModelConfig:
+    """`wav2vec2` as a TensorRT plan that Triton runs itself, on the GPU.
+
+    A plan runs equal shapes only (no ragged batches), so the preprocess step pads to
+    buckets and the dynamic batcher joins requests of the same bucket; the optimization
+    profile the plan was built with bounds batch and length, so `max_batch_size` and the
+    preferred batch sizes come from that same profile.
+    """
+    from vaani.build.tensorrt_engine import shape_profile
+
+    profile = shape_profile(settings)
+    config = mc.ModelConfig(
+        name="wav2vec2",
+        platform="tensorrt_plan",
+        max_batch_size=profile.max_batch,
+        dynamic_batching=mc.ModelDynamicBatching(
+            preferred_batch_size=sorted({profile.opt_batch, profile.max_batch}),
+            max_queue_delay_microseconds=settings.queue_delay_us,
+        ),
+        instance_group=[
+            mc.ModelInstanceGroup(count=settings.acoustic_instances, kind=mc.ModelInstanceGroup.KIND_GPU)
+        ],
+    )
+    _acoustic_io(config, spec, ragged=False)
+    return config
+
+
 def acoustic_config(spec: AcousticSpec, settings: RepositorySettings) -> mc.ModelConfig:
     if settings.engine == "onnxruntime":
         return python_acoustic_config(spec, settings)
+    if settings.engine == "tensorrt":
+        return tensorrt_acoustic_config(spec, settings)
     raise NotImplementedError(f"config generation for engine {settings.engine!r} is not written yet")
 
 

@@ -14,6 +14,7 @@ from vaani.errors import UserFacingError
 
 COMMAND_MODULES = (
     "vaani.build.commands",
+    "vaani.build.engine_command",
     "vaani.server",
     "vaani.client.commands",
     "vaani.client.wer_command",
