@@ -416,7 +416,7 @@ def transcribe_all(
             futures = [pool.submit(one, entry) for entry in entries]
             try:
                 completed = as_completed(futures)
-                bar = tqdm(completed, total=len(futures), desc="transcribing", disable=not progress)
+                bar = tqdm(completed, "transcribing", len(futures), unit="utt", disable=not progress)
                 for future in bar:
                     future.result()
             except BaseException:

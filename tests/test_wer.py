@@ -236,3 +236,58 @@ def _check_reports(output: Path, manifest_size: int) -> dict:
     assert summary["cer"] == pytest.approx(jiwer.cer(refs, hyps))
     assert (output / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     return summary
+
+
+# Sentences for the server test: punctuation and a precomposed nukta letter in the references, so the
+# normalization is exercised on what the server really returns.
+SPOKEN = [
+    ("मैं घर जा रहा हूँ।", "hi"),
+    ("आज मौसम बहुत अच्छा है, चलो बाहर चलें!", "hi+f3"),
+    ("वह रोज़ किताब पढ़ता है॥", "hi+m2"),
+]
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_wer_command_against_the_server(triton, tmp_path: Path, protocol: str) -> None:
+    from vaani.client.api import TranscriptionClient
+
+    from vaani.audio import load_audio
+    from vaani.corpus.synth import synthesize
+
+    (tmp_path / "audio").mkdir()
+    lines = []
+    for index, (text, voice) in enumerate(SPOKEN):
+        path = tmp_path / "audio" / f"{index}.wav"
+        audio = synthesize(text.rstrip("।॥!"), voice=voice)
+        sf.write(path, audio, SAMPLING_RATE)
+        record = {
+            "audio_filepath": f"audio/{index}.wav",
+            "text": text,
+            "duration": len(audio) / SAMPLING_RATE,
+        }
+        lines.append(json.dumps(record, ensure_ascii=False))
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    url = triton.http_url if protocol == "http" else triton.grpc_url
+    output = tmp_path / "out"
+
+    argv = ["wer", str(manifest), "--url", url, "--protocol", protocol, "--output", str(output)]
+    assert main([*argv, "--concurrency", "2", "--no-progress"]) == 0
+
+    summary = _check_reports(output, len(SPOKEN))
+    assert (summary["url"], summary["protocol"]) == (url, protocol)
+    assert summary["model"]
+    assert "published" not in summary  # the bundled model has no published numbers
+    assert summary["hits"] + summary["substitutions"] + summary["deletions"] == sum(
+        len(normalize(text).split()) for text, _ in SPOKEN
+    )
+    # The CSV reports what the server says for each file, in manifest order.
+    with (output / "utterances.csv").open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    client = TranscriptionClient(triton.http_url)
+    try:
+        for row in rows:
+            assert row["hypothesis"] == client.transcribe(load_audio(row["audio_filepath"]))
+    finally:
+        client.close()
