@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -54,13 +56,38 @@ def run(args: argparse.Namespace) -> int:
     splits = getattr(args, "split", None) or list(hindi_text.SPLITS)
     if args.plan is not None and len(splits) != 1:
         raise UserFacingError("--plan needs exactly one --split (the name of the output manifest)")
+    sizes = {}
     for split in splits:
         size = getattr(args, f"{split}_size")
         if args.plan is None and size < 1:
             raise UserFacingError(f"--{split}-size must be at least 1; got {size}")
         utterances = synth.read_plan(args.plan) if args.plan else synth.plan(split, size, args.seed)
         write_split(split, utterances, args.output, args.format, max(1, args.workers))
+        sizes[split] = len(utterances)
+    describe(args, sizes)
     return 0
+
+
+def describe(args: argparse.Namespace, sizes: dict[str, int]) -> None:
+    """``corpus.json``: how the corpus was made, for model cards and for regenerating it."""
+    command = ["vaani", "corpus", "--output", str(args.output)]
+    for split in sizes:
+        command += ["--split", split]
+        if args.plan is None:
+            command += [f"--{split}-size", str(sizes[split])]
+    command += ["--plan", str(args.plan)] if args.plan else ["--seed", str(args.seed)]
+    info = {
+        "command": shlex.join(command),
+        "seed": args.seed,
+        "sizes": sizes,
+        "voices": list(synth.VOICES),
+        "speed_wpm": list(synth.SPEED_WPM),
+        "pitch": list(synth.PITCH),
+        "espeak_ng": synth.espeak_version(),
+    }
+    (args.output / "corpus.json").write_text(
+        json.dumps(info, ensure_ascii=False, indent=1) + "\n", encoding="utf-8"
+    )
 
 
 def write_split(

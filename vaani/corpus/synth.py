@@ -78,6 +78,12 @@ def espeak_binary() -> str:
     return binary
 
 
+def espeak_version() -> str:
+    """espeak-ng's version line: output is deterministic only within one version."""
+    result = subprocess.run([espeak_binary(), "--version"], capture_output=True, text=True, check=False)
+    return result.stdout.split("Data at:")[0].strip()
+
+
 def synthesize(text: str, voice: str = "hi", speed: int = 175, pitch: int = 50) -> np.ndarray:
     """Speak ``text`` with espeak-ng: mono float32 samples at 16 kHz in [-1, 1]."""
     import soundfile
