@@ -38,15 +38,17 @@ class HfModel:
         by_id = {index: token for token, index in self.tokenizer.get_vocab().items()}
         tokens = tuple(by_id.get(i, "") for i in range(config.vocab_size))
         blank = self.tokenizer.pad_token_id
+        delimiter = self.tokenizer.word_delimiter_token
+        kept = {blank, self.tokenizer.convert_tokens_to_ids(delimiter)}
         return AcousticSpec(
             vocab_size=config.vocab_size,
             conv_kernel=tuple(config.conv_kernel),
             conv_stride=tuple(config.conv_stride),
             uses_attention_mask=self.uses_attention_mask,
             blank_id=blank,
-            word_delimiter=self.tokenizer.word_delimiter_token,
+            word_delimiter=delimiter,
             tokens=tokens,
-            special_ids=tuple(sorted(set(self.tokenizer.all_special_ids) - {blank})),
+            special_ids=tuple(sorted(set(self.tokenizer.all_special_ids) - kept)),
         )
 
     def features(self, audio: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -68,8 +70,18 @@ class HfModel:
         values, mask = self.features(audio)
         ids = self.logits(values, mask).argmax(-1)
         lengths = [self.spec_frames(len(a)) for a in audio]
-        texts = [self.tokenizer.decode(row[:n], skip_special_tokens=True) for row, n in zip(ids, lengths)]
-        return [" ".join(t.split()) for t in texts]
+        return [self.decode(row[:n]) for row, n in zip(ids, lengths)]
+
+    def decode(self, ids: np.ndarray) -> str:
+        """The tokenizer's plain `decode` (it merges repeats correctly), special tokens then removed.
+
+        Not ``skip_special_tokens=True``: that drops ``<pad>`` before merging repeats.
+        """
+        text = self.tokenizer.decode(ids)
+        for token in self.tokenizer.all_special_tokens:
+            if token != self.tokenizer.word_delimiter_token:
+                text = text.replace(token, "")
+        return " ".join(text.split())
 
     def spec_frames(self, samples: int) -> int:
         return int(self.model._get_feat_extract_output_lengths(samples))

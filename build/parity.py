@@ -105,4 +105,6 @@ def require(report: ParityReport) -> None:
     """Fail the build loudly, with the numbers, when the exported graph disagrees."""
     print(report.describe())
     if not report.passed:
-        raise UserFacingError("the exported model disagrees with PyTorch; not installing it\n" + report.describe())
+        raise UserFacingError(
+            "the exported model disagrees with PyTorch; not installing it\n" + report.describe()
+        )

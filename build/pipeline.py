@@ -8,12 +8,13 @@ import shutil
 from dataclasses import asdict
 from pathlib import Path
 
-from vaani import __version__
 from vaani.build import export, repository
 from vaani.build.hf_model import HfModel
 from vaani.build.parity import compare, probe_audio, require
 from vaani.build.repository import RepositorySettings, write_configs
 from vaani.build.source import fingerprint, resolve
+
+from vaani import __version__
 from vaani.engines.onnxruntime import OnnxRuntimeEngine
 
 STAMP = ".build.json"
@@ -56,7 +57,9 @@ def build(model: str, repo: Path, settings: RepositorySettings, force: bool = Fa
     )
     require(report)
     write_configs(repo, spec, settings)
-    files = [str(p.relative_to(repo)) for p in repo.glob("*/config.pbtxt")] + [str(onnx_path.relative_to(repo))]
+    files = [str(p.relative_to(repo)) for p in repo.glob("*/config.pbtxt")] + [
+        str(onnx_path.relative_to(repo))
+    ]
     (repo / STAMP).write_text(
         json.dumps({"key": key, "model": model, "settings": asdict(settings), "files": files}, indent=1)
     )

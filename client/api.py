@@ -1,12 +1,13 @@
 """Transcribing audio with a running `asr` ensemble, over HTTP or gRPC.
 
-    from vaani.client.api import transcribe
-    text = transcribe(audio)                 # float32, 16 kHz, mono; localhost:8000 over HTTP
+from vaani.client.api import transcribe
+text = transcribe(audio)                 # float32, 16 kHz, mono; localhost:8000 over HTTP
 """
 
 from __future__ import annotations
 
 import numpy as np
+from tritonclient.utils import InferenceServerException
 
 from vaani.acoustic import SAMPLING_RATE
 
@@ -47,8 +48,8 @@ class TranscriptionClient:
         output = self._module.InferRequestedOutput("TRANSCRIPT")
         try:
             result = self._client.infer(self.model, [tensor], outputs=[output])
-        except Exception as error:  # tritonclient raises InferenceServerException per protocol
-            raise TranscriptionError(getattr(error, "message", lambda: str(error))()) from None
+        except InferenceServerException as error:
+            raise TranscriptionError(error.message()) from None
         return [item.decode("utf-8") for item in result.as_numpy("TRANSCRIPT").reshape(-1)]
 
     def transcribe(self, audio: np.ndarray) -> str:

@@ -10,9 +10,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from vaani.client.api import PROTOCOLS, TranscriptionClient, TranscriptionError
+
 from vaani.acoustic import SAMPLING_RATE
 from vaani.audio import AudioFileError, load_audio
-from vaani.client.api import PROTOCOLS, TranscriptionClient, TranscriptionError
 from vaani.errors import UserFacingError
 
 
@@ -24,10 +25,14 @@ def register(subcommands) -> None:
         "them to 16 kHz mono, send one request per file to the `asr` ensemble, print the transcripts.",
     )
     parser.add_argument("files", nargs="+", type=Path, metavar="FILE")
-    parser.add_argument("--url", help="server address host:port (default localhost:8000, gRPC localhost:8001)")
+    parser.add_argument(
+        "--url", help="server address host:port (default localhost:8000, gRPC localhost:8001)"
+    )
     parser.add_argument("--protocol", choices=PROTOCOLS, default="http")
     parser.add_argument("--concurrency", type=int, default=1, help="requests in flight at once")
-    parser.add_argument("--json", action="store_true", help="one JSON object per file with duration and latency")
+    parser.add_argument(
+        "--json", action="store_true", help="one JSON object per file with duration and latency"
+    )
     parser.add_argument("--model", default="asr", help="model name on the server")
     parser.set_defaults(func=run)
 
@@ -62,7 +67,9 @@ def run(args: argparse.Namespace) -> int:
         with ThreadPoolExecutor(max(1, args.concurrency)) as pool:
             results = list(pool.map(one, range(len(audio))))
     except Exception as error:  # connection refused and the like, before any response
-        raise UserFacingError(f"cannot reach the server at {args.url or 'the default address'}: {error}") from None
+        raise UserFacingError(
+            f"cannot reach the server at {args.url or 'the default address'}: {error}"
+        ) from None
     failed = 0
     for result in results:
         if result["error"]:

@@ -8,9 +8,11 @@ from vaani.acoustic import AcousticSpec
 
 
 class GreedyDecoder:
-    """Best path: argmax per frame, merge repeats, drop blanks and special tokens.
+    """Best path: argmax per frame, merge repeats, then drop blanks and special tokens.
 
-    ``|`` becomes a space; words come out separated by single spaces.
+    ``|`` becomes a space; words come out separated by single spaces. The order matters:
+    ``क <pad> क`` is two letters. (transformers' ``decode(skip_special_tokens=True)`` drops
+    ``<pad>`` before merging and returns one; its plain ``decode`` agrees with this.)
     """
 
     def __init__(self, spec: AcousticSpec) -> None:

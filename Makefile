@@ -1,0 +1,48 @@
+# vaani entry points. `make setup && make serve MODEL=models/tiny-hindi`, then `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+VAANI := $(VENV)/bin/vaani
+MODEL ?= ai4bharat/indicwav2vec-hindi
+ENGINE ?= onnxruntime
+REPOSITORY ?= model_repository
+HTTP_PORT ?= 8000
+GRPC_PORT ?= 8001
+METRICS_PORT ?= 8002
+HTTP_URL ?= localhost:$(HTTP_PORT)
+GRPC_URL ?= localhost:$(GRPC_PORT)
+OUTPUT ?= results
+SETUP_STAMP := $(VENV)/.setup-complete
+
+.PHONY: setup serve build test lint clean
+
+## setup: .venv with the project, its Python dependencies and the Debian packages it needs
+setup: $(SETUP_STAMP)
+
+$(SETUP_STAMP): pyproject.toml scripts/system-packages.sh
+	scripts/system-packages.sh
+	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if (3, 10) <= v <= (3, 12) else f"Python 3.10-3.12 needed, {sys.version.split()[0]} found: make setup PYTHON=python3.11")'
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --upgrade pip
+	$(VENV)/bin/python -m pip install -q -e ".[serve,build,eval,loadtest,dev]"
+	touch $@
+
+## build: export MODEL and write the Triton repository (cached)
+build: setup
+	$(VAANI) build --model $(MODEL) --engine $(ENGINE) --repository $(REPOSITORY)
+
+## serve: build if needed, then run tritonserver on localhost in the foreground
+serve: setup
+	$(VAANI) serve --model $(MODEL) --engine $(ENGINE) --repository $(REPOSITORY) \
+		--http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
+
+## test: the whole suite against a real tritonserver (sets itself up)
+test: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/python -m pytest -q -rs
+
+lint: setup
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+clean:
+	$(VAANI) clean --repository $(REPOSITORY) 2>/dev/null || true

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Debian packages the project needs at run and test time; installs only what is missing.
+#   espeak-ng   synthetic Hindi speech (corpus, tests)
+#   libsndfile1 soundfile's codec library (the wheel bundles one; this keeps OGG/FLAC working everywhere)
+#   libb64-0d   needed by the perf_analyzer binary
+set -euo pipefail
+packages=(espeak-ng libsndfile1 libb64-0d)
+missing=()
+for package in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if ! command -v apt-get >/dev/null; then
+    echo "missing system packages: ${missing[*]} (no apt-get here: install them with your package manager)" >&2
+    exit 1
+fi
+sudo=""
+[ "$(id -u)" -ne 0 ] && sudo="sudo"
+echo "installing system packages: ${missing[*]}"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,59 @@
+"""Shared fixtures: one real tritonserver for the whole session, serving `models/tiny-hindi`."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+from vaani.build.hf_model import HfModel
+from vaani.build.pipeline import build
+from vaani.build.repository import RepositorySettings
+
+from vaani.server import Ports, TritonProcess
+
+ROOT = Path(__file__).resolve().parents[1]
+BUNDLED_MODEL = ROOT / "models" / "tiny-hindi"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def copy_step_sources(target: Path) -> Path:
+    """A fresh repository holding only the tracked `model.py` files, for a test build."""
+    for source in (ROOT / "model_repository").glob("*/1/model.py"):
+        destination = target / source.relative_to(ROOT / "model_repository")
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, destination)
+    return target
+
+
+@pytest.fixture(scope="session")
+def bundled_model() -> HfModel:
+    return HfModel.load(BUNDLED_MODEL)
+
+
+@pytest.fixture(scope="session")
+def test_settings() -> RepositorySettings:
+    # A long batching window so that concurrent requests reliably meet in one execution.
+    return RepositorySettings(queue_delay_us=100_000, max_batch_size=16, threads=2)
+
+
+@pytest.fixture(scope="session")
+def triton(tmp_path_factory, test_settings):
+    """The project's tritonserver on free ports; stopped at the end of the session, also on failure."""
+    repository = copy_step_sources(tmp_path_factory.mktemp("model_repository"))
+    build(str(BUNDLED_MODEL), repository, test_settings)
+    ports = Ports(free_port(), free_port(), free_port())
+    log = tmp_path_factory.mktemp("logs") / "tritonserver.log"
+    with TritonProcess(repository, ports, log_file=log) as server:
+        try:
+            server.wait_ready()
+        except Exception:
+            print(log.read_text())
+            raise
+        yield server

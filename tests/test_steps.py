@@ -1,0 +1,110 @@
+"""The steps' logic without a server: normalization, ragged batching, greedy CTC, configs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+from vaani.build.repository import RepositorySettings, all_configs
+
+from vaani.acoustic import AcousticSpec
+from vaani.batching import plan_groups, run_ragged
+from vaani.ctc import GreedyDecoder
+from vaani.preprocessing import AudioError, AudioLimits, normalize, pad_to_bucket
+
+
+def test_normalize_matches_feature_extractor(bundled_model):
+    rng = np.random.default_rng(0)
+    audio = (0.2 * rng.standard_normal((2, 12_345)) + 0.01).astype(np.float32)
+    expected = bundled_model.extractor(list(audio), sampling_rate=16_000, return_tensors="np")["input_values"]
+    np.testing.assert_array_equal(normalize(audio), expected)
+    assert normalize(audio).dtype == np.float32 and normalize(audio).flags.c_contiguous
+
+
+def test_limits_name_the_problem():
+    limits = AudioLimits(min_samples=400, max_samples=16_000)
+    limits.check(np.zeros((2, 400), np.float32))
+    cases = {
+        "empty": np.zeros((1, 0), np.float32),
+        "too short": np.zeros((1, 399), np.float32),
+        "too long": np.zeros((1, 16_001), np.float32),
+        "NaN": np.full((1, 500), np.nan, np.float32),
+        "FP32": np.zeros((1, 500), np.float64),
+        "batch, samples": np.zeros((500,), np.float32),
+    }
+    for message, audio in cases.items():
+        with pytest.raises(AudioError, match=message):
+            limits.check(audio)
+
+
+def test_bucket_padding_keeps_samples_and_marks_them():
+    values, mask = pad_to_bucket(np.ones((2, 1000), np.float32), 800)
+    assert values.shape == mask.shape == (2, 1600)
+    assert mask[:, :1000].all() and not mask[:, 1000:].any() and not values[:, 1000:].any()
+    assert pad_to_bucket(np.ones((1, 1000), np.float32), 0)[0].shape == (1, 1000)
+
+
+def test_plan_groups_bounds_padding():
+    lengths, rows = [100, 1000, 950, 120, 900], [1, 1, 2, 1, 1]
+    groups = plan_groups(lengths, rows, max_padding=0.3)
+    assert sorted(i for g in groups for i in g.requests) == list(range(5))
+    for group in groups:
+        real = sum(lengths[i] * rows[i] for i in group.requests)
+        padded = group.samples * sum(rows[i] for i in group.requests)
+        assert 1 - real / padded <= 0.3
+    assert len(plan_groups(lengths, rows, max_padding=1.0)) == 1
+
+
+def test_run_ragged_equals_running_alone():
+    calls = []
+
+    def engine(values, mask):  # frames = samples // 10; each frame = sum of its valid samples
+        calls.append(values.shape)
+        masked = values * mask
+        return masked[:, : values.shape[1] // 10 * 10].reshape(values.shape[0], -1, 10).sum(-1, keepdims=True)
+
+    rng = np.random.default_rng(1)
+    requests = [rng.standard_normal((rows, n)).astype(np.float32) for rows, n in [(1, 50), (2, 80), (1, 30)]]
+    masks = [np.ones_like(r, dtype=np.int64) for r in requests]
+    out = run_ragged(requests, masks, engine, lambda n: n // 10, max_padding=1.0)
+    assert len(calls) == 1 and calls[0] == (4, 80)
+    for got, values, mask in zip(out, requests, masks):
+        np.testing.assert_allclose(got, engine(values, mask), rtol=1e-6)
+
+
+def test_greedy_decoder_matches_the_tokenizer(bundled_model):
+    spec = bundled_model.spec()
+    decoder = GreedyDecoder(spec)
+    rng = np.random.default_rng(2)
+    delimiter = bundled_model.tokenizer.convert_tokens_to_ids("|")
+    for _ in range(200):
+        ids = rng.integers(0, spec.vocab_size, size=rng.integers(0, 40))
+        ids[rng.random(ids.shape) < 0.4] = spec.blank_id
+        ids[rng.random(ids.shape) < 0.15] = delimiter
+        assert decoder.decode_ids(ids) == bundled_model.decode(ids)
+
+
+def test_frames_match_transformers(bundled_model):
+    spec = bundled_model.spec()
+    for samples in (400, 401, 719, 720, 16_000, 123_457):
+        assert spec.frames(samples) == int(bundled_model.model._get_feat_extract_output_lengths(samples))
+    assert spec.receptive_field == 400
+
+
+def test_ensemble_contract_and_configs_parse():
+    spec = AcousticSpec(32, (10, 3, 3, 3, 3, 2, 2), (5, 2, 2, 2, 2, 2, 2), True, 1, "|", tuple("x" * 32))
+    configs = all_configs(spec, RepositorySettings(max_batch_size=8))
+    asr = configs["asr"]
+    assert asr.platform == "ensemble" and asr.max_batch_size == 8
+    assert [(i.name, i.data_type, list(i.dims)) for i in asr.input] == [("AUDIO", mc.TYPE_FP32, [-1])]
+    assert [(o.name, o.data_type, list(o.dims)) for o in asr.output] == [("TRANSCRIPT", mc.TYPE_STRING, [1])]
+    assert [s.model_name for s in asr.ensemble_scheduling.step] == ["preprocess", "wav2vec2", "ctc_decoder"]
+    assert all(i.allow_ragged_batch for i in configs["wav2vec2"].input)
+    for config in configs.values():
+        assert text_format.Parse(text_format.MessageToString(config), mc.ModelConfig()) == config
+
+
+def test_settings_reject_unknown_engine():
+    with pytest.raises(ValueError, match="engine"):
+        RepositorySettings(engine="tflite")
