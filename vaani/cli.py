@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "vaani.client.commands",
     "vaani.client.wer_command",
     "vaani.corpus.commands",
+    "vaani.training.commands",
 )
 
 
