@@ -59,11 +59,14 @@ PUBLISHED: dict[str, tuple[PublishedResult, ...]] = {
 
 @dataclass(frozen=True)
 class ManifestEntry:
-    """One manifest line; ``audio_path`` is already resolved against the manifest's folder."""
+    """One manifest line; ``audio_path`` is already resolved against the manifest's folder.
+
+    The manifest's ``duration`` is not kept: durations in the reports are measured from the
+    audio actually sent, so a stale manifest cannot skew RTF or audio hours.
+    """
 
     audio_path: Path
     text: str
-    duration: float | None
 
 
 @dataclass(frozen=True)
@@ -131,8 +134,7 @@ def read_manifest(path: Path) -> list[ManifestEntry]:
         audio = audio if audio.is_absolute() else path.parent / audio
         if not audio.is_file():
             raise UserFacingError(f"{path}:{number}: audio file not found: {audio}")
-        duration = record.get("duration")
-        entries.append(ManifestEntry(audio, text, None if duration is None else float(duration)))
+        entries.append(ManifestEntry(audio, text))
     if not entries:
         raise UserFacingError(f"manifest has no entries: {path}")
     return entries
