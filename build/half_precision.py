@@ -156,9 +156,11 @@ def _final_projection(graph: onnx.GraphProto, producers: dict[str, onnx.NodeProt
     found: set[str] = set()
     for output in graph.output:
         node = producers.get(output.name)
+        chain: list[str] = []
         while node is not None and node.op_type in _PROJECTION_TAIL | _PROJECTION:
-            found.add(node.name)
+            chain.append(node.name)
             if node.op_type in _PROJECTION:
+                found.update(chain)
                 break
             computed = [name for name in node.input if name in producers and name not in initializers]
             node = producers[computed[0]] if len(computed) == 1 else None
@@ -293,9 +295,15 @@ def convert(model: onnx.ModelProto, precision: Precision) -> tuple[onnx.ModelPro
             fp32_nodes[node.op_type] += 1
         nodes.append(node)
 
-    for output in graph.output:
+    for output in graph.output:  # outputs stay FP32: a half producer gets a Cast back
         if output.name in is_float and current.get(output.name, FLOAT) != FLOAT:
-            raise AssertionError(f"graph output {output.name} would leave FP32")  # lm_head is forced FP32
+            inner = f"{output.name}__{precision}"
+            for node in nodes:
+                node.output[:] = [inner if name == output.name else name for name in node.output]
+                node.input[:] = [inner if name == output.name else name for name in node.input]
+            nodes.append(
+                helper.make_node("Cast", [inner], [output.name], to=FLOAT, name=f"Cast_{output.name}")
+            )
 
     used = {name for node in nodes for name in node.input}
     kept = [t for t in graph.initializer if t.name in used]

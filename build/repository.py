@@ -199,6 +199,8 @@ def tensorrt_acoustic_config(spec: AcousticSpec, settings: RepositorySettings) -
         ],
     )
     _acoustic_io(config, spec, ragged=False)
+    if not spec.uses_attention_mask:  # a plan's inputs must match the config's exactly
+        del config.input[[i.name for i in config.input].index("ATTENTION_MASK")]
     return config
 
 

@@ -1,0 +1,16 @@
+# Load generator image for the `locust` profile: the project with its `loadtest` extra
+# (Locust, tritonclient); the locustfile itself is mounted from ./loadtest.
+FROM python:3.11-slim
+
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libsndfile1 \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /tmp/vaani-src
+COPY pyproject.toml README.md ./
+COPY vaani ./vaani
+COPY build ./build
+COPY client ./client
+COPY loadtest ./loadtest
+RUN python3 -m pip install ".[loadtest]" && rm -rf /tmp/vaani-src
+WORKDIR /mnt/locust
