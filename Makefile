@@ -44,5 +44,6 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
-clean:
-	$(VAANI) clean --repository $(REPOSITORY) 2>/dev/null || true
+## clean: remove generated engines, ONNX and configs from the repository
+clean: setup
+	$(VAANI) clean --repository $(REPOSITORY)

@@ -60,6 +60,12 @@ def register(subcommands) -> None:
     add_settings_arguments(build)
     build.set_defaults(func=_build)
 
+    clean = subcommands.add_parser(
+        "clean", help="remove what `vaani build` generated from the repository (keeps the model.py files)"
+    )
+    clean.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
+    clean.set_defaults(func=_clean)
+
     tiny = subcommands.add_parser(
         "make-tiny-model",
         help="write a small randomly initialised Hindi wav2vec2 CTC model (save_pretrained layout)",
@@ -73,6 +79,14 @@ def _build(args: argparse.Namespace) -> int:
     from vaani.build.pipeline import build
 
     build(args.model, args.repository, settings_from_args(args), force=args.force)
+    return 0
+
+
+def _clean(args: argparse.Namespace) -> int:
+    from vaani.build.pipeline import clean
+
+    clean(args.repository)
+    print(f"removed generated files from {args.repository}")
     return 0
 
 

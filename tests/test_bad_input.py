@@ -46,8 +46,9 @@ def _infer(url: str, audio: np.ndarray, datatype: str):
 @pytest.mark.parametrize("case", list(BAD))
 def test_bad_input_is_refused_and_server_stays_ready(triton, case):
     audio, datatype, message = BAD[case]
-    with pytest.raises(InferenceServerException, match=message):
+    with pytest.raises(InferenceServerException, match=message) as refused:
         _infer(triton.http_url, audio, datatype)
+    assert refused.value.status() == "400", "bad input is the client's error, not the server's"
     client = httpclient.InferenceServerClient(triton.http_url)
     assert client.is_server_ready()
     assert client.is_model_ready("asr")

@@ -24,7 +24,8 @@ class TritonPythonModel:
         try:
             self.limits.check(audio)
         except AudioError as error:
-            return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(error)))
+            invalid = pb_utils.TritonError(str(error), pb_utils.TritonError.INVALID_ARG)  # HTTP 400
+            return pb_utils.InferenceResponse(error=invalid)
         values, mask = pad_to_bucket(normalize(audio), self.bucket)
         num_samples = np.full((audio.shape[0], 1), audio.shape[1], dtype=np.int64)
         return pb_utils.InferenceResponse(
