@@ -1,0 +1,133 @@
+"""The GPU deployment files: `docker-compose config` (no daemon needed) plus structural checks."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from vaani.build.engine_command import DEFAULT_TRITON_TAG
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCKER = ROOT / "docker"
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+@pytest.fixture(scope="module")
+def triton(compose) -> dict:
+    return compose["services"]["triton"]
+
+
+def _compose_binary() -> list[str]:
+    """Debian's docker-compose (v1) validates without a daemon; `make setup` installs it."""
+    binary = shutil.which("docker-compose")
+    assert binary, "docker-compose not installed: run `make setup` (Debian package docker-compose)"
+    return [binary]
+
+
+def test_compose_config_validates():
+    command = [*_compose_binary(), "--project-directory", str(ROOT), "-f", str(ROOT / "docker-compose.yml")]
+    result = subprocess.run(
+        [*command, "--profile", "locust", "--profile", "perf", "config", "--services"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    services = set(result.stdout.split())
+    assert services == {"triton", "prometheus", "grafana", "locust-master", "locust-worker", "perf"}
+
+
+def test_triton_reserves_gpus_shm_ports_and_health(triton):
+    devices = triton["deploy"]["resources"]["reservations"]["devices"]
+    assert devices == [{"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}]
+    assert triton["shm_size"] in ("2gb", "2g") or int(triton["shm_size"]) >= 1 << 30
+    published = {port.rsplit(":", 1)[1] for port in triton["ports"]}
+    assert published == {"8000", "8001", "8002"}
+    health = triton["healthcheck"]
+    assert "/v2/health/ready" in " ".join(health["test"])
+    assert health["start_period"]
+    assert "./model_repository:/models:ro" in triton["volumes"]
+
+
+def test_triton_restricts_apis_and_checks_the_plan(triton):
+    command = triton["command"]
+    assert command[0] == "tritonserver"
+    assert "--model-control-mode=none" in command
+    assert "--metrics-config=summary_latencies=true" in command
+    for flag in ("--http-restricted-api", "--grpc-restricted-protocol"):
+        value = next(c for c in command if c.startswith(flag + "="))
+        apis, _, credential = value.split("=", 1)[1].partition(":")
+        assert set(apis.split(",")) == {"model-repository", "shared-memory"}
+        assert credential == "admin-key=$${TRITON_ADMIN_KEY}"  # compose turns $$ into $; plan_guard fills it
+    assert triton["entrypoint"][:3] == ["python3", "-m", "vaani.plan_guard"]
+
+
+def test_one_triton_tag_for_server_sdk_and_engine(compose, triton):
+    default = f"${{TRITON_TAG:-{DEFAULT_TRITON_TAG}}}"
+    assert triton["build"]["args"]["TRITON_TAG"] == default
+    assert compose["services"]["perf"]["image"] == f"nvcr.io/nvidia/tritonserver:{default}-py3-sdk"
+    dockerfile = (ROOT / triton["build"]["dockerfile"]).read_text()
+    assert f"ARG TRITON_TAG={DEFAULT_TRITON_TAG}" in dockerfile
+    assert "FROM nvcr.io/nvidia/tritonserver:${TRITON_TAG}-py3" in dockerfile
+
+
+def test_server_image_installs_only_the_base_project():
+    dockerfile = (DOCKER / "triton.Dockerfile").read_text()
+    installs = [i.strip() for i in re.findall(r"pip install ([^\n\\&]+)", dockerfile)]
+    assert installs == ["."]  # no [serve]: no onnxruntime, no pytriton; no torch
+
+
+def test_load_generators_point_at_triton(compose):
+    services = compose["services"]
+    master, worker, perf = services["locust-master"], services["locust-worker"], services["perf"]
+    assert master["profiles"] == ["locust"] and worker["profiles"] == ["locust"]
+    assert "--locustfile=/mnt/locust/locustfile.py" in master["command"] and "--master" in master["command"]
+    assert "./loadtest:/mnt/locust:ro" in master["volumes"]
+    assert "--host=http://triton:8000" in master["command"]
+    assert "--master-host=locust-master" in worker["command"]
+    assert perf["profiles"] == ["perf"] and perf["command"][0] == "perf_analyzer"
+    assert "--url=triton:8001" in perf["command"] and "--model-name=asr" in perf["command"]
+
+
+def test_prometheus_scrapes_triton_metrics(compose):
+    config = yaml.safe_load((DOCKER / "prometheus.yml").read_text())
+    targets = [
+        t for job in config["scrape_configs"] for group in job["static_configs"] for t in group["targets"]
+    ]
+    assert targets == ["triton:8002"]
+    assert (
+        "./docker/prometheus.yml:/etc/prometheus/prometheus.yml:ro"
+        in compose["services"]["prometheus"]["volumes"]
+    )
+
+
+def test_grafana_provisioning_and_dashboard(compose):
+    volumes = compose["services"]["grafana"]["volumes"]
+    assert "./docker/grafana/provisioning:/etc/grafana/provisioning:ro" in volumes
+    datasource = yaml.safe_load((DOCKER / "grafana/provisioning/datasources/prometheus.yml").read_text())
+    source = datasource["datasources"][0]
+    assert source["type"] == "prometheus" and source["url"] == "http://prometheus:9090"
+    provider = yaml.safe_load((DOCKER / "grafana/provisioning/dashboards/vaani.yml").read_text())
+    assert provider["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
+    dashboard = json.loads((DOCKER / "grafana/dashboards/vaani.json").read_text())
+    queries = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
+    for metric in (
+        "nv_inference_request_success",
+        'nv_inference_request_summary_us{quantile="0.5"}',
+        'nv_inference_request_summary_us{quantile="0.99"}',
+        "nv_inference_queue_duration_us",
+        "rate(nv_inference_count[1m])) / sum by (model) (rate(nv_inference_exec_count[1m]))",
+        "nv_gpu_utilization",
+        "nv_gpu_memory_used_bytes",
+    ):
+        assert metric in queries, metric
+    assert all(p["datasource"]["uid"] == source["uid"] for p in dashboard["panels"])
