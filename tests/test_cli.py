@@ -1,0 +1,60 @@
+"""The `vaani` command: lean imports for serving and clients, and `vaani serve`'s lifecycle."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+from .conftest import free_port
+
+BLOCK_HEAVY = (
+    "import sys\n"
+    "for name in ('torch', 'transformers', 'onnx'):\n"
+    "    sys.modules[name] = None  # any import of them now fails\n"
+)
+
+
+def test_cli_and_serving_steps_import_without_torch_or_transformers():
+    code = BLOCK_HEAVY + (
+        "from vaani.cli import parser\n"
+        "parser()\n"
+        "import vaani.client.api, vaani.audio, vaani.preprocessing, vaani.batching, vaani.ctc\n"
+        "import vaani.engines.onnxruntime, vaani.triton_step\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_serve_prints_endpoints_and_stops_cleanly_on_sigterm(triton):
+    http = free_port()
+    command = [
+        sys.executable, "-m", "vaani.cli", "serve", "--skip-build", "--repository", str(triton.repository),
+        "--http-port", str(http), "--grpc-port", str(free_port()), "--metrics-port", str(free_port()),
+    ]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        for line in process.stdout:
+            lines.append(line)
+            if "Ctrl-C stops the server" in line:
+                break
+        banner = "".join(lines)
+        assert f"http://127.0.0.1:{http}/v2/models/asr/infer" in banner, banner[-2000:]
+        with urllib.request.urlopen(f"http://127.0.0.1:{http}/v2/health/ready", timeout=5) as response:
+            assert response.status == 200
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{http}/v2/health/ready", timeout=1)
+        except OSError:
+            return
+        time.sleep(0.5)
+    raise AssertionError("tritonserver still answers after vaani serve exited")
