@@ -8,16 +8,16 @@ import shutil
 from dataclasses import asdict
 from pathlib import Path
 
+from vaani import __version__
 from vaani.build import export, repository
 from vaani.build.hf_model import HfModel
 from vaani.build.parity import compare, probe_audio, require
 from vaani.build.repository import RepositorySettings, write_configs
 from vaani.build.source import fingerprint, resolve
-
-from vaani import __version__
 from vaani.engines.onnxruntime import OnnxRuntimeEngine
 
 STAMP = ".build.json"
+STEP_SOURCES = Path(__file__).resolve().parents[1] / "model_repository"
 
 
 def _key(model_dir: Path, settings: RepositorySettings) -> str:
@@ -35,8 +35,18 @@ def is_current(repo: Path, key: str) -> bool:
     return recorded.get("key") == key and all((repo / f).exists() for f in recorded.get("files", []))
 
 
+def install_steps(repo: Path) -> None:
+    """Put the tracked `model.py` of each python step into ``repo`` when it is another folder."""
+    for source in STEP_SOURCES.glob("*/1/model.py"):
+        target = repo / source.relative_to(STEP_SOURCES)
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+
+
 def build(model: str, repo: Path, settings: RepositorySettings, force: bool = False) -> Path:
     """Build ``repo`` for ``model``; a second call with unchanged inputs does nothing."""
+    install_steps(repo)
     model_dir = resolve(model)
     key = _key(model_dir, settings)
     if not force and is_current(repo, key):
@@ -56,7 +66,7 @@ def build(model: str, repo: Path, settings: RepositorySettings, force: bool = Fa
         audio=probe_audio(),
     )
     require(report)
-    write_configs(repo, spec, settings)
+    write_configs(repo, spec, settings, source_model=model)
     files = [str(p.relative_to(repo)) for p in repo.glob("*/config.pbtxt")] + [
         str(onnx_path.relative_to(repo))
     ]

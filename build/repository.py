@@ -212,18 +212,25 @@ def acoustic_config(spec: AcousticSpec, settings: RepositorySettings) -> mc.Mode
     raise NotImplementedError(f"config generation for engine {settings.engine!r} is not written yet")
 
 
-def all_configs(spec: AcousticSpec, settings: RepositorySettings) -> dict[str, mc.ModelConfig]:
+def all_configs(
+    spec: AcousticSpec, settings: RepositorySettings, source_model: str = ""
+) -> dict[str, mc.ModelConfig]:
+    ensemble = ensemble_config(settings)
+    if source_model:  # clients (`vaani wer`) read which model is served from here
+        _parameters(ensemble, {"source_model": source_model})
     return {
-        ENSEMBLE: ensemble_config(settings),
+        ENSEMBLE: ensemble,
         "preprocess": preprocess_config(spec, settings),
         "wav2vec2": acoustic_config(spec, settings),
         "ctc_decoder": ctc_decoder_config(spec, settings),
     }
 
 
-def write_configs(repository: Path, spec: AcousticSpec, settings: RepositorySettings) -> None:
+def write_configs(
+    repository: Path, spec: AcousticSpec, settings: RepositorySettings, source_model: str = ""
+) -> None:
     """Write every `config.pbtxt` and give each step its copy of `acoustic.json`."""
-    for name, config in all_configs(spec, settings).items():
+    for name, config in all_configs(spec, settings, source_model).items():
         version_dir = repository / name / "1"
         version_dir.mkdir(parents=True, exist_ok=True)
         (repository / name / "config.pbtxt").write_text(text_format.MessageToString(config), encoding="utf-8")

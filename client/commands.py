@@ -10,10 +10,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from vaani.client.api import PROTOCOLS, TranscriptionClient, TranscriptionError
-
 from vaani.acoustic import SAMPLING_RATE
 from vaani.audio import AudioFileError, load_audio
+from vaani.client.api import PROTOCOLS, TranscriptionClient, TranscriptionError
 from vaani.errors import UserFacingError
 
 

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
 import socket
 from pathlib import Path
 
 import pytest
-from vaani.build.hf_model import HfModel
-from vaani.build.pipeline import build
-from vaani.build.repository import RepositorySettings
 
+from vaani.build.hf_model import HfModel
+from vaani.build.pipeline import build, install_steps
+from vaani.build.repository import RepositorySettings
 from vaani.server import Ports, TritonProcess
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,10 +24,7 @@ def free_port() -> int:
 
 def copy_step_sources(target: Path) -> Path:
     """A fresh repository holding only the tracked `model.py` files, for a test build."""
-    for source in (ROOT / "model_repository").glob("*/1/model.py"):
-        destination = target / source.relative_to(ROOT / "model_repository")
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, destination)
+    install_steps(target)
     return target
 
 

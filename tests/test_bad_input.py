@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
+
 from vaani.build.parity import probe_audio
 
 GOOD = probe_audio((1.5,), seed=3)[0].reshape(1, -1)

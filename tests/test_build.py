@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+
 from vaani.build import source
 from vaani.build.pipeline import build
 from vaani.build.repository import RepositorySettings
-
 from vaani.errors import UserFacingError
 
 from .conftest import BUNDLED_MODEL, copy_step_sources

@@ -8,11 +8,11 @@ from math import gcd
 import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
-from vaani.build.parity import probe_audio
-from vaani.client.api import TranscriptionClient
 
 from vaani.audio import to_model_input
+from vaani.build.parity import probe_audio
 from vaani.cli import main
+from vaani.client.api import TranscriptionClient
 
 SOURCE = probe_audio((2.6,), seed=5)[0]
 

@@ -6,9 +6,9 @@ import numpy as np
 import onnx
 import pytest
 from onnx import numpy_helper
+
 from vaani.build.export import export_onnx
 from vaani.build.parity import compare, probe_audio, require
-
 from vaani.engines.onnxruntime import OnnxRuntimeEngine
 from vaani.errors import UserFacingError
 

@@ -7,6 +7,7 @@ import threading
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
+
 from vaani.build.parity import probe_audio
 from vaani.client.api import TranscriptionClient
 

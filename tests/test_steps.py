@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
-from vaani.build.repository import RepositorySettings, all_configs
 
 from vaani.acoustic import AcousticSpec
 from vaani.batching import plan_groups, run_ragged
+from vaani.build.repository import RepositorySettings, all_configs
 from vaani.ctc import GreedyDecoder
 from vaani.preprocessing import AudioError, AudioLimits, normalize, pad_to_bucket
 
