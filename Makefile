@@ -12,9 +12,13 @@ METRICS_PORT ?= 8002
 HTTP_URL ?= localhost:$(HTTP_PORT)
 GRPC_URL ?= localhost:$(GRPC_PORT)
 OUTPUT ?= results
+PRECISION ?= fp16
+TRITON_TAG ?= 25.01
+MANIFEST ?= data/corpus/test.jsonl
+export TRITON_TAG
 SETUP_STAMP := $(VENV)/.setup-complete
 
-.PHONY: setup serve build test lint clean
+.PHONY: setup serve build engine test lint clean
 
 ## setup: .venv with the project, its Python dependencies and the Debian packages it needs
 setup: $(SETUP_STAMP)
@@ -40,6 +44,10 @@ serve: setup
 test: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest -q -rs
+
+## engine: TensorRT plan for MODEL into the repository, gated on CER (GPU + TensorRT, or Docker)
+engine: setup
+	$(VAANI) engine --model $(MODEL) --precision $(PRECISION) --repository $(REPOSITORY) --manifest $(MANIFEST)
 
 lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -7,6 +7,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from vaani.build.repository import ENGINES, RepositorySettings
+from vaani.errors import UserFacingError
 
 DEFAULT_MODEL = "ai4bharat/indicwav2vec-hindi"
 DEFAULT_REPOSITORY = Path("model_repository")
@@ -21,6 +22,8 @@ _HELP = {
     "python_instances": "instances of the preprocess and ctc_decoder steps",
     "max_padding": "fraction of padding allowed when requests of different lengths share a run",
     "bucket_seconds": "pad audio to multiples of this many seconds (0: no buckets)",
+    "profile_opt_batch": "TensorRT optimization profile: the batch size tuned for",
+    "profile_opt_seconds": "TensorRT optimization profile: the audio length (s) tuned for",
 }
 
 
@@ -78,6 +81,11 @@ def register(subcommands) -> None:
 def _build(args: argparse.Namespace) -> int:
     from vaani.build.pipeline import build
 
+    if args.engine == "tensorrt":
+        raise UserFacingError(
+            "the TensorRT plan needs a GPU, a precision and an evaluation set for its accuracy gate: "
+            "build it with `vaani engine` (`make engine PRECISION=fp16`), which also writes the configs"
+        )
     build(args.model, args.repository, settings_from_args(args), force=args.force)
     return 0
 

@@ -22,10 +22,9 @@ import subprocess
 from enum import Enum
 from pathlib import Path
 
-from vaani.build import engine_gate, half_precision
+from vaani.build import engine_gate
 from vaani.build.commands import add_model_arguments, add_settings_arguments, settings_from_args
-from vaani.build.tensorrt_engine import ShapeProfile, gpu_info, metadata_path, shape_profile
-
+from vaani.build.tensorrt_engine import PRECISIONS, ShapeProfile, gpu_info, metadata_path, shape_profile
 from vaani.errors import UserFacingError
 
 # One variable picks both images; docker-compose.yml carries the same default (a test checks).
@@ -213,12 +212,11 @@ def inner_arguments(
 
 def _prepare(args: argparse.Namespace, files: WorkFiles) -> tuple[object, list[str], list[str]]:
     """Export, convert and check the graph; reference transcripts of the manifest. Host side (torch)."""
-    from vaani.build import export
+    from vaani.audio import load_audio
+    from vaani.build import export, half_precision
     from vaani.build.hf_model import HfModel
     from vaani.build.source import resolve
     from vaani.client.wer import read_manifest
-
-    from vaani.audio import load_audio
 
     entries = read_manifest(args.manifest)
     hf = HfModel.load(resolve(args.model))
@@ -299,7 +297,7 @@ def register(subcommands) -> None:
         description=__doc__.split("\n\n")[0],
     )
     add_model_arguments(parser)
-    parser.add_argument("--precision", choices=half_precision.PRECISIONS, default="fp16")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp16")
     parser.add_argument(
         "--manifest",
         type=Path,

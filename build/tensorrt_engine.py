@@ -23,7 +23,7 @@ import sys
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -36,6 +36,11 @@ INPUT_VALUES = "INPUT_VALUES"
 ATTENTION_MASK = "ATTENTION_MASK"
 LOGITS = "LOGITS"
 MIN_TENSORRT_MAJOR = 10  # strongly typed networks with INT64 inputs
+
+
+# Where the precision of an engine lives: in the ONNX graph (strongly typed networks).
+Precision = Literal["fp32", "fp16", "bf16"]
+PRECISIONS: tuple[Precision, ...] = ("fp32", "fp16", "bf16")
 
 
 class EngineBuildError(RuntimeError):
@@ -333,9 +338,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from vaani.build.engine_gate import load_audio_bundle, transcribe
-
     from vaani.acoustic import AcousticSpec
+    from vaani.build.engine_gate import load_audio_bundle, transcribe
 
     args = _parser().parse_args(argv)
     fields = json.loads(args.profile)

@@ -3,8 +3,9 @@
 #   espeak-ng   synthetic Hindi speech (corpus, tests)
 #   libsndfile1 soundfile's codec library (the wheel bundles one; this keeps OGG/FLAC working everywhere)
 #   libb64-0d   needed by the perf_analyzer binary
+#   docker-compose  validates docker-compose.yml without a Docker engine (tests)
 set -euo pipefail
-packages=(espeak-ng libsndfile1 libb64-0d)
+packages=(espeak-ng libsndfile1 libb64-0d docker-compose)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
