@@ -137,8 +137,14 @@ def ctc_decoder_config(spec: AcousticSpec, settings: RepositorySettings) -> mc.M
     return config
 
 
-def ensemble_config(settings: RepositorySettings) -> mc.ModelConfig:
-    """The public contract: AUDIO (FP32 [-1]) in, TRANSCRIPT (STRING [1]) out."""
+def ensemble_config(
+    settings: RepositorySettings, acoustic_inputs: tuple[str, ...] = ("INPUT_VALUES", "ATTENTION_MASK")
+) -> mc.ModelConfig:
+    """The public contract: AUDIO (FP32 [-1]) in, TRANSCRIPT (STRING [1]) out.
+
+    ``acoustic_inputs`` are the inputs the `wav2vec2` step declares: a TensorRT plan of a
+    model without an attention mask has no ``ATTENTION_MASK``.
+    """
     step = mc.ModelEnsembling.Step
     return mc.ModelConfig(
         name=ENSEMBLE,
@@ -161,7 +167,7 @@ def ensemble_config(settings: RepositorySettings) -> mc.ModelConfig:
                 step(
                     model_name="wav2vec2",
                     model_version=-1,
-                    input_map={"INPUT_VALUES": "input_values", "ATTENTION_MASK": "attention_mask"},
+                    input_map={name: name.lower() for name in acoustic_inputs},
                     output_map={"LOGITS": "logits"},
                 ),
                 step(
@@ -215,13 +221,14 @@ def acoustic_config(spec: AcousticSpec, settings: RepositorySettings) -> mc.Mode
 def all_configs(
     spec: AcousticSpec, settings: RepositorySettings, source_model: str = ""
 ) -> dict[str, mc.ModelConfig]:
-    ensemble = ensemble_config(settings)
+    acoustic = acoustic_config(spec, settings)
+    ensemble = ensemble_config(settings, tuple(tensor.name for tensor in acoustic.input))
     if source_model:  # clients (`vaani wer`) read which model is served from here
         _parameters(ensemble, {"source_model": source_model})
     return {
         ENSEMBLE: ensemble,
         "preprocess": preprocess_config(spec, settings),
-        "wav2vec2": acoustic_config(spec, settings),
+        "wav2vec2": acoustic,
         "ctc_decoder": ctc_decoder_config(spec, settings),
     }
 
