@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "vaani.client.wer_command",
     "vaani.corpus.commands",
     "vaani.training.commands",
+    "vaani.loadtest.commands",
 )
 
 

@@ -1,0 +1,213 @@
+"""`vaani loadtest`, `vaani perf`, `vaani bench`: load against a running server, and the comparison."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from vaani.errors import UserFacingError
+
+DEFAULT_HTTP = "localhost:8000"
+DEFAULT_GRPC = "localhost:8001"
+
+
+def _users_list(text: str) -> list[int]:
+    try:
+        users = [int(n) for n in text.split(",") if n.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected user counts like 1,2,4,8; got {text!r}") from None
+    if not users or min(users) < 1:
+        raise argparse.ArgumentTypeError("user counts must be positive")
+    return users
+
+
+def register(subcommands) -> None:
+    from vaani.loadtest.clips import add_clip_arguments
+
+    formatter = argparse.ArgumentDefaultsHelpFormatter
+    load = subcommands.add_parser(
+        "loadtest",
+        help="Locust load (HTTP and gRPC users, mixed-length clips) against a running server",
+        description="Run Locust headless against a running `asr` server (vaani serve): each user sends "
+        "mixed-length clips back to back; results are requests/s, audio-seconds/s, real-time factor and "
+        "latency percentiles, written as Locust's CSV + HTML plus <OUTPUT>/locust_audio.csv. "
+        "--step-users ramps the user count in steps to find saturation. Exits non-zero on any failure "
+        "(an error or an empty transcript).",
+        formatter_class=formatter,
+    )
+    _add_addresses(load)
+    load.add_argument("--users", type=int, default=4, help="concurrent users (closed loop, no wait)")
+    load.add_argument("--seconds", type=float, default=60, help="run time")
+    load.add_argument(
+        "--protocol", choices=("http", "grpc", "both"), default="both", help="which Triton users to run"
+    )
+    load.add_argument(
+        "--step-users",
+        type=_users_list,
+        help="step ramp instead of a fixed load: user counts such as 1,2,4,8,16, one step each",
+    )
+    load.add_argument("--step-seconds", type=float, default=30, help="length of each ramp step")
+    add_clip_arguments(load)
+    load.set_defaults(func=_loadtest)
+
+    perf = subcommands.add_parser(
+        "perf",
+        help="perf_analyzer over a concurrency range, with the per-step (composing model) breakdown",
+        description="Run NVIDIA perf_analyzer against the `asr` ensemble of a running server with real "
+        "clips of several lengths as --input-data (base64, one shape per entry). Writes perf.csv "
+        "(client and server times per concurrency, plus audio-seconds/s), perf_composing.csv (queue and "
+        "compute time of preprocess, wav2vec2 and ctc_decoder), perf.png (throughput vs p99 latency) and "
+        "the raw log into OUTPUT.",
+        formatter_class=formatter,
+    )
+    _add_addresses(perf)
+    perf.add_argument("--protocol", choices=("grpc", "http"), default="grpc")
+    perf.add_argument(
+        "--concurrency", default="1:4:1", help="perf_analyzer --concurrency-range start:end:step"
+    )
+    perf.add_argument(
+        "--entries", type=int, default=6, help="clips in the input data, spread over the lengths"
+    )
+    perf.add_argument(
+        "--cycles", type=int, default=2, help="measurement window, in passes through the input clips"
+    )
+    perf.add_argument(
+        "--max-trials", type=int, default=5, help="windows tried per concurrency for a stable one"
+    )
+    add_clip_arguments(perf)
+    perf.set_defaults(func=_perf)
+
+    bench = subcommands.add_parser(
+        "bench",
+        help="Triton vs Hugging Face (in process), ONNX Runtime (in process) and FastAPI, in one table",
+        description="Measure, on this machine with one model and one set of clips: (a) the Hugging Face "
+        "pipeline in process, (b) ONNX Runtime in process, (c) the Triton ensemble over HTTP and gRPC at "
+        "1 user and at --users, (d) FastAPI + uvicorn around the Hugging Face pipeline under the same "
+        "Locust load. Starts its own servers on free ports. Writes bench.csv, bench.md (the table, with "
+        "CPU, date and model), bench.png and the Locust files into OUTPUT. --model base-random makes a "
+        "base-size wav2vec2 with random weights (no download).",
+        formatter_class=formatter,
+    )
+    from vaani.build.commands import add_settings_arguments
+
+    bench.add_argument(
+        "--model", default="models/tiny-hindi", help="model directory, Hugging Face id, or base-random"
+    )
+    bench.add_argument(
+        "--sources",
+        type=Path,
+        default=Path("model_repository"),
+        help="repository holding the steps' model.py",
+    )
+    bench.add_argument("--output", type=Path, default=Path("results/bench"), help="results folder")
+    bench.add_argument("--name", default="", help="title of the table (default: from the model)")
+    bench.add_argument("--users", type=int, default=8, help="the saturation load: concurrent Locust users")
+    bench.add_argument("--seconds", type=float, default=60, help="length of each measured row")
+    bench.add_argument(
+        "--budget",
+        type=int,
+        default=0,
+        help="CPU threads for PyTorch and in-process ONNX Runtime (0: threads x acoustic-instances of the "
+        "Triton settings, or every core when --threads is 0)",
+    )
+    bench.add_argument(
+        "--check-clips", type=int, default=6, help="clips whose transcripts each server must match"
+    )
+    bench.add_argument(
+        "--regenerate",
+        action="store_true",
+        help="only rewrite table and plot from OUTPUT/bench.csv and bench.json",
+    )
+    add_clip_arguments(bench)
+    add_settings_arguments(bench)
+    bench.set_defaults(func=_bench)
+
+
+def _add_addresses(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--http-url", default=DEFAULT_HTTP, help="Triton HTTP address (host:port)")
+    parser.add_argument("--grpc-url", default=DEFAULT_GRPC, help="Triton gRPC address (host:port)")
+    parser.add_argument("--output", type=Path, default=Path("results"), help="results folder")
+
+
+def _loadtest(args: argparse.Namespace) -> int:
+    from vaani.loadtest.clips import manifest_from_args
+    from vaani.loadtest.runner import run_locust
+    from vaani.loadtest.stats import by_key
+
+    manifest = manifest_from_args(args, args.output)
+    targets = ["http", "grpc"] if args.protocol == "both" else [args.protocol]
+    run = run_locust(
+        args.http_url,
+        targets,
+        manifest,
+        args.output / "locust",
+        users=args.users,
+        seconds=args.seconds,
+        grpc_url=args.grpc_url,
+        step_users=args.step_users,
+        step_seconds=args.step_seconds,
+    )
+    if not run.records:
+        raise UserFacingError(f"Locust sent no requests; its log says why: {run.log}")
+    print(
+        f"{'protocol':<12} {'users':>5} {'requests':>8} {'failed':>6} {'req/s':>7} {'audio s/s':>9} "
+        f"{'RTF':>6} {'p50 ms':>7} {'p90 ms':>7} {'p99 ms':>7}"
+    )
+    for (kind, users), s in by_key(run.records, lambda r: (r.request_type, r.users)).items():
+        print(
+            f"{kind:<12} {users:>5} {s.requests:>8} {s.failures:>6} {s.requests_per_s:>7.2f} "
+            f"{s.audio_seconds_per_s:>9.1f} {s.mean_rtf:>6.3f} {s.p50_ms:>7.0f} {s.p90_ms:>7.0f} "
+            f"{s.p99_ms:>7.0f}"
+        )
+    print(f"\nCSV, HTML and log: {run.prefix}_*.csv, {run.prefix}.html, {run.log}")
+    return run.returncode
+
+
+def _perf(args: argparse.Namespace) -> int:
+    from vaani.loadtest import perf
+    from vaani.loadtest.clips import load_clips, manifest_from_args
+
+    clips = load_clips(manifest_from_args(args, args.output))
+    url = args.grpc_url if args.protocol == "grpc" else args.http_url
+    code, rows = perf.run(
+        clips, url, args.output, args.concurrency, args.protocol, args.entries, args.cycles, args.max_trials
+    )
+    for row in rows:
+        print(
+            f"concurrency {row['Concurrency']:.0f}: {row['Inferences/Second']:.2f} infer/s, "
+            f"{row['Audio seconds/Second']:.1f} audio-s/s, p99 {row['p99 latency'] / 1000:.0f} ms"
+        )
+    if rows:
+        print(f"\n{args.output}/perf.csv, perf_composing.csv, perf.png")
+    return code
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from vaani.build.commands import settings_from_args
+    from vaani.loadtest.bench import Bench, BenchPlan
+    from vaani.loadtest.clips import load_clips, manifest_from_args
+    from vaani.loadtest.report import regenerate
+
+    if args.regenerate:
+        print(regenerate(args.output).read_text())
+        return 0
+    settings = settings_from_args(args)
+    budget = args.budget or (settings.threads or os.cpu_count() or 1) * settings.acoustic_instances
+    manifest = manifest_from_args(args, args.output)
+    plan = BenchPlan(
+        model=args.model,
+        output=args.output,
+        sources=args.sources,
+        settings=settings,
+        threads=budget,
+        users=args.users,
+        seconds=args.seconds,
+        check_clips=args.check_clips,
+        name=args.name,
+    )
+    table = Bench(plan, load_clips(manifest), manifest).run()
+    print(table.read_text())
+    print(f"{args.output}/bench.csv, bench.md, bench.png", file=sys.stderr)
+    return 0

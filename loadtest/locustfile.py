@@ -1,0 +1,247 @@
+"""Locust load for the `asr` ensemble (HTTP and gRPC) and for the FastAPI baseline of `vaani bench`.
+
+Every user sends the clips of one manifest of mixed lengths, back to back (a closed loop: the
+number of users is the concurrency), each user in its own seeded order so that runs repeat.
+Requests are timed around the whole client call and reported through `events.request`, so
+Locust's tables and charts are the real end-to-end latencies; an error or an empty transcript is
+a failure. Beside Locust's own CSV/HTML, a run writes ``<csv prefix>_requests.csv`` (one row per
+request, with its audio length) and ``<csv prefix>_audio.csv`` (requests/s, audio-seconds/s,
+real-time factor and percentiles per protocol and per user count), and prints the latter.
+
+    python -m locust -f loadtest/locustfile.py --headless -u 4 -t 60s --host http://127.0.0.1:8000 \
+        --csv results/locust TritonHttpUser TritonGrpcUser
+
+Environment:
+    VAANI_MANIFEST       NeMo JSONL manifest of the clips (required; `vaani loadtest` makes one)
+    VAANI_GRPC_URL       gRPC address of Triton (default: the --host name, port 8001)
+    VAANI_STEP_USERS     e.g. "1,2,4,8": opt in to the step ramp, one step per user count
+    VAANI_STEP_SECONDS   length of each ramp step (default 30)
+"""
+
+from __future__ import annotations
+
+# gRPC's C core must cooperate with gevent before any channel exists.
+import grpc.experimental.gevent as grpc_gevent
+
+grpc_gevent.init_gevent()
+
+import itertools  # noqa: E402
+import os  # noqa: E402
+import random  # noqa: E402
+import time  # noqa: E402
+from functools import cache  # noqa: E402
+from pathlib import Path  # noqa: E402
+from urllib.parse import urlsplit  # noqa: E402
+
+from locust import LoadTestShape, User, constant, events, task  # noqa: E402
+
+from vaani.loadtest.clips import Clip, load_clips  # noqa: E402
+from vaani.loadtest.stats import RequestRecord, by_key, write_records, write_summaries  # noqa: E402
+
+LENGTH_BUCKETS = ((0, 5), (5, 10), (10, 10_000))
+RECORDS: list[RequestRecord] = []
+
+
+class EmptyTranscriptError(Exception):
+    """The server answered, but with no text: for speech that is a wrong answer, not a success."""
+
+
+@cache
+def clips() -> tuple[Clip, ...]:
+    manifest = os.environ.get("VAANI_MANIFEST")
+    if not manifest:
+        raise RuntimeError("set VAANI_MANIFEST to a NeMo JSONL manifest of clips (vaani loadtest makes one)")
+    return tuple(load_clips(Path(manifest)))
+
+
+def length_bucket(seconds: float) -> str:
+    """Request name by clip length, so Locust's table shows how latency grows with audio."""
+    low, high = next((lo, hi) for lo, hi in LENGTH_BUCKETS if seconds < hi)
+    return f"{low}-{high} s" if high < 10_000 else f">={low} s"
+
+
+class AsrUser(User):
+    """Sends clips back to back and reports each request with its audio length."""
+
+    abstract = True
+    wait_time = constant(0)
+    request_type = ""
+    _numbers = itertools.count()
+
+    def on_start(self) -> None:
+        order = list(clips())
+        random.Random(next(self._numbers)).shuffle(order)
+        self._clips = itertools.cycle(order)
+
+    def transcribe(self, clip: Clip) -> str:
+        raise NotImplementedError
+
+    @task
+    def send(self) -> None:
+        clip = next(self._clips)
+        started = time.time()
+        began = time.perf_counter()
+        text, error = "", None
+        try:
+            text = self.transcribe(clip)
+        except Exception as exc:
+            error = exc
+        latency_ms = (time.perf_counter() - began) * 1000
+        if error is None and not text.strip():
+            error = EmptyTranscriptError(f"empty transcript for {Path(clip.path).name}")
+        self.environment.events.request.fire(
+            request_type=self.request_type,
+            name=length_bucket(clip.seconds),
+            response_time=latency_ms,
+            response_length=len(text.encode()),
+            exception=error,
+            context={
+                "audio_seconds": clip.seconds,
+                "start": started,
+                "users": self.environment.runner.user_count,
+            },
+        )
+
+
+def _address(host: str | None) -> str:
+    """``http://127.0.0.1:8000`` → ``127.0.0.1:8000`` (tritonclient takes no scheme)."""
+    if not host:
+        raise RuntimeError("give the server address with --host, e.g. --host http://127.0.0.1:8000")
+    return urlsplit(host if "//" in host else f"//{host}").netloc
+
+
+class TritonHttpUser(AsrUser):
+    """The `asr` ensemble over Triton's HTTP/REST protocol (binary tensor data)."""
+
+    request_type = "triton-http"
+
+    def on_start(self) -> None:
+        from vaani.client.api import TranscriptionClient
+
+        super().on_start()
+        self._client = TranscriptionClient(_address(self.host), "http")
+
+    def on_stop(self) -> None:
+        self._client.close()
+
+    def transcribe(self, clip: Clip) -> str:
+        return self._client.transcribe(clip.audio)
+
+
+class TritonGrpcUser(AsrUser):
+    """The `asr` ensemble over Triton's gRPC protocol."""
+
+    request_type = "triton-grpc"
+
+    def on_start(self) -> None:
+        from vaani.client.api import TranscriptionClient
+
+        super().on_start()
+        url = os.environ.get("VAANI_GRPC_URL") or f"{urlsplit('//' + _address(self.host)).hostname}:8001"
+        self._client = TranscriptionClient(url, "grpc")
+
+    def on_stop(self) -> None:
+        self._client.close()
+
+    def transcribe(self, clip: Clip) -> str:
+        return self._client.transcribe(clip.audio)
+
+
+class FastApiUser(AsrUser):
+    """The FastAPI baseline (`vaani.loadtest.fastapi_baseline`): raw float32 PCM in, JSON out."""
+
+    request_type = "fastapi"
+
+    def on_start(self) -> None:
+        from geventhttpclient import HTTPClient
+
+        super().on_start()
+        self._client = HTTPClient.from_url(
+            f"http://{_address(self.host)}/", concurrency=1, connection_timeout=60, network_timeout=300
+        )
+
+    def on_stop(self) -> None:
+        self._client.close()
+
+    def transcribe(self, clip: Clip) -> str:
+        import json
+
+        response = self._client.post(
+            "/transcribe", body=clip.audio.tobytes(), headers={"Content-Type": "application/octet-stream"}
+        )
+        body = response.read()
+        if response.status_code != 200:
+            raise RuntimeError(f"HTTP {response.status_code}: {body[:200].decode('utf-8', 'replace')}")
+        return json.loads(body)["text"]
+
+
+class StepRamp(LoadTestShape):
+    """Hold each user count of VAANI_STEP_USERS for VAANI_STEP_SECONDS: where audio-s/s stops growing
+    while latency climbs is the saturation point. Only active when VAANI_STEP_USERS is set."""
+
+    abstract = not os.environ.get("VAANI_STEP_USERS")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.steps = [int(n) for n in os.environ.get("VAANI_STEP_USERS", "1").split(",") if n.strip()]
+        self.step_seconds = float(os.environ.get("VAANI_STEP_SECONDS", "30"))
+
+    def tick(self) -> tuple[int, float] | None:
+        step = int(self.get_run_time() // self.step_seconds)
+        if step >= len(self.steps):
+            return None
+        return self.steps[step], float(max(self.steps))
+
+
+@events.request.add_listener
+def _record(request_type, name, response_time, exception, context, **_) -> None:
+    if "audio_seconds" in (context or {}):
+        RECORDS.append(
+            RequestRecord(
+                start=context["start"],
+                latency_ms=response_time,
+                audio_seconds=context["audio_seconds"],
+                request_type=request_type,
+                name=name,
+                users=context["users"],
+                ok=exception is None,
+            )
+        )
+
+
+@events.report_to_master.add_listener
+def _ship(client_id, data) -> None:
+    """Workers send their records to the master with each stats report."""
+    data["vaani_records"] = [tuple(vars(r).values()) for r in RECORDS]
+    RECORDS.clear()
+
+
+@events.worker_report.add_listener
+def _collect(client_id, data) -> None:
+    RECORDS.extend(RequestRecord(*values) for values in data.get("vaani_records", []))
+
+
+@events.quitting.add_listener
+def _report(environment, **_) -> None:
+    """Audio throughput beside Locust's own numbers: printed, and written next to Locust's CSVs."""
+    from locust.runners import WorkerRunner
+
+    if isinstance(environment.runner, WorkerRunner) or not RECORDS:
+        return
+    rows = []
+    for (kind, users), s in by_key(RECORDS, lambda r: (r.request_type, r.users)).items():
+        rows.append({"request_type": kind, "users": users, **s.as_dict()})
+    print(
+        f"\n{'protocol':<12} {'users':>5} {'req':>6} {'fail':>5} {'req/s':>7} {'audio s/s':>9} "
+        f"{'RTF':>6} {'p50 ms':>8} {'p99 ms':>8}"
+    )
+    for row in rows:
+        print(
+            f"{row['request_type']:<12} {row['users']:>5} {row['requests']:>6} {row['failures']:>5} "
+            f"{row['requests_per_s']:>7.2f} {row['audio_seconds_per_s']:>9.2f} {row['mean_rtf']:>6.3f} "
+            f"{row['p50_ms']:>8.0f} {row['p99_ms']:>8.0f}"
+        )
+    prefix = getattr(environment.parsed_options, "csv_prefix", None)
+    if prefix:
+        write_records(RECORDS, Path(f"{prefix}_requests.csv"))
+        write_summaries(rows, Path(f"{prefix}_audio.csv"))
