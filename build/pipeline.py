@@ -55,26 +55,45 @@ def build(model: str, repo: Path, settings: RepositorySettings, force: bool = Fa
     print(f"building {repo} for {model} (engine {settings.engine})")
     hf = HfModel.load(model_dir)
     spec = hf.spec()
-    onnx_path = repo / "wav2vec2" / "1" / "model.onnx"
-    print(f"exporting ONNX (opset {export.OPSET}) → {onnx_path}")
-    export.export_onnx(hf.model, hf.uses_attention_mask, onnx_path)
-    report = compare(
-        reference=hf.logits,
-        candidate=OnnxRuntimeEngine(onnx_path),
-        features=hf.features,
-        spec=spec,
-        audio=probe_audio(),
-    )
-    require(report)
+    if settings.engine == "torch":
+        artifact = _install_torch_model(hf, repo / "wav2vec2" / "1")
+    else:
+        artifact = onnx_path = repo / "wav2vec2" / "1" / "model.onnx"
+        print(f"exporting ONNX (opset {export.OPSET}) → {onnx_path}")
+        export.export_onnx(hf.model, hf.uses_attention_mask, onnx_path)
+        report = compare(
+            reference=hf.logits,
+            candidate=OnnxRuntimeEngine(onnx_path),
+            features=hf.features,
+            spec=spec,
+            audio=probe_audio(),
+        )
+        require(report)
     write_configs(repo, spec, settings, source_model=model)
     files = [str(p.relative_to(repo)) for p in repo.glob("*/config.pbtxt")] + [
-        str(onnx_path.relative_to(repo))
+        str(artifact.relative_to(repo))
     ]
     (repo / STAMP).write_text(
         json.dumps({"key": key, "model": model, "settings": asdict(settings), "files": files}, indent=1)
     )
     print(f"repository ready: {repo}")
     return repo
+
+
+def _install_torch_model(hf: HfModel, version_dir: Path) -> Path:
+    """The `torch` engine needs no export: it loads the model's own weights (`hf/`).
+
+    The gate runs the engine's forward on the CPU in FP32 against the reference, which
+    checks the engine's code and the saved files; its half precision is judged on a GPU
+    (`vaani.gpu_benchmark`), since the build machine may have none.
+    """
+    from vaani.engines.torch_engine import TorchEngine, TorchEngineOptions, save_model
+
+    target = save_model(hf.model, version_dir)
+    print(f"saved the model for the torch engine → {target}")
+    engine = TorchEngine.load(target, "cpu", TorchEngineOptions(dtype="float32"))
+    require(compare(hf.logits, engine, hf.features, hf.spec(), probe_audio()))
+    return target / "model.safetensors"
 
 
 def clean(repo: Path) -> None:

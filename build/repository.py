@@ -210,9 +210,27 @@ def tensorrt_acoustic_config(spec: AcousticSpec, settings: RepositorySettings) -
     return config
 
 
+def torch_acoustic_config(spec: AcousticSpec, settings: RepositorySettings) -> mc.ModelConfig:
+    """`wav2vec2` as the python-backend `torch` engine on the GPU (one instance group per GPU).
+
+    Same tensors and ragged batching as the CPU engine; the instances are `KIND_GPU`, so
+    Triton places one per GPU and passes its device id, and the engine's precision and
+    CUDA-graph knobs travel as parameters (defaults: `TorchEngineOptions`).
+    """
+    config = python_acoustic_config(spec, settings)
+    del config.instance_group[:]
+    config.instance_group.append(
+        mc.ModelInstanceGroup(count=settings.acoustic_instances, kind=mc.ModelInstanceGroup.KIND_GPU)
+    )
+    _parameters(config, {"dtype": "bfloat16", "cuda_graphs": "true"})
+    return config
+
+
 def acoustic_config(spec: AcousticSpec, settings: RepositorySettings) -> mc.ModelConfig:
     if settings.engine == "onnxruntime":
         return python_acoustic_config(spec, settings)
+    if settings.engine == "torch":
+        return torch_acoustic_config(spec, settings)
     if settings.engine == "tensorrt":
         return tensorrt_acoustic_config(spec, settings)
     raise NotImplementedError(f"config generation for engine {settings.engine!r} is not written yet")
