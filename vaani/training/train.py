@@ -53,10 +53,10 @@ class Settings:
     output: Path
     epochs: int = 30
     max_minutes: float = 40.0
-    learning_rate: float = 1e-3
+    learning_rate: float = 1.5e-3
     warmup: float = 0.06
-    batch_seconds: float = 320.0
-    eval_every: int = 250
+    batch_seconds: float = 80.0
+    eval_every: int = 500
     seed: int = 0
     device: str = "auto"
     architecture: Architecture = field(default_factory=Architecture)
@@ -154,7 +154,7 @@ def train(settings: Settings) -> dict:
     best = {"cer": math.inf, "wer": math.inf, "step": 0}
     best_state = None
     history: list[dict] = []
-    step, progress, running_loss, epoch = 0, 0.0, 0.0, 0
+    step, progress, running_loss, epoch, skipped = 0, 0.0, 0.0, 0, 0
     train_started = time.monotonic()
     model.train()
     while progress < 1.0:
@@ -172,9 +172,13 @@ def train(settings: Settings) -> dict:
                 loss = model(data.normalize(audio, mask), attention_mask=mask.long(), labels=labels).loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            optimizer.step()
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             step += 1
+            # A rare overflow must not poison the weights: skip that update instead.
+            if not (torch.isfinite(loss) and torch.isfinite(norm)):
+                skipped += 1
+                continue
+            optimizer.step()
             running_loss += float(loss.detach())
             if step % settings.eval_every == 0:
                 rates = validate(model, tokenizer, validation_split, settings.batch_seconds)
@@ -183,7 +187,7 @@ def train(settings: Settings) -> dict:
                 log(
                     f"step {step}/{total_steps} epoch {epoch} loss {running_loss / settings.eval_every:.3f} "
                     f"lr {optimizer.param_groups[0]['lr']:.2e} validation CER {rates['cer']:.2%} "
-                    f"WER {rates['wer']:.2%} ({elapsed / 60:.1f} min)"
+                    f"WER {rates['wer']:.2%} ({elapsed / 60:.1f} min, {skipped} updates skipped)"
                 )
                 running_loss = 0.0
                 if rates["cer"] < best["cer"]:
@@ -214,6 +218,7 @@ def train(settings: Settings) -> dict:
         "parameters": parameters,
         "device": torch.cuda.get_device_name(0) if device.startswith("cuda") else "cpu",
         "steps": step,
+        "skipped_updates": skipped,
         "epochs": round(step / steps_per_epoch, 2),
         "training_minutes": training_minutes,
         "train": {"utterances": len(train_split), "hours": train_split.hours},
