@@ -49,6 +49,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--seed", type=int, default=defaults.seed, help="seed of weights, batches, augmentation"
     )
     train.add_argument("--device", default=defaults.device, help="auto, cpu, cuda or cuda:N")
+    train.add_argument(
+        "--init",
+        type=Path,
+        help="start from this saved model instead of random weights (architecture options ignored)",
+    )
     for item in fields(architecture):
         train.add_argument(
             f"--{item.name.replace('_', '-')}",
@@ -87,6 +92,7 @@ def settings_from(args: argparse.Namespace):
         eval_every=args.eval_every,
         seed=args.seed,
         device=args.device,
+        init=args.init,
         architecture=Architecture(**{f.name: getattr(args, f.name) for f in fields(Architecture)}),
     )
 
@@ -96,6 +102,8 @@ def command_line(args: argparse.Namespace) -> str:
     words = ["vaani", "train", "--corpus", str(args.corpus), "--output", str(args.output)]
     for name in ("epochs", "max_minutes", "learning_rate", "batch_seconds", "seed", "device"):
         words += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
+    if args.init:
+        words += ["--init", str(args.init)]
     return shlex.join(words)
 
 

@@ -59,6 +59,7 @@ class Settings:
     eval_every: int = 500
     seed: int = 0
     device: str = "auto"
+    init: Path | None = None
     architecture: Architecture = field(default_factory=Architecture)
     augmentation: Augmentation = field(default_factory=Augmentation)
 
@@ -138,7 +139,11 @@ def train(settings: Settings) -> dict:
     settings.output.mkdir(parents=True, exist_ok=True)
     save_processor(settings.output)
     tokenizer = Wav2Vec2CTCTokenizer.from_pretrained(str(settings.output))
-    model = Wav2Vec2ForCTC(tiny_config(**settings.architecture.overrides())).to(device)
+    if settings.init is not None:
+        # Continue from a saved model (another budget, another corpus); its architecture wins.
+        model = Wav2Vec2ForCTC.from_pretrained(str(settings.init)).to(device)
+    else:
+        model = Wav2Vec2ForCTC(tiny_config(**settings.architecture.overrides())).to(device)
     parameters = sum(p.numel() for p in model.parameters())
     log(f"model: {parameters / 1e6:.2f} M parameters")
     optimizer = torch.optim.AdamW(
