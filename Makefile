@@ -55,3 +55,33 @@ lint: setup
 ## clean: remove generated engines, ONNX and configs from the repository
 clean: setup
 	$(VAANI) clean --repository $(REPOSITORY)
+
+# ---- load tests, perf_analyzer, bench (issue 4) -------------------------------------------------
+# Against a running server (make serve): HTTP_URL, GRPC_URL; results into OUTPUT.
+USERS ?= 4
+LOAD_SECONDS ?= 60
+CONCURRENCY ?= 1:4:1
+BENCH_MODEL ?= models/tiny-hindi
+PERF_ANALYZER := $(VENV)/bin/perf_analyzer
+
+.PHONY: loadtest perf bench perf-analyzer
+
+## perf-analyzer: perf_analyzer 2.51.0 from the tritonclient wheel into the venv (make setup should call it)
+perf-analyzer: $(PERF_ANALYZER)
+
+$(PERF_ANALYZER): scripts/install-perf-analyzer.sh | $(SETUP_STAMP)
+	scripts/install-perf-analyzer.sh $(VENV)
+
+## loadtest: Locust (HTTP + gRPC users, mixed-length clips) against HTTP_URL/GRPC_URL; CSV + HTML into OUTPUT
+loadtest: setup
+	$(VAANI) loadtest --http-url $(HTTP_URL) --grpc-url $(GRPC_URL) --output $(OUTPUT)/loadtest \
+		--users $(USERS) --seconds $(LOAD_SECONDS)
+
+## perf: perf_analyzer over CONCURRENCY against GRPC_URL; CSV, composing-model CSV and PNG into OUTPUT
+perf: setup $(PERF_ANALYZER)
+	$(VAANI) perf --http-url $(HTTP_URL) --grpc-url $(GRPC_URL) --output $(OUTPUT)/perf \
+		--concurrency $(CONCURRENCY)
+
+## bench: Triton vs HF pipeline, ONNX Runtime and FastAPI for BENCH_MODEL (base-random: base size); own servers
+bench: setup
+	$(VAANI) bench --model $(BENCH_MODEL) --output $(OUTPUT)/bench/$(notdir $(BENCH_MODEL)) --seconds $(LOAD_SECONDS)

@@ -19,12 +19,12 @@ import asyncio
 import threading
 
 import numpy as np
+from fastapi import FastAPI, HTTPException, Request
 
 
 def create_app(model: str, threads: int):
     """A FastAPI app serving ``model`` at POST /transcribe (float32 PCM, 16 kHz mono) and GET /health."""
     import torch
-    from fastapi import FastAPI, HTTPException, Request
     from transformers import pipeline
 
     if threads > 0:
