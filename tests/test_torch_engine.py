@@ -1,0 +1,216 @@
+"""The `torch` engine on CPU tensors: selection, config, and its forward and ragged batching vs FP32.
+
+CI has no GPU; the engine's code path is the same with ``device="cpu"`` (CUDA graphs are
+the one part that needs a GPU and is measured by `vaani.gpu_benchmark` instead).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import Wav2Vec2ForCTC
+from tritonclient.grpc import model_config_pb2 as mc
+
+from vaani.acoustic import AcousticSpec
+from vaani.build.repository import RepositorySettings, acoustic_config, all_configs
+from vaani.build.tiny_model import tiny_config
+from vaani.engines import PYTHON_ENGINES, instance_device, load_engine
+from vaani.engines.torch_engine import (
+    HF_SUBDIR,
+    TorchEngine,
+    TorchEngineOptions,
+    prefix_lengths,
+    save_model,
+)
+
+FP32 = TorchEngineOptions(dtype="float32")
+
+
+def _model(seed: int = 0, **overrides) -> Wav2Vec2ForCTC:
+    torch.manual_seed(seed)
+    return Wav2Vec2ForCTC(tiny_config(**overrides)).eval()
+
+
+def _clips(lengths: list[int], seed: int = 1) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(n).astype(np.float32) for n in lengths]
+
+
+def _reference(model: Wav2Vec2ForCTC, clip: np.ndarray) -> torch.Tensor:
+    """FP32 Hugging Face logits of one clip alone (no padding, no mask needed)."""
+    with torch.inference_mode():
+        return model(torch.from_numpy(clip)[None]).logits[0]
+
+
+@pytest.fixture(scope="module")
+def model() -> Wav2Vec2ForCTC:
+    return _model()
+
+
+def test_engine_is_selectable_by_name_and_reads_its_parameters(tmp_path: Path, model) -> None:
+    assert "torch" in PYTHON_ENGINES
+    save_model(model, tmp_path)
+    assert (tmp_path / HF_SUBDIR / "config.json").exists()
+    parameters = {"engine": "torch", "dtype": "float32", "cuda_graphs": "false", "graph_max_seconds": "8"}
+    engine = load_engine("torch", tmp_path, parameters, device="cpu")
+    assert isinstance(engine, TorchEngine)
+    assert engine.options == TorchEngineOptions(dtype="float32", cuda_graphs=False, graph_max_seconds=8.0)
+    assert engine.device == torch.device("cpu")
+    assert engine.graphs is None  # graphs are a CUDA feature
+
+
+def test_instance_device_follows_triton_instance_kind() -> None:
+    assert instance_device("GPU", 3) == "cuda:3"
+    assert instance_device("KIND_GPU", 0) == "cuda:0"
+    assert instance_device("CPU", 0) == "cpu"
+
+
+def test_unknown_dtype_is_refused() -> None:
+    with pytest.raises(ValueError, match="dtype"):
+        TorchEngineOptions(dtype="int8")
+
+
+def test_torch_config_runs_on_gpu_instances_with_ragged_inputs() -> None:
+    spec = AcousticSpec(
+        vocab_size=67,
+        conv_kernel=(10, 3, 3, 3, 3, 2, 2),
+        conv_stride=(5, 2, 2, 2, 2, 2, 2),
+        uses_attention_mask=True,
+        blank_id=0,
+        word_delimiter="|",
+        tokens=tuple(str(i) for i in range(67)),
+    )
+    settings = RepositorySettings(engine="torch", acoustic_instances=2, max_batch_size=64)
+    config = acoustic_config(spec, settings)
+    assert config.backend == "python"
+    assert [(g.kind, g.count) for g in config.instance_group] == [(mc.ModelInstanceGroup.KIND_GPU, 2)]
+    assert all(tensor.allow_ragged_batch for tensor in config.input)
+    assert config.max_batch_size == 64
+    assert config.parameters["engine"].string_value == "torch"
+    assert config.parameters["dtype"].string_value == "bfloat16"
+    # The rest of the ensemble is what every engine gets.
+    others = all_configs(spec, RepositorySettings(engine="onnxruntime"))
+    torch_configs = all_configs(spec, settings)
+    assert torch_configs["asr"].ensemble_scheduling == others["asr"].ensemble_scheduling
+
+
+@pytest.mark.parametrize(
+    ("overrides", "channels_last"),
+    [
+        ({}, True),
+        ({}, False),
+        ({"do_stable_layer_norm": False, "feat_extract_norm": "group"}, True),
+        ({"do_stable_layer_norm": False, "feat_extract_norm": "layer"}, True),
+    ],
+)
+def test_forward_in_fp32_equals_hugging_face_with_a_mask(overrides: dict, channels_last: bool) -> None:
+    model = _model(**overrides)
+    lengths = [24_000, 16_000, 9_000]
+    values = torch.zeros(3, 24_000)
+    mask = torch.zeros(3, 24_000, dtype=torch.long)
+    for row, clip in enumerate(_clips(lengths)):
+        values[row, : len(clip)] = torch.from_numpy(clip)
+        mask[row, : len(clip)] = 1
+    with torch.inference_mode():
+        expected = model(values, attention_mask=mask).logits
+    options = TorchEngineOptions(dtype="float32", channels_last=channels_last)
+    engine = TorchEngine(copy.deepcopy(model), "cpu", options)
+    got = engine.logits(values, torch.tensor(lengths))
+    frames = model._get_feat_extract_output_lengths(torch.tensor(lengths)).tolist()
+    for row, count in enumerate(frames):
+        torch.testing.assert_close(got[row, :count], expected[row, :count], atol=1e-5, rtol=1e-5)
+
+
+def test_ragged_requests_equal_each_request_alone(model) -> None:
+    """Mixed lengths and rows, split into groups by max_padding: each request gets its own logits."""
+    engine = TorchEngine(copy.deepcopy(model), "cpu", FP32)
+    lengths = [16_000, 5_200, 15_000, 30_000, 800]
+    clips = _clips(lengths)
+    values = [clip[None, :] for clip in clips]
+    values[1] = np.stack([clips[1], clips[1][::-1].copy()])  # a request of two utterances
+    masks = [np.ones(v.shape, dtype=np.int64) for v in values]
+    spec_frames = lambda n: int(model._get_feat_extract_output_lengths(n))  # noqa: E731
+    results = engine.run_ragged(values, masks, spec_frames, max_padding=0.35)
+    assert [r.shape for r in results] == [
+        (v.shape[0], spec_frames(v.shape[1]), model.config.vocab_size) for v in values
+    ]
+    for request, result in zip(values, results):
+        assert result.device.type == "cpu" and result.is_contiguous()
+        for row, utterance in enumerate(request):
+            torch.testing.assert_close(result[row], _reference(model, utterance), atol=1e-4, rtol=1e-4)
+
+
+def test_bucket_padded_request_uses_only_its_valid_samples(model) -> None:
+    """A request padded by `preprocess` to a bucket: the mask's zeros are padding, not audio."""
+    engine = TorchEngine(copy.deepcopy(model), "cpu", FP32)
+    clip = _clips([12_345])[0]
+    padded = np.zeros((1, 16_000), dtype=np.float32)
+    padded[0, : clip.size] = clip
+    mask = np.zeros((1, 16_000), dtype=np.int64)
+    mask[0, : clip.size] = 1
+    frames = lambda n: int(model._get_feat_extract_output_lengths(n))  # noqa: E731
+    (result,) = engine.run_ragged([padded], [mask], frames)
+    assert result.shape[1] == frames(16_000)
+    valid = frames(clip.size)
+    torch.testing.assert_close(result[0, :valid], _reference(model, clip), atol=1e-4, rtol=1e-4)
+
+
+def test_numpy_interface_matches_the_parity_gate_contract(model) -> None:
+    engine = TorchEngine(copy.deepcopy(model), "cpu", FP32)
+    clips = _clips([8_000, 6_000])
+    values = np.zeros((2, 8_000), dtype=np.float32)
+    mask = np.zeros((2, 8_000), dtype=np.int64)
+    for row, clip in enumerate(clips):
+        values[row, : clip.size] = clip
+        mask[row, : clip.size] = 1
+    logits = engine(values, mask)
+    assert isinstance(logits, np.ndarray) and logits.dtype == np.float32
+    count = int(model._get_feat_extract_output_lengths(6_000))
+    np.testing.assert_allclose(logits[1, :count], _reference(model, clips[1]).numpy(), atol=1e-4, rtol=1e-4)
+
+
+def test_half_precision_keeps_norms_and_projection_in_fp32(model) -> None:
+    engine = TorchEngine(copy.deepcopy(model), "cpu", TorchEngineOptions(dtype="bfloat16"))
+    norms = [m for m in engine.forward.model.modules() if isinstance(m, torch.nn.LayerNorm)]
+    assert norms and all(m.weight.dtype == torch.float32 for m in norms)
+    assert engine.forward.model.lm_head.weight.dtype == torch.float32
+    assert engine.forward.layers[0].qkv_weight.dtype == torch.bfloat16
+    clip = _clips([16_000])[0]
+    got = engine.logits(torch.from_numpy(clip)[None], None)
+    assert got.dtype == torch.float32
+    expected = _reference(model, clip)
+    relative = float((got[0] - expected).norm() / expected.norm())
+    assert relative < 5e-2  # BF16 matrix work: a few 1e-3, far from a broken forward (~1)
+
+
+@pytest.mark.parametrize(
+    ("rows", "expected"),
+    [
+        ([[1, 1, 1, 1]], [4]),
+        ([[1, 1, 0, 0]], [2]),
+        ([[1, 0, 0, 0]], [1]),
+        ([[0, 0, 0, 0]], [0]),
+        ([[1] * 999 + [0], [1] * 500 + [0] * 500], [999, 500]),
+    ],
+)
+def test_prefix_lengths_counts_the_leading_ones(rows: list[list[int]], expected: list[int]) -> None:
+    mask = np.array(rows, dtype=np.int64)
+    assert prefix_lengths(mask) == expected
+    assert prefix_lengths(mask) == mask.sum(axis=1).tolist()
+
+
+def test_build_installs_the_model_for_the_torch_engine(tmp_path: Path) -> None:
+    from vaani.build.pipeline import build
+
+    root = Path(__file__).resolve().parents[1]
+    repository = build(
+        str(root / "models" / "tiny-hindi"), tmp_path / "repo", RepositorySettings(engine="torch")
+    )
+    version = repository / "wav2vec2" / "1"
+    assert (version / HF_SUBDIR / "model.safetensors").exists()
+    assert not (version / "model.onnx").exists()  # no export for this engine
+    assert "KIND_GPU" in (repository / "wav2vec2" / "config.pbtxt").read_text()
