@@ -91,7 +91,7 @@ def make_clips(directory: Path, plan: ClipPlan) -> Path:
     for index, target in enumerate(tqdm(plan.lengths(), desc="clips", unit="clip")):
         texts: list[str] = []
         parts: list[np.ndarray] = []
-        while sum(len(p) for p in parts) < target * SAMPLING_RATE:
+        while sum(len(p) for p in parts[:-1]) < target * SAMPLING_RATE:  # the last part is a pause
             text, audio = next(source)
             texts.append(text)
             parts += [audio, pause]

@@ -1,0 +1,96 @@
+"""Locust against the session's tritonserver, and the FastAPI baseline of `vaani bench`.
+
+The Locust run uses the step ramp (2 then 4 users, 5 s each): one 10-second run covers the HTTP
+and gRPC users, the audio accounting and the opt-in shape.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+
+from vaani.loadtest.bench import _wait_http
+from vaani.loadtest.clips import ClipPlan, load_clips, make_clips
+from vaani.loadtest.runner import run_locust
+
+from .conftest import BUNDLED_MODEL, free_port
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory):
+    return make_clips(tmp_path_factory.mktemp("clips"), ClipPlan(count=6, min_seconds=2, max_seconds=15))
+
+
+def test_clips_mix_lengths_and_are_reused(manifest):
+    clips = load_clips(manifest)
+    lengths = sorted(c.seconds for c in clips)
+    assert len(clips) == 6
+    assert lengths[0] >= 2 and lengths[-1] <= 15
+    assert lengths[-1] - lengths[0] > 8, "clips must mix short and long audio"
+    stamp = manifest.stat().st_mtime_ns
+    make_clips(manifest.parent, ClipPlan(count=6, min_seconds=2, max_seconds=15))
+    assert manifest.stat().st_mtime_ns == stamp, "same plan: the clips are reused, not rewritten"
+
+
+@pytest.mark.server
+def test_locust_http_and_grpc_users_step_ramp(triton, manifest, tmp_path):
+    run = run_locust(
+        f"http://{triton.http_url}",
+        ["http", "grpc"],
+        manifest,
+        tmp_path / "locust",
+        grpc_url=triton.grpc_url,
+        step_users=[2, 4],
+        step_seconds=5,
+    )
+    assert run.returncode == 0, run.log.read_text()[-3000:]
+    assert run.records and all(r.ok for r in run.records), "errors or empty transcripts"
+    assert {r.request_type for r in run.records} == {"triton-http", "triton-grpc"}
+    assert {2, 4} <= {r.users for r in run.records}, "the ramp holds each step's user count"
+    for suffix in ("_stats.csv", "_requests.csv", "_audio.csv"):
+        assert (tmp_path / f"locust{suffix}").stat().st_size > 0
+    assert (tmp_path / "locust.html").exists()
+    audio = (tmp_path / "locust_audio.csv").read_text().splitlines()
+    assert audio[0].startswith("request_type,users,requests,failures")
+    assert all(float(line.split(",")[7]) > 0 for line in audio[1:]), "audio-seconds/s is reported"
+
+
+@pytest.mark.server
+def test_locust_counts_server_errors_as_failures(triton, tmp_path):
+    """Audio past the server's limit is refused: Locust must report failures and exit non-zero."""
+    import soundfile
+
+    long_audio = np.zeros(16_000 * 40, dtype=np.float32)
+    soundfile.write(tmp_path / "long.wav", long_audio, 16_000, subtype="FLOAT")
+    (tmp_path / "manifest.jsonl").write_text(json.dumps({"audio_filepath": "long.wav", "text": ""}) + "\n")
+    run = run_locust(
+        triton.http_url, ["http"], tmp_path / "manifest.jsonl", tmp_path / "locust", users=1, seconds=2
+    )
+    assert run.returncode != 0
+    assert run.records and not any(r.ok for r in run.records)
+
+
+def test_fastapi_baseline_transcribes_and_refuses_bad_bodies(manifest, tmp_path):
+    port = free_port()
+    command = [sys.executable, "-m", "vaani.loadtest.fastapi_baseline", "--model", str(BUNDLED_MODEL)]
+    with open(tmp_path / "fastapi.log", "w") as log:
+        process = subprocess.Popen([*command, "--port", str(port), "--threads", "1"], stdout=log, stderr=log)
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/health", process, timeout=120)
+        url = f"http://127.0.0.1:{port}/transcribe"
+        clip = load_clips(manifest)[0]
+        request = urllib.request.Request(url, data=clip.audio.tobytes())
+        with urllib.request.urlopen(request, timeout=60) as response:
+            assert json.loads(response.read())["text"].strip()
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(urllib.request.Request(url, data=b"abc"), timeout=60)
+        assert refused.value.code == 400
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
