@@ -187,6 +187,16 @@ def test_half_precision_keeps_norms_and_projection_in_fp32(model) -> None:
     assert relative < 5e-2  # BF16 matrix work: a few 1e-3, far from a broken forward (~1)
 
 
+def test_norms_can_run_in_the_half_dtype_for_comparison(model) -> None:
+    engine = TorchEngine(copy.deepcopy(model), "cpu", TorchEngineOptions(fp32_norms=False))
+    norms = [m for m in engine.forward.model.modules() if isinstance(m, torch.nn.LayerNorm)]
+    assert all(m.weight.dtype == torch.bfloat16 for m in norms)
+    clip = _clips([16_000])[0]
+    got = engine.logits(torch.from_numpy(clip)[None], None)[0]
+    expected = _reference(model, clip)
+    assert float((got - expected).norm() / expected.norm()) < 5e-2
+
+
 @pytest.mark.parametrize(
     ("rows", "expected"),
     [

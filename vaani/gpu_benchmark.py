@@ -349,6 +349,7 @@ def engine_suite(torch, config, state: dict, timer: Timer, loads: dict[str, list
         "engine": TorchEngineOptions(),
         "engine, no CUDA graphs": TorchEngineOptions(cuda_graphs=False),
         "engine, channels-first": TorchEngineOptions(channels_last=False),
+        "engine, norms in BF16": TorchEngineOptions(fp32_norms=False),
         "engine FP16": TorchEngineOptions(dtype="float16"),
     }
     accuracy, profile = {}, {}
