@@ -352,7 +352,7 @@ def engine_suite(torch, config, state: dict, timer: Timer, loads: dict[str, list
         "engine, norms in BF16": TorchEngineOptions(fp32_norms=False),
         "engine FP16": TorchEngineOptions(dtype="float16"),
     }
-    accuracy, profile = {}, {}
+    accuracy, profile, profile_mixed, fused = {}, {}, {}, False
     for label, options in variants.items():
         engine = TorchEngine(fresh(torch.float32), "cuda", options)
         print(f"(c) {label}")
@@ -363,10 +363,18 @@ def engine_suite(torch, config, state: dict, timer: Timer, loads: dict[str, list
             accuracy[label] = logit_accuracy(torch, fp32, engine, [2.0, 3.7, 6.1, 9.4, 12.8, 15.0])
             print(f"  logits vs FP32: {accuracy[label]}")
         if label == "engine":
+            fused = engine.forward.fused_norms
             profile = kernel_profile(torch, engine_runner(torch, engine, clips["32x10s"], 0.35))
+            profile_mixed = kernel_profile(torch, engine_runner(torch, engine, clips["mixed"], 0.35))
         del engine
         torch.cuda.empty_cache()
-    return {"workloads": rows, "logit_accuracy": accuracy, "profile_32x10s": profile}
+    return {
+        "workloads": rows,
+        "logit_accuracy": accuracy,
+        "profile_32x10s": profile,
+        "profile_mixed": profile_mixed,
+        "engine_fused_norms": fused,
+    }
 
 
 # ---------------------------------------------------------------- (d) the served ensemble

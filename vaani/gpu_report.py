@@ -203,9 +203,11 @@ def markdown(results: dict) -> str:
             "transcripts identical to the reference "
             f"(CER between them {summary['cer_engine_vs_reference']:.2f} %)."
         )
-    profile = results.get("profile_32x10s")
-    if profile:
-        parts += ["", "## Where the engine's time goes (32 × 10 s, kernel time)", ""]
+    for key, title in (("profile_32x10s", "32 × 10 s"), ("profile_mixed", "mixed 2–15 s")):
+        profile = results.get(key)
+        if not profile:
+            continue
+        parts += ["", f"## Where the engine's time goes ({title}, kernel time of one call)", ""]
         parts += ["| category | ms | share |", "| --- | ---: | ---: |"]
         for category, ms in profile["categories_ms"].items():
             parts.append(f"| {category} | {ms:.2f} | {ms / profile['total_ms']:.0%} |")

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vaani.batching import plan_groups
+from vaani.engines.torch_kernels import fused_available, fused_layer_norm
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 HF_SUBDIR = "hf"  # where `vaani build` puts the model's `save_pretrained` files in the version folder
@@ -85,6 +86,10 @@ def _layer_norm_native(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
     return norm(x)
 
 
+def _layer_norm_fused(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
+    return fused_layer_norm(x.contiguous(), norm)
+
+
 @dataclass
 class _Layer:
     norm1: nn.LayerNorm
@@ -123,7 +128,12 @@ class CtcForward:
         for module in model.modules():  # normalization and the final projection stay FP32
             if fp32_norms and isinstance(module, nn.LayerNorm | nn.GroupNorm):
                 module.float()
-        self.norm = _layer_norm32 if fp32_norms else _layer_norm_native
+        # One Triton kernel per norm where it runs (half in/out, FP32 inside); else cast, norm, cast.
+        self.fused_norms = fp32_norms and fused_available(device, dtype)
+        self.norm = (
+            _layer_norm_fused if self.fused_norms else _layer_norm32 if fp32_norms else _layer_norm_native
+        )
+        self.feature_gelu = config.feat_extract_activation == "gelu"
         model.lm_head.float()
         self.model = model
         self.device = device
@@ -189,7 +199,10 @@ class CtcForward:
             image = x.transpose(1, 2).unsqueeze(2).contiguous(memory_format=torch.channels_last)
             y = F.conv2d(image, weight, layer.conv.bias, stride=(1, stride))
             y = y.contiguous(memory_format=torch.channels_last).squeeze(2).transpose(1, 2)
-            x = layer.activation(self.norm(layer.layer_norm, y))
+            if self.fused_norms and self.feature_gelu:
+                x = fused_layer_norm(y, layer.layer_norm, gelu=True)
+            else:
+                x = layer.activation(self.norm(layer.layer_norm, y))
         return x
 
     def _attention(self, layer: _Layer, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
