@@ -592,12 +592,14 @@ def run(args: argparse.Namespace) -> dict:
     results["workload_seconds"] = loads
     results.update(engine_suite(torch, config, state, Timer(torch, budget_s=args.budget), loads))
     if args.eval_file and args.eval_model:
-        bundled = bundled_accuracy(torch, Path(args.eval_model), Path(args.eval_file), args.eval_limit)
-        results["bundled_accuracy"] = bundled
-        same = sum(r == e for r, e in zip(bundled["reference"], bundled["engine"]))
-        print(
-            f"bundled test set: {same}/{len(bundled['engine'])} engine transcripts equal the FP32 reference"
-        )
+        try:
+            bundled = bundled_accuracy(torch, Path(args.eval_model), Path(args.eval_file), args.eval_limit)
+            results["bundled_accuracy"] = bundled
+            same = sum(r == e for r, e in zip(bundled["reference"], bundled["engine"]))
+            print(f"bundled test set: {same}/{len(bundled['engine'])} engine transcripts equal FP32's")
+        except Exception as error:  # the speed numbers stand without it
+            results["bundled_error"] = f"{type(error).__name__}: {error}"
+            print(f"bundled test set failed: {results['bundled_error']}")
     if not args.skip_server:
         torch.cuda.empty_cache()
         workdir = Path(tempfile.mkdtemp(prefix="vaani-gpubench-"))
