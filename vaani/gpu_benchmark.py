@@ -501,7 +501,7 @@ def served_suite(torch, config, state: dict, workdir: Path, duration: float, ser
     model = Wav2Vec2ForCTC(config)
     model.load_state_dict(state)
     settings = RepositorySettings(
-        engine="torch", max_batch_size=64, queue_delay_us=2_000, python_instances=4, max_audio_seconds=30.0
+        engine="torch", max_batch_size=64, queue_delay_us=500, python_instances=4, max_audio_seconds=30.0
     )
     repository = workdir / "repository"
     prepare_repository(model, repository, settings)
