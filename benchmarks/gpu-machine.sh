@@ -17,6 +17,7 @@ tar -xJf "$CARRY"/site.tar.xz -C /tmp
 # vaani as installed: vaani.build, vaani.client, vaani.loadtest live in build/, client/, loadtest/.
 rm -rf /tmp/site/vaani && cp -r vaani /tmp/site/vaani
 for sub in build client loadtest; do cp -r "$sub" /tmp/site/vaani/"$sub"; done
+cp -r model_repository /tmp/site/vaani/model_repository  # the step sources `vaani build` installs
 export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total,clocks.sm --format=csv
 python3 -c "import sys, sysconfig, torch, numpy; print(sys.version.split()[0], sysconfig.get_config_var('LIBDIR'), torch.__version__, numpy.__version__, torch.cuda.get_device_name())"

@@ -350,6 +350,7 @@ def engine_suite(torch, config, state: dict, timer: Timer, loads: dict[str, list
         "engine, no CUDA graphs": TorchEngineOptions(cuda_graphs=False),
         "engine, channels-first": TorchEngineOptions(channels_last=False),
         "engine, norms in BF16": TorchEngineOptions(fp32_norms=False),
+        "engine, masked attention auto": TorchEngineOptions(masked_attention="auto"),
         "engine FP16": TorchEngineOptions(dtype="float16"),
     }
     accuracy, profile, profile_mixed, fused = {}, {}, {}, False
@@ -513,7 +514,7 @@ def served_suite(torch, config, state: dict, workdir: Path, duration: float, ser
     results: dict = {"settings": settings.__dict__, "scenarios": []}
     with TritonProcess(repository, Ports(18000, 18001, 18002), log_file=log) as server:
         try:
-            server.wait_ready(timeout=300)
+            server.wait_ready(timeout=180)
         except Exception:
             print(log.read_text()[-5000:])
             raise

@@ -13,6 +13,9 @@ class OnnxRuntimeEngine:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads  # 0: one per physical core
         options.inter_op_num_threads = 1
+        # Idle intra-op threads sleep instead of spinning: under Triton they share the cores with
+        # the other steps' processes, and a spinning thread steals the CPU they need.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self._session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
         self._takes_mask = any(i.name == "ATTENTION_MASK" for i in self._session.get_inputs())

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from vaani.batching import plan_groups
 from vaani.engines.torch_kernels import fused_available, fused_layer_norm
@@ -48,6 +49,9 @@ class TorchEngineOptions:
     # False runs the norms natively in the half dtype (FP32 statistics, half parameters): only
     # there to measure what the FP32 policy costs; DESIGN.md asks for FP32.
     fp32_norms: bool = True
+    # Masked (padded) attention on PyTorch's memory-efficient kernel, which takes the key mask as
+    # a broadcast bias; "auto" leaves the choice to PyTorch (cuDNN on Hopper).
+    masked_attention: str = "efficient"
     cuda_graphs: bool = True
     # Graphs are used while padded batch × length stays within this many seconds; above it the
     # GPU time hides the launch overhead and a graph would only cost memory.
@@ -56,6 +60,8 @@ class TorchEngineOptions:
     graph_bucket_seconds: float = 1.0
 
     def __post_init__(self) -> None:
+        if self.masked_attention not in ("efficient", "auto"):
+            raise ValueError(f"masked_attention must be 'efficient' or 'auto'; got {self.masked_attention!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {self.dtype!r}")
 
@@ -116,6 +122,7 @@ class CtcForward:
         dtype: torch.dtype,
         channels_last: bool,
         fp32_norms: bool = True,
+        masked_attention: str = "efficient",
     ):
         config = model.config
         if getattr(config, "adapter_attn_dim", None) is not None or getattr(config, "add_adapter", False):
@@ -134,6 +141,9 @@ class CtcForward:
             _layer_norm_fused if self.fused_norms else _layer_norm32 if fp32_norms else _layer_norm_native
         )
         self.feature_gelu = config.feat_extract_activation == "gelu"
+        self.masked_backends = (
+            [SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH] if masked_attention == "efficient" else None
+        )
         model.lm_head.float()
         self.model = model
         self.device = device
@@ -209,7 +219,11 @@ class CtcForward:
         batch, frames, hidden = x.shape
         qkv = F.linear(x, layer.qkv_weight, layer.qkv_bias).view(batch, frames, 3, self.heads, -1)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        if mask is not None and self.masked_backends is not None:
+            with sdpa_kernel(self.masked_backends):
+                attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        else:
+            attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return layer.out(attended.transpose(1, 2).reshape(batch, frames, hidden))
 
     def _feed_forward(self, layer: _Layer, x: torch.Tensor) -> torch.Tensor:
@@ -380,6 +394,7 @@ class TorchEngine:
             DTYPES[self.options.dtype],
             self.options.channels_last,
             self.options.fp32_norms,
+            self.options.masked_attention,
         )
         self.graphs: GraphCache | None = None
         if self.options.cuda_graphs and self.device.type == "cuda":

@@ -81,9 +81,8 @@ def fused_available(device: torch.device, dtype: torch.dtype) -> bool:
             norm.bias.uniform_(-0.5, 0.5)
         x = (torch.randn(37, 1024, device=device) * 3 + 1).to(dtype)
         for gelu in (False, True):
-            torch.testing.assert_close(
-                fused_layer_norm(x, norm, gelu).float(), reference_layer_norm(x, norm, gelu).float()
-            )
+            # Same FP32 math, other summation order: equal up to the last bit of the half result.
+            torch.testing.assert_close(fused_layer_norm(x, norm, gelu), reference_layer_norm(x, norm, gelu))
     except Exception as error:  # no compiler, an old Triton, …: the engine still runs, more slowly
         print(f"torch engine: fused LayerNorm unavailable ({type(error).__name__}: {error}); using PyTorch's")
         return False
