@@ -14,10 +14,18 @@ from vaani.training import data
 
 
 def greedy_transcripts(model, tokenizer, logits, attention_mask) -> list[str]:
-    """Argmax per frame over each utterance's valid frames only, then the tokenizer's CTC collapse."""
+    """Argmax over each utterance's valid frames, the tokenizer's CTC collapse, single spaces.
+
+    The tokenizer turns a delimiter, blank, delimiter run into two spaces; the served
+    `TRANSCRIPT` has single spaces between words, and so must the reference.
+    """
     frames = model._get_feat_extract_output_lengths(attention_mask.sum(-1)).tolist()
     ids = logits.argmax(dim=-1).cpu()
-    return tokenizer.batch_decode([row[:count].tolist() for row, count in zip(ids, frames, strict=True)])
+    texts = tokenizer.batch_decode([row[:count].tolist() for row, count in zip(ids, frames, strict=True)])
+    specials = [t for t in tokenizer.all_special_tokens if t != tokenizer.word_delimiter_token]
+    for token in specials:
+        texts = [text.replace(token, "") for text in texts]
+    return [" ".join(text.split()) for text in texts]
 
 
 def transcribe(model_dir: Path, audios: list[np.ndarray], device: str = "cpu", batch_seconds: float = 120.0):
