@@ -21,6 +21,13 @@ cp -r model_repository /tmp/site/vaani/model_repository  # the step sources `vaa
 export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total,clocks.sm --format=csv
 python3 -c "import sys, sysconfig, torch, numpy; print(sys.version.split()[0], sysconfig.get_config_var('LIBDIR'), torch.__version__, numpy.__version__, torch.cuda.get_device_name())"
+# What the python-backend stub will import, with the stub's numpy first (fails fast and says why).
+(cd /tmp && PYTHONPATH=/tmp/numpy1:/tmp/site:/tmp/site/pytriton/tritonserver/backends/python python3 -c "
+import numpy, torch, transformers, triton_python_backend_utils
+from vaani.engines.torch_engine import TorchEngine
+from vaani.preprocessing import normalize
+print('stub imports ok: numpy', numpy.__version__)") || echo "stub imports FAILED"
+ldd /tmp/site/pytriton/tritonserver/python_backend_stubs/3.12/triton_python_backend_stub | grep -i "python\|not found" || true
 # Run from outside the checkout: its vaani/ (without vaani.build) must not shadow /tmp/site/vaani.
 OUT=$(realpath "$OUT") && cd /tmp && EVAL=()
 if [ -f "$CARRY"/eval.npz ]; then EVAL=(--eval-file "$CARRY"/eval.npz --eval-model "$REPO"/models/tiny-hindi); fi

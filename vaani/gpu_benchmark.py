@@ -350,7 +350,7 @@ def engine_suite(torch, config, state: dict, timer: Timer, loads: dict[str, list
         "engine, no CUDA graphs": TorchEngineOptions(cuda_graphs=False),
         "engine, channels-first": TorchEngineOptions(channels_last=False),
         "engine, norms in BF16": TorchEngineOptions(fp32_norms=False),
-        "engine, masked attention auto": TorchEngineOptions(masked_attention="auto"),
+        "engine, masked attention mem-efficient": TorchEngineOptions(masked_attention="efficient"),
         "engine FP16": TorchEngineOptions(dtype="float16"),
     }
     accuracy, profile, profile_mixed, fused = {}, {}, {}, False
@@ -492,6 +492,10 @@ def step_delta(before: dict, after: dict) -> dict[str, dict[str, float]]:
     return delta
 
 
+def _is_error(line: str) -> bool:
+    return line.startswith("E") or any(k in line for k in ("rror", "Traceback", "failed", 'File "'))
+
+
 def served_suite(torch, config, state: dict, workdir: Path, duration: float, server_pythonpath: str) -> dict:
     """(d): build a torch-engine repository, start tritonserver, load it at concurrency 1 and 64."""
     from transformers import Wav2Vec2ForCTC
@@ -516,7 +520,8 @@ def served_suite(torch, config, state: dict, workdir: Path, duration: float, ser
         try:
             server.wait_ready(timeout=180)
         except Exception:
-            print(log.read_text()[-5000:])
+            text = log.read_text()
+            print("\n".join(line for line in text.splitlines() if _is_error(line))[-8000:])
             raise
         scenarios = [
             ("1x5s", 1, speechlike([5.0], seed=3)),
