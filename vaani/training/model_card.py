@@ -85,9 +85,9 @@ time spans inside the model (SpecAugment-style).
 {train_command}
 ```
 
-{report["steps"]:,} steps ({report["epochs"]:g} epochs) in {report["training_minutes"]:.1f} minutes
-on {report["device"]};
-the checkpoint with the best validation CER was kept (step {best["step"]:,}: CER {best["cer"]:.2%}).
+Trained for {report["steps"]:,} steps ({report["epochs"]:g} epochs)
+in {report["training_minutes"]:.1f} minutes on {report["device"]}; the checkpoint with the best
+validation CER was kept (step {best["step"]:,}: CER {best["cer"]:.2%}).
 
 ## Results (held-out test set, greedy, PyTorch FP32)
 
@@ -112,6 +112,8 @@ vaani corpus --split test --plan models/tiny-hindi/testset.jsonl --output data/t
 vaani reference-eval data/tiny-hindi-test/test.jsonl --model models/tiny-hindi   # PyTorch
 vaani wer data/tiny-hindi-test/test.jsonl --output results/wer                    # through the server
 ```
+
+or `make testset` and, with `make serve MODEL=models/tiny-hindi` running, `make wer`.
 
 (`vaani corpus --split test --output DIR` with the default seed and size draws the same plan.)
 
