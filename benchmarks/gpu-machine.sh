@@ -19,10 +19,15 @@ rm -rf /tmp/site/vaani && cp -r vaani /tmp/site/vaani
 for sub in build client loadtest; do cp -r "$sub" /tmp/site/vaani/"$sub"; done
 cp -r model_repository /tmp/site/vaani/model_repository  # the step sources `vaani build` installs
 export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1
+# tritonserver's python stub ignores PYTHONPATH but runs site.py of the environment it finds:
+# a .pth hook there puts VAANI_STUB_PATH (set for the server only) first on its sys.path.
+SITE=$(python3 -c "import site; print(site.getsitepackages()[0])")
+echo 'import os, sys; sys.path[0:0] = [p for p in os.environ.get("VAANI_STUB_PATH", "").split(os.pathsep) if p]' \
+  > "$SITE"/vaani-stub-path.pth
 nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total,clocks.sm --format=csv
 python3 -c "import sys, sysconfig, torch, numpy; print(sys.version.split()[0], sysconfig.get_config_var('LIBDIR'), torch.__version__, numpy.__version__, torch.cuda.get_device_name())"
 # What the python-backend stub will import, with the stub's numpy first (fails fast and says why).
-(cd /tmp && PYTHONPATH=/tmp/numpy1:/tmp/site:/tmp/site/pytriton/tritonserver/backends/python python3 -c "
+(cd /tmp && VAANI_STUB_PATH=/tmp/numpy1:/tmp/site:/tmp/site/pytriton/tritonserver/backends/python python3 -c "
 import numpy, torch, transformers, triton_python_backend_utils
 from vaani.engines.torch_engine import TorchEngine
 from vaani.preprocessing import normalize

@@ -32,7 +32,6 @@ import multiprocessing
 import os
 import platform
 import shutil
-import site
 import statistics
 import sys
 import tempfile
@@ -511,12 +510,17 @@ def served_suite(torch, config, state: dict, workdir: Path, duration: float, ser
     repository = workdir / "repository"
     prepare_repository(model, repository, settings)
     del model
-    # The python-backend stub needs numpy<2 first on its path, then this interpreter's packages.
-    paths = [server_pythonpath, os.environ.get("PYTHONPATH", ""), *site.getsitepackages()]
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+    # The python-backend stub's interpreter ignores PYTHONPATH; gpu-machine.sh installs a .pth hook
+    # that reads VAANI_STUB_PATH instead. Only the server gets it: numpy<2 first, then vaani.
+    stub_path = os.pathsep.join(p for p in (server_pythonpath, os.environ.get("PYTHONPATH", "")) if p)
     log = workdir / "tritonserver.log"
     results: dict = {"settings": settings.__dict__, "scenarios": []}
-    with TritonProcess(repository, Ports(18000, 18001, 18002), log_file=log) as server:
+    os.environ["VAANI_STUB_PATH"] = stub_path
+    try:
+        process = TritonProcess(repository, Ports(18000, 18001, 18002), log_file=log)
+    finally:
+        del os.environ["VAANI_STUB_PATH"]
+    with process as server:
         try:
             server.wait_ready(timeout=180)
         except Exception:
