@@ -21,9 +21,12 @@ cp -r model_repository /tmp/site/vaani/model_repository  # the step sources `vaa
 export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1
 # tritonserver's python stub ignores PYTHONPATH but runs site.py of the environment it finds:
 # a .pth hook there puts VAANI_STUB_PATH (set for the server only) first on its sys.path.
-SITE=$(python3 -c "import site; print(site.getsitepackages()[0])")
-echo 'import os, sys; sys.path[0:0] = [p for p in os.environ.get("VAANI_STUB_PATH", "").split(os.pathsep) if p]' \
-  > "$SITE"/vaani-stub-path.pth
+# Which environment the stub finds is its own business, so every candidate gets the hook.
+for SITE in $(python3 -c "import site; print(*site.getsitepackages())") \
+    $(/usr/bin/python3.12 -c "import site; print(*site.getsitepackages())" 2>/dev/null || true); do
+  mkdir -p "$SITE" && echo 'import os, sys; sys.path[0:0] = [p for p in os.environ.get("VAANI_STUB_PATH", "").split(os.pathsep) if p]' \
+    > "$SITE"/vaani-stub-path.pth && echo "stub path hook in $SITE"
+done
 nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total,clocks.sm --format=csv
 python3 -c "import sys, sysconfig, torch, numpy; print(sys.version.split()[0], sysconfig.get_config_var('LIBDIR'), torch.__version__, numpy.__version__, torch.cuda.get_device_name())"
 # What the python-backend stub will import, with the stub's numpy first (fails fast and says why).

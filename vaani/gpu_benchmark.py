@@ -32,6 +32,7 @@ import multiprocessing
 import os
 import platform
 import shutil
+import site
 import statistics
 import sys
 import tempfile
@@ -512,7 +513,8 @@ def served_suite(torch, config, state: dict, workdir: Path, duration: float, ser
     del model
     # The python-backend stub's interpreter ignores PYTHONPATH; gpu-machine.sh installs a .pth hook
     # that reads VAANI_STUB_PATH instead. Only the server gets it: numpy<2 first, then vaani.
-    stub_path = os.pathsep.join(p for p in (server_pythonpath, os.environ.get("PYTHONPATH", "")) if p)
+    paths = [server_pythonpath, os.environ.get("PYTHONPATH", ""), *site.getsitepackages()]
+    stub_path = os.pathsep.join(p for p in paths if p)
     log = workdir / "tritonserver.log"
     results: dict = {"settings": settings.__dict__, "scenarios": []}
     os.environ["VAANI_STUB_PATH"] = stub_path
