@@ -14,21 +14,23 @@ GRPC_URL ?= localhost:$(GRPC_PORT)
 OUTPUT ?= results
 PRECISION ?= fp16
 TRITON_TAG ?= 25.01
-MANIFEST ?= data/corpus/test.jsonl
+TESTSET := data/tiny-hindi-test/test.jsonl
+MANIFEST ?= $(TESTSET)
 export TRITON_TAG
 SETUP_STAMP := $(VENV)/.setup-complete
 
-.PHONY: setup serve build engine test lint clean
+.PHONY: setup serve build engine testset wer test lint clean
 
 ## setup: .venv with the project, its Python dependencies and the Debian packages it needs
 setup: $(SETUP_STAMP)
 
-$(SETUP_STAMP): pyproject.toml scripts/system-packages.sh
+$(SETUP_STAMP): pyproject.toml scripts/system-packages.sh scripts/install-perf-analyzer.sh
 	scripts/system-packages.sh
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if (3, 10) <= v <= (3, 12) else f"Python 3.10-3.12 needed, {sys.version.split()[0]} found: make setup PYTHON=python3.11")'
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
 	$(VENV)/bin/python -m pip install -q -e ".[serve,build,eval,loadtest,dev]"
+	scripts/install-perf-analyzer.sh $(VENV)
 	touch $@
 
 ## build: export MODEL and write the Triton repository (cached)
@@ -45,8 +47,19 @@ test: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest -q -rs
 
+## testset: regenerate the bundled model's held-out test set (espeak-ng, from models/tiny-hindi/testset.jsonl)
+testset: $(TESTSET)
+
+$(TESTSET): models/tiny-hindi/testset.jsonl | $(SETUP_STAMP)
+	$(VAANI) corpus --split test --plan $< --output $(dir $@)
+
+## wer: WER/CER of the running server (HTTP_URL) on MANIFEST (default: the bundled test set) into OUTPUT/wer
+wer: setup $(if $(filter $(TESTSET),$(MANIFEST)),$(TESTSET))
+	$(VAANI) wer $(MANIFEST) --url $(HTTP_URL) --concurrency 4 --output $(OUTPUT)/wer \
+		$(if $(filter $(TESTSET),$(MANIFEST)),--reference models/tiny-hindi)
+
 ## engine: TensorRT plan for MODEL into the repository, gated on CER (GPU + TensorRT, or Docker)
-engine: setup
+engine: setup $(if $(filter $(TESTSET),$(MANIFEST)),$(TESTSET))
 	$(VAANI) engine --model $(MODEL) --precision $(PRECISION) --repository $(REPOSITORY) --manifest $(MANIFEST)
 
 lint: setup
@@ -66,7 +79,7 @@ PERF_ANALYZER := $(VENV)/bin/perf_analyzer
 
 .PHONY: loadtest perf bench perf-analyzer
 
-## perf-analyzer: perf_analyzer 2.51.0 from the tritonclient wheel into the venv (make setup should call it)
+## perf-analyzer: perf_analyzer 2.51.0 from the tritonclient wheel into the venv (make setup does it too)
 perf-analyzer: $(PERF_ANALYZER)
 
 $(PERF_ANALYZER): scripts/install-perf-analyzer.sh | $(SETUP_STAMP)

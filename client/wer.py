@@ -366,6 +366,17 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"{'latency p50 / p90 / p99 ms':<28}"
         f"{latency['p50']:>8.1f} / {latency['p90']:.1f} / {latency['p99']:.1f}",
     ]
+    reference = summary.get("reference")
+    if reference:
+        lines += [
+            "",
+            f"FP32 PyTorch reference ({reference['model']}) on the same audio",
+            f"{'':<28}{'served':>10}{'pytorch':>10}",
+            f"{'WER %':<28}{100 * summary['wer']:>10.2f}{100 * reference['wer']:>10.2f}",
+            f"{'CER %':<28}{100 * summary['cer']:>10.2f}{100 * reference['cer']:>10.2f}",
+            f"{'identical transcripts':<28}{reference['identical_transcripts']:>10d}"
+            f" of {reference['utterances']}",
+        ]
     published = summary.get("published")
     if published:
         lines += [
@@ -472,8 +483,12 @@ def evaluate(
     model_name: str | None = None,
     published: str | None = None,
     progress: bool = True,
+    reference_model: Path | None = None,
 ) -> dict[str, Any]:
-    """The whole `vaani wer` run: transcribe, score, write the three files; returns the summary."""
+    """The whole `vaani wer` run: transcribe, score, write the three files; returns the summary.
+
+    With ``reference_model`` the summary also holds the FP32 PyTorch reference on the same audio.
+    """
     entries = read_manifest(manifest)
     url = url or DEFAULT_URLS[protocol]
     probe = TranscriptionClient(url, protocol, model)
@@ -505,6 +520,10 @@ def evaluate(
         published_model=published_model,
         published=published_rows,
     )
+    if reference_model is not None:
+        from vaani.client.reference import compare_with_reference
+
+        summary["reference"] = compare_with_reference(transcriptions, reference_model, progress)
     output.mkdir(parents=True, exist_ok=True)
     (output / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
     write_utterances_csv(transcriptions, scores, output / "utterances.csv")

@@ -36,6 +36,13 @@ def register(subcommands: argparse._SubParsersAction) -> None:
         help="print this model's published WERs beside the measured one, e.g. indicwav2vec-hindi "
         "(default: detected from the model name)",
     )
+    parser.add_argument(
+        "--reference",
+        type=Path,
+        metavar="MODEL_DIR",
+        help="also transcribe the same audio with this save_pretrained model in FP32 PyTorch and "
+        "report its WER/CER and how many transcripts are identical to the served ones",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
@@ -54,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         model_name=args.model_name,
         published=args.published,
         progress=not args.no_progress,
+        reference_model=args.reference,
     )
     print(format_summary(summary))
     print(f"\nwrote {args.output / 'summary.json'}, utterances.csv and report.png")
