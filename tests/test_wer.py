@@ -11,13 +11,15 @@ import jiwer
 import numpy as np
 import pytest
 import soundfile as sf
-from vaani.client import wer
-from vaani.client.api import TranscriptionError
-from vaani.client.normalize import normalize
 
 from vaani.acoustic import SAMPLING_RATE
 from vaani.cli import main
+from vaani.client import wer
+from vaani.client.api import TranscriptionError
+from vaani.client.normalize import normalize
 from vaani.errors import UserFacingError
+
+from .conftest import BUNDLED_MODEL
 
 # References with the things normalization handles; hypotheses with real errors of each kind.
 REFERENCES = [
@@ -249,9 +251,8 @@ SPOKEN = [
 @pytest.mark.server
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_wer_command_against_the_server(triton, tmp_path: Path, protocol: str) -> None:
-    from vaani.client.api import TranscriptionClient
-
     from vaani.audio import load_audio
+    from vaani.client.api import TranscriptionClient
     from vaani.corpus.synth import synthesize
 
     (tmp_path / "audio").mkdir()
@@ -272,9 +273,13 @@ def test_wer_command_against_the_server(triton, tmp_path: Path, protocol: str) -
     output = tmp_path / "out"
 
     argv = ["wer", str(manifest), "--url", url, "--protocol", protocol, "--output", str(output)]
-    assert main([*argv, "--concurrency", "2", "--no-progress"]) == 0
+    assert main([*argv, "--concurrency", "2", "--no-progress", "--reference", str(BUNDLED_MODEL)]) == 0
 
     summary = _check_reports(output, len(SPOKEN))
+    # The FP32 PyTorch reference on the same audio: identical transcripts, identical numbers.
+    reference = summary["reference"]
+    assert reference["identical_transcripts"] == len(SPOKEN), reference["differing"]
+    assert (reference["wer"], reference["cer"]) == (summary["wer"], summary["cer"])
     assert (summary["url"], summary["protocol"]) == (url, protocol)
     assert summary["model"]
     assert "published" not in summary  # the bundled model has no published numbers
