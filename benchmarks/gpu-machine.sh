@@ -20,17 +20,17 @@ for sub in build client loadtest; do cp -r "$sub" /tmp/site/vaani/"$sub"; done
 cp -r model_repository /tmp/site/vaani/model_repository  # the step sources `vaani build` installs
 export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1
 # tritonserver's python stub ignores PYTHONPATH but runs site.py of the environment it finds:
-# a .pth hook there puts VAANI_STUB_PATH (set for the server only) first on its sys.path.
-# Which environment the stub finds is its own business, so every candidate gets the hook.
+# a .pth hook there (benchmarks/vaani_stub_path.py) sets its sys.path from variables that the
+# benchmark gives the server alone. Which environment the stub finds is its business, so every
+# candidate gets the hook.
 for SITE in $(python3 -c "import site; print(*site.getsitepackages())") \
     $(/usr/bin/python3.12 -c "import site; print(*site.getsitepackages())" 2>/dev/null || true); do
-  mkdir -p "$SITE" && echo 'import os, sys; sys.path[0:0] = [p for p in os.environ.get("VAANI_STUB_PATH", "").split(os.pathsep) if p]' \
-    > "$SITE"/vaani-stub-path.pth && echo "stub path hook in $SITE"
+  mkdir -p "$SITE" && cp benchmarks/vaani_stub_path.py "$SITE"/ && echo "import vaani_stub_path" > "$SITE"/vaani-stub-path.pth
 done
 nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total,clocks.sm --format=csv
 python3 -c "import sys, sysconfig, torch, numpy; print(sys.version.split()[0], sysconfig.get_config_var('LIBDIR'), torch.__version__, numpy.__version__, torch.cuda.get_device_name())"
 # What the python-backend stub will import, with the stub's numpy first (fails fast and says why).
-(cd /tmp && VAANI_STUB_PATH=/tmp/numpy1:/tmp/site:/tmp/site/pytriton/tritonserver/backends/python python3 -c "
+(cd /tmp && PYTHONPATH=/tmp/numpy1:/tmp/site:/tmp/site/pytriton/tritonserver/backends/python python3 -c "
 import numpy, torch, transformers, triton_python_backend_utils
 from vaani.engines.torch_engine import TorchEngine
 from vaani.preprocessing import normalize

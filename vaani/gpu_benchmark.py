@@ -512,16 +512,22 @@ def served_suite(torch, config, state: dict, workdir: Path, duration: float, ser
     prepare_repository(model, repository, settings)
     del model
     # The python-backend stub's interpreter ignores PYTHONPATH; gpu-machine.sh installs a .pth hook
-    # that reads VAANI_STUB_PATH instead. Only the server gets it: numpy<2 first, then vaani.
+    # (benchmarks/vaani_stub_path.py) that reads these variables instead; only the server gets them.
     paths = [server_pythonpath, os.environ.get("PYTHONPATH", ""), *site.getsitepackages()]
     stub_path = os.pathsep.join(p for p in paths if p)
     log = workdir / "tritonserver.log"
     results: dict = {"settings": settings.__dict__, "scenarios": []}
-    os.environ["VAANI_STUB_PATH"] = stub_path
+    stub_environment = {
+        "VAANI_STUB_PATH": stub_path,
+        "VAANI_STUB_NUMPY1": server_pythonpath,
+        "VAANI_STUB_NUMPY2_FOR": "wav2vec2",  # DLPack only; transformers' compiled deps need numpy 2
+    }
+    os.environ.update(stub_environment)
     try:
         process = TritonProcess(repository, Ports(18000, 18001, 18002), log_file=log)
     finally:
-        del os.environ["VAANI_STUB_PATH"]
+        for key in stub_environment:
+            del os.environ[key]
     with process as server:
         try:
             server.wait_ready(timeout=180)
