@@ -75,6 +75,8 @@ USERS ?= 4
 LOAD_SECONDS ?= 60
 CONCURRENCY ?= 1:4:1
 BENCH_MODEL ?= models/tiny-hindi
+# The CPU serving settings the recorded results use: one single-threaded wav2vec2 instance per core, no batching.
+BENCH_ARGS ?= --acoustic-instances $(shell nproc) --threads 1 --max-batch-size 1
 PERF_ANALYZER := $(VENV)/bin/perf_analyzer
 
 .PHONY: loadtest perf bench perf-analyzer
@@ -97,4 +99,5 @@ perf: setup $(PERF_ANALYZER)
 
 ## bench: Triton vs HF pipeline, ONNX Runtime and FastAPI for BENCH_MODEL (base-random: base size); own servers
 bench: setup
-	$(VAANI) bench --model $(BENCH_MODEL) --output $(OUTPUT)/bench/$(notdir $(BENCH_MODEL)) --seconds $(LOAD_SECONDS)
+	$(VAANI) bench --model $(BENCH_MODEL) --output $(OUTPUT)/bench/$(notdir $(BENCH_MODEL)) --seconds $(LOAD_SECONDS) \
+		--users $(USERS) $(BENCH_ARGS)

@@ -15,6 +15,7 @@ Servers run one at a time: on a small CPU an idle-but-running neighbour is still
 from __future__ import annotations
 
 import datetime
+import itertools
 import os
 import platform
 import shutil
@@ -23,7 +24,9 @@ import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +36,7 @@ from vaani.errors import UserFacingError
 from vaani.loadtest.clips import Clip
 from vaani.loadtest.report import BenchRow, write_all
 from vaani.loadtest.runner import run_locust
-from vaani.loadtest.stats import RequestRecord, summarize
+from vaani.loadtest.stats import RequestRecord, summarize_runs
 
 BASE_RANDOM = "base-random"
 
@@ -43,13 +46,15 @@ class BenchPlan:
     """What to measure and how hard; every field is a `vaani bench` option."""
 
     model: str
-    output: Path
+    output: Path  # the table, CSV and plot: small, meant to be kept
+    work: Path  # models, repository, clips, Locust files, server logs: large, regenerated
     sources: Path
     settings: RepositorySettings
     threads: int
     users: int = 8
     seconds: float = 60.0
     check_clips: int = 6
+    rounds: int = 3
     name: str = ""
 
 
@@ -104,35 +109,45 @@ def clean_text(text: str, special_tokens: list[str]) -> str:
     return " ".join(text.split())
 
 
-def timed_loop(
-    clips: list[Clip], seconds: float, transcribe, label: str
-) -> tuple[list[RequestRecord], list[str]]:
-    """Transcribe the clips one after another, whole passes, until ``seconds`` have passed.
+class InProcess:
+    """Clips one after another through a transcribe function, continuing where the last round stopped."""
 
-    Returns the records and the transcripts of the first pass.
-    """
-    from tqdm import tqdm
+    def __init__(self, clips: list[Clip], transcribe, label: str) -> None:
+        self.clips = clips
+        self.transcribe = transcribe
+        self.label = label
+        self._next = itertools.cycle(clips)
 
-    records: list[RequestRecord] = []
-    texts: list[str] = []
-    transcribe(clips[0].audio)  # first call allocates; it is not what a warm server pays
-    began = time.monotonic()
-    with tqdm(desc=label, unit="clip", leave=False) as bar:
-        while not records or time.monotonic() - began < seconds:
-            for clip in clips:
+    def texts(self, clips: list[Clip]) -> list[str]:
+        """One transcript per clip (also the warm-up: first calls allocate what later calls reuse)."""
+        from tqdm import tqdm
+
+        return [self.transcribe(c.audio) for c in tqdm(clips, desc=f"{self.label} warm-up", leave=False)]
+
+    def measure(self, seconds: float, round_number: int = 0) -> list[RequestRecord]:
+        """At least one request, then requests until ``seconds`` have passed."""
+        from tqdm import tqdm
+
+        records: list[RequestRecord] = []
+        began = time.monotonic()
+        with tqdm(desc=f"{self.label} round {round_number + 1}", unit="clip", leave=False) as bar:
+            while not records or time.monotonic() - began < seconds:
+                clip = next(self._next)
                 start = time.time()
                 tick = time.perf_counter()
-                text = transcribe(clip.audio)
+                text = self.transcribe(clip.audio)
                 latency = (time.perf_counter() - tick) * 1000
-                records.append(RequestRecord(start, latency, clip.seconds, label, "", 1, bool(text.strip())))
-                if len(texts) < len(clips):
-                    texts.append(text)
+                records.append(
+                    RequestRecord(start, latency, clip.seconds, self.label, "", 1, bool(text.strip()))
+                )
                 bar.update()
-    return records, texts
+        return records
 
 
-def row(system: str, protocol: str, concurrency: int, records: list[RequestRecord], match: float) -> BenchRow:
-    s = summarize(records)
+def row(
+    system: str, protocol: str, concurrency: int, runs: list[list[RequestRecord]], match: float
+) -> BenchRow:
+    s = summarize_runs(runs)
     return BenchRow(
         system,
         protocol,
@@ -178,36 +193,62 @@ def _post_audio(url: str, audio: np.ndarray) -> str:
         return json.loads(response.read())["text"]
 
 
+@dataclass
+class Measurement:
+    """One row of the table: how to measure a round of it, and the rounds measured so far."""
+
+    system: str
+    protocol: str
+    concurrency: int
+    measure: Callable[[float, int], list[RequestRecord]]
+    match: float
+    runs: list[list[RequestRecord]] = field(default_factory=list)
+
+
 class Bench:
-    """One bench run: the steps of the module docstring, in order, each behind a progress bar."""
+    """One bench run: every system set up and warmed, then measured in interleaved rounds.
+
+    Each round gives every row ``seconds / rounds`` in turn, so that load from elsewhere on a
+    shared machine spreads over all systems instead of falsifying one of them.
+    """
 
     def __init__(self, plan: BenchPlan, clips: list[Clip], manifest: Path) -> None:
         self.plan = plan
         self.clips = clips
         self.manifest = manifest
-        self.rows: list[BenchRow] = []
-        self.model_dir = resolve_model(plan.model, plan.output)
+        self.model_dir = resolve_model(plan.model, plan.work)
         self.check = sorted(clips, key=lambda c: c.seconds)[:: max(1, len(clips) // plan.check_clips)]
         self.references: dict[str, str] = {}
+        self.rows: list[Measurement] = []
 
     def _log(self, message: str) -> None:
         print(f"[bench] {message}", file=sys.stderr, flush=True)
 
     def run(self) -> Path:
         import torch
+        from tqdm import tqdm
 
         torch.set_num_threads(self.plan.threads)
         repository = self.build_repository()
-        self.hugging_face()
-        self.onnxruntime(repository / "wav2vec2" / "1" / "model.onnx")
-        self.triton(repository)
-        self.fastapi()
-        return write_all(self.rows, self.conditions(), self.plan.output)
+        with ExitStack() as servers:
+            self.hugging_face()
+            self.onnxruntime(repository / "wav2vec2" / "1" / "model.onnx")
+            self.triton(repository, servers)
+            self.fastapi(servers)
+            share = self.plan.seconds / self.plan.rounds
+            self._log(
+                f"measuring {len(self.rows)} rows in {self.plan.rounds} interleaved rounds of {share:.0f} s"
+            )
+            for number in tqdm(range(self.plan.rounds), desc="rounds", unit="round"):
+                for measurement in self.rows:
+                    measurement.runs.append(measurement.measure(share, number))
+        rows = [row(m.system, m.protocol, m.concurrency, m.runs, m.match) for m in self.rows]
+        return write_all(rows, self.conditions(), self.plan.output)
 
     def build_repository(self) -> Path:
         from vaani.build.pipeline import build
 
-        repository = self.plan.output / "repository"
+        repository = self.plan.work / "repository"
         for source in self.plan.sources.glob("*/1/model.py"):
             target = repository / source.relative_to(self.plan.sources)
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -218,15 +259,13 @@ class Bench:
     def hugging_face(self) -> None:
         from transformers import pipeline
 
-        self._log("(a) Hugging Face pipeline in process")
+        self._log("(a) Hugging Face pipeline in process: reference transcripts")
         asr = pipeline("automatic-speech-recognition", model=str(self.model_dir), device=-1)
         specials = [t for t in asr.tokenizer.all_special_tokens if t != asr.tokenizer.word_delimiter_token]
         self._clean = lambda text: clean_text(text, specials)
-        records, texts = timed_loop(
-            self.clips, self.plan.seconds, lambda audio: asr(audio)["text"], "hf-pipeline in process"
-        )
-        self.references = {c.path: self._clean(t) for c, t in zip(self.clips, texts)}
-        self.rows.append(row("hf-pipeline", "in process", 1, records, 1.0))
+        runner = InProcess(self.clips, lambda audio: asr(audio)["text"], "hf-pipeline")
+        self.references = {c.path: self._clean(t) for c, t in zip(self.clips, runner.texts(self.clips))}
+        self.rows.append(Measurement("hf-pipeline", "in process", 1, runner.measure, 1.0))
 
     def onnxruntime(self, onnx: Path) -> None:
         from vaani.build.hf_model import HfModel
@@ -241,32 +280,37 @@ class Bench:
             ids = engine(values, mask).argmax(-1)[0]
             return hf.decode(ids[: hf.spec_frames(len(audio))])
 
-        records, texts = timed_loop(self.clips, self.plan.seconds, transcribe, "onnxruntime in process")
-        self.rows.append(row("onnxruntime", "in process", 1, records, self._match(texts, self.clips)))
+        runner = InProcess(self.clips, transcribe, "onnxruntime")
+        match = self._match(runner.texts(self.clips), self.clips)
+        self.rows.append(Measurement("onnxruntime", "in process", 1, runner.measure, match))
 
     def _match(self, texts: list[str], clips: list[Clip]) -> float:
         return agreement([self._clean(t) for t in texts], [self.references[c.path] for c in clips])
 
-    def _load(self, host: str, target: str, users: int, grpc_url: str | None = None) -> list[RequestRecord]:
-        name = f"{target}-c{users}"
-        run = run_locust(
-            host,
-            [target],
-            self.manifest,
-            self.plan.output / "locust" / name,
-            users=users,
-            seconds=self.plan.seconds,
-            grpc_url=grpc_url,
-            label=f"locust {name}",
-        )
-        if not run.records:
-            raise UserFacingError(f"Locust run {name} recorded no requests; see {run.log}")
-        return run.records
+    def _locust(self, host: str, target: str, users: int, grpc_url: str | None = None):
+        def measure(seconds: float, number: int) -> list[RequestRecord]:
+            name = f"{target}-c{users}-r{number + 1}"
+            run = run_locust(
+                host,
+                [target],
+                self.manifest,
+                self.plan.work / "locust" / name,
+                users=users,
+                seconds=seconds,
+                grpc_url=grpc_url,
+                label=f"locust {name}",
+                seed=number,
+            )
+            if not run.records:
+                raise UserFacingError(f"Locust run {name} recorded no requests; see {run.log}")
+            return run.records
+
+        return measure
 
     def _concurrencies(self) -> list[int]:
         return sorted({1, self.plan.users})
 
-    def triton(self, repository: Path) -> None:
+    def triton(self, repository: Path, servers: ExitStack) -> None:
         from tqdm import tqdm
 
         from vaani.client.api import TranscriptionClient
@@ -274,39 +318,43 @@ class Bench:
 
         self._log("(c) Triton ensemble over HTTP and gRPC")
         ports = Ports(free_port(), free_port(), free_port())
-        with TritonProcess(repository, ports, log_file=self.plan.output / "tritonserver.log") as server:
-            server.wait_ready()
-            client = TranscriptionClient(server.http_url, "http")
-            texts = [client.transcribe(c.audio) for c in tqdm(self.check, desc="triton warm-up", leave=False)]
-            client.close()
-            match = self._match(texts, self.check)
-            for users in self._concurrencies():
-                for protocol in ("http", "grpc"):
-                    records = self._load(f"http://{server.http_url}", protocol, users, server.grpc_url)
-                    self.rows.append(row("triton", protocol, users, records, match))
+        log = self.plan.work / "tritonserver.log"
+        server = servers.enter_context(TritonProcess(repository, ports, log_file=log))
+        server.wait_ready()
+        client = TranscriptionClient(server.http_url, "http")
+        texts = [client.transcribe(c.audio) for c in tqdm(self.check, desc="triton warm-up", leave=False)]
+        client.close()
+        match = self._match(texts, self.check)
+        for users in self._concurrencies():
+            for protocol in ("http", "grpc"):
+                measure = self._locust(f"http://{server.http_url}", protocol, users, server.grpc_url)
+                self.rows.append(Measurement("triton", protocol, users, measure, match))
 
-    def fastapi(self) -> None:
+    def fastapi(self, servers: ExitStack) -> None:
         from tqdm import tqdm
 
         self._log("(d) FastAPI + uvicorn around the Hugging Face pipeline")
         port = free_port()
         command = [sys.executable, "-m", "vaani.loadtest.fastapi_baseline", "--model", str(self.model_dir)]
         command += ["--port", str(port), "--threads", str(self.plan.threads)]
-        with open(self.plan.output / "fastapi.log", "w") as log:
-            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-            try:
-                _wait_http(f"http://127.0.0.1:{port}/health", process)
-                url = f"http://127.0.0.1:{port}/transcribe"
-                texts = [
-                    _post_audio(url, c.audio) for c in tqdm(self.check, desc="fastapi warm-up", leave=False)
-                ]
-                match = self._match(texts, self.check)
-                for users in self._concurrencies():
-                    records = self._load(f"http://127.0.0.1:{port}", "fastapi", users)
-                    self.rows.append(row("fastapi", "http", users, records, match))
-            finally:
-                process.terminate()
-                process.wait(timeout=60)
+        log = servers.enter_context(open(self.plan.work / "fastapi.log", "w"))  # noqa: SIM115 - the stack closes it
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        servers.callback(process.wait, timeout=60)
+        servers.callback(process.terminate)
+        _wait_http(f"http://127.0.0.1:{port}/health", process)
+        url = f"http://127.0.0.1:{port}/transcribe"
+        texts = [_post_audio(url, c.audio) for c in tqdm(self.check, desc="fastapi warm-up", leave=False)]
+        match = self._match(texts, self.check)
+        for users in self._concurrencies():
+            self.rows.append(
+                Measurement(
+                    "fastapi",
+                    "http",
+                    users,
+                    self._locust(f"http://127.0.0.1:{port}", "fastapi", users),
+                    match,
+                )
+            )
 
     def conditions(self) -> dict[str, object]:
         from transformers import AutoConfig
@@ -327,8 +375,8 @@ class Bench:
             "date": datetime.date.today().isoformat(),
             "clips": f"{len(lengths)} clips, {min(lengths):.1f}-{max(lengths):.1f} s, "
             f"mean {np.mean(lengths):.1f} s (synthetic Hindi speech, espeak-ng)",
-            "load": f"Locust closed loop (no wait), {self.plan.seconds:.0f} s per row; in-process rows: "
-            "clips one after another for the same time",
+            "load": f"Locust closed loop (no wait), {self.plan.seconds:.0f} s per row in {self.plan.rounds} "
+            "interleaved rounds (every row once per round); in-process rows: clips one after another",
             "triton": ", ".join(f"{k}={v}" for k, v in settings.items() if not k.startswith("profile_")),
             "python": platform.python_version(),
         }

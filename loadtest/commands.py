@@ -101,10 +101,28 @@ def register(subcommands) -> None:
         default=Path("model_repository"),
         help="repository holding the steps' model.py",
     )
-    bench.add_argument("--output", type=Path, default=Path("results/bench"), help="results folder")
+    bench.add_argument(
+        "--output",
+        type=Path,
+        default=Path("results/bench"),
+        help="results folder: bench.csv, .md, .json, .png",
+    )
+    bench.add_argument(
+        "--work-dir",
+        type=Path,
+        help="models, Triton repository, clips, Locust files and server logs (default: OUTPUT/work)",
+    )
     bench.add_argument("--name", default="", help="title of the table (default: from the model)")
     bench.add_argument("--users", type=int, default=8, help="the saturation load: concurrent Locust users")
-    bench.add_argument("--seconds", type=float, default=60, help="length of each measured row")
+    bench.add_argument(
+        "--seconds", type=float, default=60, help="measured time of each row, all rounds together"
+    )
+    bench.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="interleaved rounds: every row is measured once per round, so background load hits all alike",
+    )
     bench.add_argument(
         "--budget",
         type=int,
@@ -195,16 +213,19 @@ def _bench(args: argparse.Namespace) -> int:
         return 0
     settings = settings_from_args(args)
     budget = args.budget or (settings.threads or os.cpu_count() or 1) * settings.acoustic_instances
-    manifest = manifest_from_args(args, args.output)
+    work = args.work_dir or args.output / "work"
+    manifest = manifest_from_args(args, work)
     plan = BenchPlan(
         model=args.model,
         output=args.output,
+        work=work,
         sources=args.sources,
         settings=settings,
         threads=budget,
         users=args.users,
         seconds=args.seconds,
         check_clips=args.check_clips,
+        rounds=max(1, args.rounds),
         name=args.name,
     )
     table = Bench(plan, load_clips(manifest), manifest).run()

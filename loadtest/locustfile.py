@@ -14,6 +14,7 @@ real-time factor and percentiles per protocol and per user count), and prints th
 Environment:
     VAANI_MANIFEST       NeMo JSONL manifest of the clips (required; `vaani loadtest` makes one)
     VAANI_GRPC_URL       gRPC address of Triton (default: the --host name, port 8001)
+    VAANI_SEED           seed of the users' clip orders (default 0; same seed, same requests)
     VAANI_STEP_USERS     e.g. "1,2,4,8": opt in to the step ramp, one step per user count
     VAANI_STEP_SECONDS   length of each ramp step (default 30)
 """
@@ -70,7 +71,7 @@ class AsrUser(User):
 
     def on_start(self) -> None:
         order = list(clips())
-        random.Random(next(self._numbers)).shuffle(order)
+        random.Random(f"{os.environ.get('VAANI_SEED', '0')}:{next(self._numbers)}").shuffle(order)
         self._clips = itertools.cycle(order)
 
     def transcribe(self, clip: Clip) -> str:
@@ -191,6 +192,15 @@ class StepRamp(LoadTestShape):
         if step >= len(self.steps):
             return None
         return self.steps[step], float(max(self.steps))
+
+
+@events.test_start.add_listener
+def _preload(environment, **_) -> None:
+    """Decode the clips before the first user starts, so that no request waits for disk."""
+    from locust.runners import MasterRunner
+
+    if not isinstance(environment.runner, MasterRunner):
+        clips()
 
 
 @events.request.add_listener

@@ -44,6 +44,7 @@ def run_locust(
     step_users: list[int] | None = None,
     step_seconds: float = 30,
     label: str = "locust",
+    seed: int = 0,
 ) -> LocustRun:
     """Run Locust against ``host`` with one user class per target ("http", "grpc", "fastapi").
 
@@ -54,11 +55,14 @@ def run_locust(
 
     prefix.parent.mkdir(parents=True, exist_ok=True)
     host = host if "//" in host else f"http://{host}"
-    env = {**os.environ, "VAANI_MANIFEST": str(manifest.resolve())}
+    env = {**os.environ, "VAANI_MANIFEST": str(manifest.resolve()), "VAANI_SEED": str(seed)}
     if grpc_url:
         env["VAANI_GRPC_URL"] = grpc_url
     command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", host]
     command += ["--csv", str(prefix), "--html", f"{prefix}.html", "--only-summary", "--loglevel", "WARNING"]
+    # At the end of the run time users finish the request in flight: with long clips under load a
+    # killed request would be work done but not counted, and short runs would record nothing.
+    command += ["--stop-timeout", "600"]
     if step_users:
         env["VAANI_STEP_USERS"] = ",".join(map(str, step_users))
         env["VAANI_STEP_SECONDS"] = str(step_seconds)

@@ -74,6 +74,27 @@ def summarize(records: Iterable[RequestRecord]) -> Summary:
     )
 
 
+def summarize_runs(runs: list[list[RequestRecord]]) -> Summary:
+    """Several runs of one system as one: counts and latencies pooled, throughput over the summed spans.
+
+    The bench interleaves short runs of every system so that a neighbour's load on a shared
+    machine hits them all alike; the gaps between one system's runs are not its time.
+    """
+    parts = [summarize(run) for run in runs if run]
+    pooled = summarize([r for run in runs for r in run])
+    elapsed = sum(p.elapsed_s for p in parts)
+    if not elapsed:
+        return pooled
+    good = pooled.requests - pooled.failures
+    audio = sum(r.audio_seconds for run in runs for r in run if r.ok)
+    values = pooled.as_dict() | {
+        "elapsed_s": elapsed,
+        "requests_per_s": good / elapsed,
+        "audio_seconds_per_s": audio / elapsed,
+    }
+    return Summary(**values)
+
+
 def by_key(records: Iterable[RequestRecord], key) -> dict[object, Summary]:
     """One summary per value of ``key(record)``, in sorted key order."""
     groups: dict[object, list[RequestRecord]] = {}
