@@ -112,7 +112,7 @@ def clean_text(text: str, special_tokens: list[str]) -> str:
 class InProcess:
     """Clips one after another through a transcribe function, continuing where the last round stopped."""
 
-    def __init__(self, clips: list[Clip], transcribe, label: str) -> None:
+    def __init__(self, clips: list[Clip], transcribe: Callable[[np.ndarray], str], label: str) -> None:
         self.clips = clips
         self.transcribe = transcribe
         self.label = label
@@ -287,7 +287,9 @@ class Bench:
     def _match(self, texts: list[str], clips: list[Clip]) -> float:
         return agreement([self._clean(t) for t in texts], [self.references[c.path] for c in clips])
 
-    def _locust(self, host: str, target: str, users: int, grpc_url: str | None = None):
+    def _locust(
+        self, host: str, target: str, users: int, grpc_url: str | None = None
+    ) -> Callable[[float, int], list[RequestRecord]]:
         def measure(seconds: float, number: int) -> list[RequestRecord]:
             name = f"{target}-c{users}-r{number + 1}"
             run = run_locust(

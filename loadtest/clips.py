@@ -9,8 +9,10 @@ length; the lengths are spread evenly over the range and shuffled by a seed, so 
 
 from __future__ import annotations
 
+import argparse
 import json
 import random
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -56,7 +58,7 @@ class ClipPlan:
         return lengths
 
 
-def _utterances(plan: ClipPlan):
+def _utterances(plan: ClipPlan) -> Iterator[tuple[str, np.ndarray]]:
     """Endless (text, audio) pairs: the source manifest's files in order, or freshly synthesized speech."""
     from vaani.audio import load_audio
 
@@ -136,7 +138,7 @@ def load_clips(manifest: Path) -> list[Clip]:
     ]
 
 
-def add_clip_arguments(parser) -> None:
+def add_clip_arguments(parser: argparse.ArgumentParser) -> None:
     """``--manifest`` or the options that make clips, shared by `vaani loadtest`, `perf` and `bench`."""
     group = parser.add_argument_group("clips (mixed lengths, made once and reused)")
     group.add_argument(
@@ -156,7 +158,7 @@ def add_clip_arguments(parser) -> None:
     group.add_argument("--seed", type=int, default=0, help="seed of the clip lengths and sentences")
 
 
-def manifest_from_args(args, output: Path) -> Path:
+def manifest_from_args(args: argparse.Namespace, output: Path) -> Path:
     """The manifest named by ``--manifest``, or the one made (or reused) under ``output/clips``."""
     if args.manifest is not None:
         return args.manifest

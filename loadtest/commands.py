@@ -23,7 +23,7 @@ def _users_list(text: str) -> list[int]:
     return users
 
 
-def register(subcommands) -> None:
+def register(subcommands: argparse._SubParsersAction) -> None:
     from vaani.loadtest.clips import add_clip_arguments
 
     formatter = argparse.ArgumentDefaultsHelpFormatter

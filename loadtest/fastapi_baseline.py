@@ -22,7 +22,7 @@ import numpy as np
 from fastapi import FastAPI, HTTPException, Request
 
 
-def create_app(model: str, threads: int):
+def create_app(model: str, threads: int) -> FastAPI:
     """A FastAPI app serving ``model`` at POST /transcribe (float32 PCM, 16 kHz mono) and GET /health."""
     import torch
     from transformers import pipeline

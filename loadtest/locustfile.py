@@ -35,6 +35,7 @@ from pathlib import Path  # noqa: E402
 from urllib.parse import urlsplit  # noqa: E402
 
 from locust import LoadTestShape, User, constant, events, task  # noqa: E402
+from locust.env import Environment  # noqa: E402
 
 from vaani.loadtest.clips import Clip, load_clips  # noqa: E402
 from vaani.loadtest.stats import RequestRecord, by_key, write_records, write_summaries  # noqa: E402
@@ -195,7 +196,7 @@ class StepRamp(LoadTestShape):
 
 
 @events.test_start.add_listener
-def _preload(environment, **_) -> None:
+def _preload(environment: Environment, **_: object) -> None:
     """Decode the clips before the first user starts, so that no request waits for disk."""
     from locust.runners import MasterRunner
 
@@ -204,7 +205,14 @@ def _preload(environment, **_) -> None:
 
 
 @events.request.add_listener
-def _record(request_type, name, response_time, exception, context, **_) -> None:
+def _record(
+    request_type: str,
+    name: str,
+    response_time: float,
+    exception: BaseException | None,
+    context: dict | None,
+    **_: object,
+) -> None:
     if "audio_seconds" in (context or {}):
         RECORDS.append(
             RequestRecord(
@@ -220,19 +228,19 @@ def _record(request_type, name, response_time, exception, context, **_) -> None:
 
 
 @events.report_to_master.add_listener
-def _ship(client_id, data) -> None:
+def _ship(client_id: str, data: dict) -> None:
     """Workers send their records to the master with each stats report."""
     data["vaani_records"] = [tuple(vars(r).values()) for r in RECORDS]
     RECORDS.clear()
 
 
 @events.worker_report.add_listener
-def _collect(client_id, data) -> None:
+def _collect(client_id: str, data: dict) -> None:
     RECORDS.extend(RequestRecord(*values) for values in data.get("vaani_records", []))
 
 
 @events.quitting.add_listener
-def _report(environment, **_) -> None:
+def _report(environment: Environment, **_: object) -> None:
     """Audio throughput beside Locust's own numbers: printed, and written next to Locust's CSVs."""
     from locust.runners import WorkerRunner
 
