@@ -76,6 +76,12 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     perf.add_argument(
         "--max-trials", type=int, default=5, help="windows tried per concurrency for a stable one"
     )
+    perf.add_argument(
+        "--stability",
+        type=int,
+        default=50,
+        help="percent by which the last three windows may differ and still count as stable",
+    )
     add_clip_arguments(perf)
     perf.set_defaults(func=_perf)
 
@@ -190,7 +196,15 @@ def _perf(args: argparse.Namespace) -> int:
     clips = load_clips(manifest_from_args(args, args.output))
     url = args.grpc_url if args.protocol == "grpc" else args.http_url
     code, rows = perf.run(
-        clips, url, args.output, args.concurrency, args.protocol, args.entries, args.cycles, args.max_trials
+        clips,
+        url,
+        args.output,
+        args.concurrency,
+        args.protocol,
+        args.entries,
+        args.cycles,
+        args.max_trials,
+        args.stability,
     )
     for row in rows:
         print(

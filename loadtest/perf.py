@@ -69,6 +69,7 @@ def command(
     protocol: str = "grpc",
     window_requests: int = 12,
     max_trials: int = 5,
+    stability_percent: int = 50,
 ) -> list[str]:
     """The perf_analyzer command line: ``concurrency`` is ``start:end:step``.
 
@@ -95,7 +96,7 @@ def command(
         "--max-trials",
         str(max_trials),
         "--stability-percentage",
-        "50",
+        str(stability_percent),
         "-f",
         str(csv_path),
         "--verbose-csv",
@@ -180,6 +181,7 @@ def run(
     entries: int = 6,
     cycles: int = 2,
     max_trials: int = 5,
+    stability_percent: int = 50,
 ) -> tuple[int, list[dict[str, float]]]:
     """Run perf_analyzer and write ``perf.csv``, ``perf_composing.csv``, ``perf.png`` and ``perf.log``."""
     output.mkdir(parents=True, exist_ok=True)
@@ -188,7 +190,9 @@ def run(
     raw = output / "perf_analyzer.csv"
     raw.unlink(missing_ok=True)
     window = cycles * len(chosen)
-    args = command(url, output / "perf_input.json", raw, concurrency, protocol, window, max_trials)
+    args = command(
+        url, output / "perf_input.json", raw, concurrency, protocol, window, max_trials, stability_percent
+    )
     print(
         f"perf_analyzer over {protocol} at {url}, concurrency {concurrency}, {len(chosen)} clips of "
         f"{', '.join(f'{c.seconds:.1f}' for c in chosen)} s",

@@ -49,8 +49,16 @@ def test_plot_from_recorded_csv(tmp_path):
 @pytest.mark.server
 def test_perf_analyzer_against_asr(triton, tmp_path):
     clips = load_clips(make_clips(tmp_path / "clips", ClipPlan(count=3, min_seconds=2, max_seconds=12)))
+    # A lenient stability bound: the test checks that it runs and measures, not how steady the CI box is.
     code, rows = perf.run(
-        clips, triton.grpc_url, tmp_path / "perf", "1:1:1", entries=3, cycles=2, max_trials=4
+        clips,
+        triton.grpc_url,
+        tmp_path / "perf",
+        "1:1:1",
+        entries=3,
+        cycles=2,
+        max_trials=4,
+        stability_percent=100,
     )
     assert code == 0, (tmp_path / "perf" / "perf.log").read_text()[-3000:]
     assert rows[0]["Inferences/Second"] > 0 and rows[0]["Audio seconds/Second"] > 0
