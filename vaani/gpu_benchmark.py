@@ -496,8 +496,14 @@ def _is_error(line: str) -> bool:
     return line.startswith("E") or any(k in line for k in ("rror", "Traceback", "failed", 'File "'))
 
 
-def served_suite(torch, config, state: dict, workdir: Path, duration: float, server_pythonpath: str) -> dict:
-    """(d): build a torch-engine repository, start tritonserver, load it at concurrency 1 and 64."""
+def served_suite(
+    torch, config, state: dict, workdir: Path, duration: float, server_pythonpath: str, instances: int = 1
+) -> dict:
+    """(d): build a torch-engine repository, start tritonserver, load it at concurrency 1 and 64.
+
+    ``instances`` `wav2vec2` instances share the GPU: while one does its host work (Triton's
+    input copies, padding, results back), the other can keep the GPU busy.
+    """
     from transformers import Wav2Vec2ForCTC
 
     from vaani.build.repository import RepositorySettings
@@ -506,7 +512,12 @@ def served_suite(torch, config, state: dict, workdir: Path, duration: float, ser
     model = Wav2Vec2ForCTC(config)
     model.load_state_dict(state)
     settings = RepositorySettings(
-        engine="torch", max_batch_size=64, queue_delay_us=500, python_instances=4, max_audio_seconds=30.0
+        engine="torch",
+        max_batch_size=64,
+        queue_delay_us=500,
+        python_instances=4,
+        acoustic_instances=instances,
+        max_audio_seconds=30.0,
     )
     repository = workdir / "repository"
     prepare_repository(model, repository, settings)
@@ -543,7 +554,11 @@ def served_suite(torch, config, state: dict, workdir: Path, duration: float, ser
         for name, concurrency, clips in scenarios:
             load_test(server.grpc_url, clips, concurrency, seconds=3.0, warmup=2.0)  # graphs, allocator
             before = step_statistics(server.grpc_url)
-            result = {"workload": name, **load_test(server.grpc_url, clips, concurrency, duration, 1.0)}
+            result = {
+                "workload": name,
+                "acoustic_instances": instances,
+                **load_test(server.grpc_url, clips, concurrency, duration, 1.0),
+            }
             result["steps"] = step_delta(before, step_statistics(server.grpc_url))
             print(
                 f"  {name:<6} c={concurrency:<3} {result['rtf']:8.0f}× real time"
@@ -622,9 +637,15 @@ def run(args: argparse.Namespace) -> dict:
         torch.cuda.empty_cache()
         workdir = Path(tempfile.mkdtemp(prefix="vaani-gpubench-"))
         try:
-            results["served"] = served_suite(
-                torch, config, state, workdir, args.duration, args.server_pythonpath
-            )
+            runs = [
+                served_suite(torch, config, state, workdir / str(n), args.duration, args.server_pythonpath, n)
+                for n in args.acoustic_instances
+            ]
+            results["served"] = {
+                "settings": [run["settings"] for run in runs],
+                "scenarios": [scenario for run in runs for scenario in run["scenarios"]],
+                "gpu_memory_gib": max(run.get("gpu_memory_gib", 0.0) for run in runs),
+            }
         except Exception as error:  # the engine numbers stand without the server's
             results["served_error"] = f"{type(error).__name__}: {error}"
             print(f"(d) failed: {results['served_error']}")
@@ -639,6 +660,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=1.0, help="seconds of timed repeats per case")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of measured load per scenario")
     parser.add_argument("--skip-server", action="store_true", help="leave out (d), the served ensemble")
+    parser.add_argument(
+        "--acoustic-instances",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=[1, 2],
+        help="(d) once per count of wav2vec2 instances on the GPU, e.g. 1,2",
+    )
     parser.add_argument("--server-pythonpath", default="", help="put first on the server's PYTHONPATH")
     parser.add_argument("--eval-file", help="bundled test set as .npz (see vaani.gpu_report prepare-eval)")
     parser.add_argument("--eval-model", help="the bundled model directory")
