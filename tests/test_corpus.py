@@ -105,7 +105,8 @@ def test_vaani_corpus_writes_audio_and_manifests(tmp_path):
         records = [json.loads(line) for line in (output / f"{split}.jsonl").read_text("utf-8").splitlines()]
         assert len(records) == count
         for record in records:
-            audio, rate = soundfile.read(record["audio_filepath"], dtype="float32")
+            assert not Path(record["audio_filepath"]).is_absolute()  # relative to the manifest: movable
+            audio, rate = soundfile.read(output / record["audio_filepath"], dtype="float32")
             assert rate == 16_000 and audio.ndim == 1
             assert record["duration"] == pytest.approx(len(audio) / rate, abs=1e-3)
             assert hindi_text.split_of(record["text"]) == split

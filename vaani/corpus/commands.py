@@ -103,7 +103,8 @@ def write_split(
     spoken = synth.speak_all(utterances, output / split, audio_format, workers)
     with manifest.open("w", encoding="utf-8") as out:
         for utterance, path, duration in tqdm(spoken, total=len(utterances), desc=split, unit="utt"):
-            out.write(synth.manifest_line(utterance, path, duration) + "\n")
+            relative = Path(path).relative_to(manifest.parent.resolve())  # the corpus folder can move
+            out.write(synth.manifest_line(utterance, str(relative), duration) + "\n")
             seconds += duration
     print(
         f"{split}: {len(utterances)} utterances, {seconds / 3600:.2f} h of audio → {manifest} "
