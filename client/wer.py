@@ -28,6 +28,7 @@ from tqdm import tqdm
 from vaani.acoustic import SAMPLING_RATE
 from vaani.audio import AudioFileError, load_audio
 from vaani.errors import UserFacingError
+from vaani.manifest import ManifestEntry, read_manifest
 
 from .api import DEFAULT_URLS, TranscriptionClient, TranscriptionError
 from .normalize import normalize
@@ -55,18 +56,6 @@ PUBLISHED: dict[str, tuple[PublishedResult, ...]] = {
         PublishedResult("IndicWav2Vec paper", "MUCS, KenLM", 14.7),
     ),
 }
-
-
-@dataclass(frozen=True)
-class ManifestEntry:
-    """One manifest line; ``audio_path`` is already resolved against the manifest's folder.
-
-    The manifest's ``duration`` is not kept: durations in the reports are measured from the
-    audio actually sent, so a stale manifest cannot skew RTF or audio hours.
-    """
-
-    audio_path: Path
-    text: str
 
 
 @dataclass(frozen=True)
@@ -109,35 +98,6 @@ class Transcriber(Protocol):
     def transcribe(self, audio: np.ndarray) -> str: ...
 
     def close(self) -> None: ...
-
-
-def read_manifest(path: Path) -> list[ManifestEntry]:
-    """Parse a NeMo JSONL manifest; relative ``audio_filepath`` values are relative to its folder.
-
-    Every problem (bad JSON, missing key, missing audio file) is reported with its line number
-    before any request is sent, so a long evaluation does not die halfway on a typo.
-    """
-    if not path.is_file():
-        raise UserFacingError(f"manifest not found: {path}")
-    entries: list[ManifestEntry] = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-            audio = Path(record["audio_filepath"])
-            text = str(record["text"])
-        except (json.JSONDecodeError, KeyError, TypeError) as error:
-            raise UserFacingError(
-                f"{path}:{number}: expected a JSON object with 'audio_filepath' and 'text' ({error})"
-            ) from error
-        audio = audio if audio.is_absolute() else path.parent / audio
-        if not audio.is_file():
-            raise UserFacingError(f"{path}:{number}: audio file not found: {audio}")
-        entries.append(ManifestEntry(audio, text))
-    if not entries:
-        raise UserFacingError(f"manifest has no entries: {path}")
-    return entries
 
 
 def _rate(errors: int, reference_length: int) -> float:

@@ -20,6 +20,7 @@ import numpy as np
 
 from vaani.acoustic import SAMPLING_RATE
 from vaani.errors import UserFacingError
+from vaani.manifest import read_manifest
 
 PAUSE_SECONDS = 0.25
 CLIPS_INFO = "clips.json"
@@ -63,10 +64,10 @@ def _utterances(plan: ClipPlan) -> Iterator[tuple[str, np.ndarray]]:
     from vaani.audio import load_audio
 
     if plan.source != "synthetic":
-        records = read_manifest(Path(plan.source))
+        entries = read_manifest(Path(plan.source))
         while True:
-            for record in records:
-                yield record["text"], load_audio(record["audio_filepath"])
+            for entry in entries:
+                yield entry.text, load_audio(entry.audio_path)
     from vaani.corpus import synth
 
     index = 0
@@ -111,30 +112,13 @@ def make_clips(directory: Path, plan: ClipPlan) -> Path:
     return manifest
 
 
-def read_manifest(path: Path) -> list[dict]:
-    """NeMo JSONL records; relative ``audio_filepath`` values are resolved against the manifest's folder."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as error:
-        raise UserFacingError(f"cannot read manifest {path}: {error.strerror}") from None
-    records = [json.loads(line) for line in lines if line.strip()]
-    if not records:
-        raise UserFacingError(f"manifest {path} has no entries")
-    for record in records:
-        if "audio_filepath" not in record:
-            raise UserFacingError(f"manifest {path}: every line needs audio_filepath")
-        record["audio_filepath"] = str(path.parent / record["audio_filepath"])
-        record.setdefault("text", "")
-    return records
-
-
 def load_clips(manifest: Path) -> list[Clip]:
     """Every clip of a manifest, decoded to 16 kHz mono float32."""
     from vaani.audio import load_audio
 
     return [
-        Clip(record["audio_filepath"], record["text"], load_audio(record["audio_filepath"]))
-        for record in read_manifest(manifest)
+        Clip(str(entry.audio_path), entry.text, load_audio(entry.audio_path))
+        for entry in read_manifest(manifest)
     ]
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from vaani.build.engine_command import DEFAULT_TRITON_TAG
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from vaani.build import engine_gate, export
 from vaani.build.hf_model import HfModel
 from vaani.build.tiny_model import make_untrained
-
 from vaani.engines.onnxruntime import OnnxRuntimeEngine
 
 

@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+
 from vaani.build import engine_command
 from vaani.build.engine_command import NoRoute, Route, WorkFiles, choose_route
 from vaani.build.repository import RepositorySettings
 from vaani.build.tensorrt_engine import shape_profile
-
 from vaani.cli import main
 
 

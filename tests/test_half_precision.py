@@ -10,6 +10,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 from transformers import Wav2Vec2ForCTC
+
 from vaani.build import export, half_precision
 from vaani.build.tiny_model import tiny_config
 

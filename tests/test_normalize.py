@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jiwer
 import pytest
+
 from vaani.client.normalize import normalize
 
 NUKTA = "\u093c"

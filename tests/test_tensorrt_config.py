@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
-from vaani.build import tensorrt_engine
-from vaani.build.repository import RepositorySettings, acoustic_config, all_configs
 
 from vaani import plan_guard
 from vaani.acoustic import AcousticSpec
+from vaani.build import tensorrt_engine
+from vaani.build.repository import RepositorySettings, acoustic_config, all_configs
 
 SPEC = AcousticSpec(
     vocab_size=5,

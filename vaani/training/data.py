@@ -7,7 +7,6 @@ no data loader workers, no host-to-device copies per step.
 
 from __future__ import annotations
 
-import json
 import random
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -17,21 +16,9 @@ import numpy as np
 
 from vaani import hindi
 from vaani.errors import UserFacingError
+from vaani.manifest import read_manifest
 
 SAMPLING_RATE = 16_000
-
-
-def read_manifest(path: Path) -> list[dict]:
-    """Records of a NeMo-style JSONL manifest; relative audio paths resolve against its folder."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as error:
-        raise UserFacingError(f"cannot read manifest {path}: {error.strerror}") from error
-    records = [json.loads(line) for line in lines if line.strip()]
-    for record in records:
-        audio = Path(record["audio_filepath"])
-        record["audio_filepath"] = str(audio if audio.is_absolute() else path.parent / audio)
-    return records
 
 
 def load_audio(paths: list[str], threads: int = 16) -> list[np.ndarray]:
@@ -77,10 +64,8 @@ class Split:
 def load_split(manifest: Path, device: str, threads: int = 16) -> Split:
     import torch
 
-    records = read_manifest(manifest)
-    if not records:
-        raise UserFacingError(f"manifest {manifest} is empty")
-    audios = load_audio([r["audio_filepath"] for r in records], threads)
+    entries = read_manifest(manifest)
+    audios = load_audio([str(e.audio_path) for e in entries], threads)
     vocab = hindi.ctc_vocabulary()
     lengths = torch.tensor([len(a) for a in audios], dtype=torch.int64)
     offsets = torch.cumsum(lengths, 0) - lengths
@@ -89,8 +74,8 @@ def load_split(manifest: Path, device: str, threads: int = 16) -> Split:
         audio=flat,
         offsets=offsets.to(device),
         lengths=lengths.to(device),
-        labels=[encode(r["text"], vocab) for r in records],
-        texts=[" ".join(r["text"].split()) for r in records],
+        labels=[encode(e.text, vocab) for e in entries],
+        texts=[" ".join(e.text.split()) for e in entries],
     )
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vaani.manifest import read_manifest
 from vaani.training import data
 
 
@@ -63,16 +64,16 @@ def error_rates(references: list[str], hypotheses: list[str]) -> dict[str, float
 
 def evaluate_manifest(model_dir: Path, manifest: Path, device: str = "cpu") -> dict:
     """Reference CER/WER of a saved model on a manifest, with the worst utterances for a look."""
-    records = data.read_manifest(manifest)
-    audios = data.load_audio([r["audio_filepath"] for r in records])
-    references = [" ".join(r["text"].split()) for r in records]
+    entries = read_manifest(manifest)
+    audios = data.load_audio([str(e.audio_path) for e in entries])
+    references = [" ".join(e.text.split()) for e in entries]
     hypotheses = transcribe(model_dir, audios, device)
     seconds = sum(len(a) for a in audios) / data.SAMPLING_RATE
     rates = error_rates(references, hypotheses)
     mistakes = [(ref, hyp) for ref, hyp in zip(references, hypotheses, strict=True) if ref != hyp]
     return {
         **rates,
-        "utterances": len(records),
+        "utterances": len(entries),
         "hours": seconds / 3600,
         "sentence_errors": len(mistakes),
         "examples": [{"reference": ref, "hypothesis": hyp} for ref, hyp in mistakes[:10]],

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from vaani.corpus import synth
 from vaani.errors import UserFacingError
+from vaani.manifest import read_manifest
 from vaani.training import data, evaluate
 from vaani.training.augment import Augmentation, augment
 
@@ -210,9 +211,10 @@ def train(settings: Settings) -> dict:
     training_minutes = (time.monotonic() - train_started) / 60
 
     model.to("cpu").save_pretrained(str(settings.output), safe_serialization=True)
-    test_records = data.read_manifest(manifests["test"])
+    test_entries = read_manifest(manifests["test"])
     synth.write_plan(
-        [synth.Utterance.from_json(json.dumps(r)) for r in test_records], settings.output / "testset.jsonl"
+        [synth.Utterance.from_json(json.dumps(e.fields)) for e in test_entries],
+        settings.output / "testset.jsonl",
     )
     test = evaluate.evaluate_manifest(settings.output, manifests["test"], device)
     log(
