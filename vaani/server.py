@@ -174,8 +174,12 @@ def _serve(args: argparse.Namespace) -> int:
         build(args.model, args.repository, settings_from_args(args))
     ports = Ports(args.http_port, args.grpc_port, args.metrics_port)
     server = TritonProcess(args.repository, ports)
-    stop = lambda *_: server.process.send_signal(signal.SIGTERM)  # noqa: E731
-    signal.signal(signal.SIGTERM, stop)
+
+    def forward_sigterm(*_: object) -> None:
+        """SIGTERM (docker stop, systemd) stops the server the same way Ctrl-C does."""
+        server.process.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward_sigterm)
     try:
         server.wait_ready()
         print(
