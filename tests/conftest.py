@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from vaani.build.hf_model import HfModel
-from vaani.build.pipeline import build, install_steps
+from vaani.build.pipeline import build
 from vaani.build.repository import RepositorySettings
 from vaani.server import Ports, TritonProcess
 
@@ -20,12 +20,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def copy_step_sources(target: Path) -> Path:
-    """A fresh repository holding only the tracked `model.py` files, for a test build."""
-    install_steps(target)
-    return target
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +36,7 @@ def test_settings() -> RepositorySettings:
 @pytest.fixture(scope="session")
 def triton(tmp_path_factory, test_settings):
     """The project's tritonserver on free ports; stopped at the end of the session, also on failure."""
-    repository = copy_step_sources(tmp_path_factory.mktemp("model_repository"))
+    repository = tmp_path_factory.mktemp("model_repository")  # `build` installs the steps' model.py
     build(str(BUNDLED_MODEL), repository, test_settings)
     ports = Ports(free_port(), free_port(), free_port())
     log = tmp_path_factory.mktemp("logs") / "tritonserver.log"

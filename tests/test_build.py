@@ -9,16 +9,19 @@ from vaani.build.pipeline import build
 from vaani.build.repository import RepositorySettings
 from vaani.errors import UserFacingError
 
-from .conftest import BUNDLED_MODEL, copy_step_sources
+from .conftest import BUNDLED_MODEL
 
 
 def test_second_build_is_a_no_op(tmp_path, capsys):
-    repository = copy_step_sources(tmp_path / "repo")
+    repository = tmp_path / "repo"
     settings = RepositorySettings(max_batch_size=4)
     build(str(BUNDLED_MODEL), repository, settings)
     onnx_file = repository / "wav2vec2" / "1" / "model.onnx"
     first = onnx_file.stat().st_mtime_ns
     assert "parity PASS" in capsys.readouterr().out
+    assert all(
+        (repository / step / "1" / "model.py").is_file() for step in ("preprocess", "wav2vec2", "ctc_decoder")
+    )
     build(str(BUNDLED_MODEL), repository, settings)
     assert "nothing to do" in capsys.readouterr().out
     assert onnx_file.stat().st_mtime_ns == first
