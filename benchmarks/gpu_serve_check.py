@@ -2,8 +2,8 @@
 
 Run by benchmarks/gpu-serve-check.sh with the server up on localhost. Transcribes the bundled
 test-set clips one at a time and from 32 concurrent clients, compares every transcript with the
-FP32 PyTorch reference on the CPU, and runs `vaani transcribe` on two WAV files. Plain edit
-distance instead of jiwer: the GPU machine has no package index.
+FP32 PyTorch reference on the CPU, and runs `vaani transcribe` on two WAV files. The benchmark's
+edit distance instead of jiwer: the GPU machine has no package index.
 """
 
 import subprocess
@@ -17,23 +17,14 @@ import soundfile as sf
 
 from vaani.build.hf_model import HfModel
 from vaani.client.api import TranscriptionClient
+from vaani.gpu_report import edit_distance
 
 GRPC = "127.0.0.1:8001"
 
 
-def edits(a, b) -> int:
-    previous = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        current = [i]
-        for j, y in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
-        previous = current
-    return previous[-1]
-
-
 def rates(references: list[str], hypotheses: list[str]) -> str:
-    cer = sum(edits(r, h) for r, h in zip(references, hypotheses)) / sum(map(len, references))
-    words = sum(edits(r.split(), h.split()) for r, h in zip(references, hypotheses))
+    cer = sum(edit_distance(r, h) for r, h in zip(references, hypotheses)) / sum(map(len, references))
+    words = sum(edit_distance(r.split(), h.split()) for r, h in zip(references, hypotheses))
     return f"CER {cer:.4f} WER {words / sum(len(r.split()) for r in references):.4f}"
 
 

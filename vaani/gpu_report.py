@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +41,8 @@ class Target:
         return f"missed: {self.measured - self.goal:.1f} {self.unit} over"
 
 
-def edit_distance(a: str, b: str) -> int:
+def edit_distance(a: Sequence[str], b: Sequence[str]) -> int:
+    """Levenshtein distance of two strings (characters) or word lists; jiwer is not on GPU machines."""
     previous = list(range(len(b) + 1))
     for i, ca in enumerate(a, 1):
         current = [i]
