@@ -112,41 +112,46 @@ def _address(host: str | None) -> str:
     return urlsplit(host if "//" in host else f"//{host}").netloc
 
 
-class TritonHttpUser(AsrUser):
+class _TritonUser(AsrUser):
+    """The `asr` ensemble through `TranscriptionClient`; subclasses pick the protocol and address."""
+
+    abstract = True
+    protocol = ""
+
+    def server_url(self) -> str:
+        raise NotImplementedError
+
+    def on_start(self) -> None:
+        from vaani.client.api import TranscriptionClient
+
+        super().on_start()
+        self._client = TranscriptionClient(self.server_url(), self.protocol)
+
+    def on_stop(self) -> None:
+        self._client.close()
+
+    def transcribe(self, clip: Clip) -> str:
+        return self._client.transcribe(clip.audio)
+
+
+class TritonHttpUser(_TritonUser):
     """The `asr` ensemble over Triton's HTTP/REST protocol (binary tensor data)."""
 
     request_type = "triton-http"
+    protocol = "http"
 
-    def on_start(self) -> None:
-        from vaani.client.api import TranscriptionClient
-
-        super().on_start()
-        self._client = TranscriptionClient(_address(self.host), "http")
-
-    def on_stop(self) -> None:
-        self._client.close()
-
-    def transcribe(self, clip: Clip) -> str:
-        return self._client.transcribe(clip.audio)
+    def server_url(self) -> str:
+        return _address(self.host)
 
 
-class TritonGrpcUser(AsrUser):
+class TritonGrpcUser(_TritonUser):
     """The `asr` ensemble over Triton's gRPC protocol."""
 
     request_type = "triton-grpc"
+    protocol = "grpc"
 
-    def on_start(self) -> None:
-        from vaani.client.api import TranscriptionClient
-
-        super().on_start()
-        url = os.environ.get("VAANI_GRPC_URL") or f"{urlsplit('//' + _address(self.host)).hostname}:8001"
-        self._client = TranscriptionClient(url, "grpc")
-
-    def on_stop(self) -> None:
-        self._client.close()
-
-    def transcribe(self, clip: Clip) -> str:
-        return self._client.transcribe(clip.audio)
+    def server_url(self) -> str:
+        return os.environ.get("VAANI_GRPC_URL") or f"{urlsplit('//' + _address(self.host)).hostname}:8001"
 
 
 class FastApiUser(AsrUser):
