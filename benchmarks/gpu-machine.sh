@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs `python -m vaani.gpu_benchmark` on a bare CUDA machine that has python3 with torch and
+# Runs `python -m vaani.benchmarks.gpu_benchmark` on a bare CUDA machine that has python3 with torch and
 # transformers but no nvidia-pytriton, no tritonclient and numpy 2 (this workplace's GPU machine).
 # It needs, under $CARRY (default .gpubench/c2):
 #   site.tar.xz   site/{pytriton/tritonserver/{bin,backends/python,python_backend_stubs/3.12},
@@ -7,36 +7,24 @@
 #                 tritonclient and python-rapidjson (cp312) wheels (the whole pytriton wheel is over
 #                 the transfer limit), and numpy1/ = numpy 1.26.4 for cp312 without its tests: the
 #                 python-backend stub of tritonserver 2.51 needs numpy<2
-#   eval.npz      optional: the bundled test set (`python -m vaani.gpu_benchmark --prepare-eval`)
+#   eval.npz      optional: the bundled test set (`python -m vaani.benchmarks.gpu_benchmark --prepare-eval`)
 # Results go to $OUT (or benchmarks/results); extra arguments go to the benchmark.
 set -euo pipefail
 REPO=$PWD
 CARRY=$(realpath "${CARRY:-.gpubench/c2}")
 OUT=${OUT:-benchmarks/results}
-tar -xJf "$CARRY"/site.tar.xz -C /tmp
-# vaani as installed: vaani.build, vaani.client, vaani.loadtest live in build/, client/, loadtest/.
-rm -rf /tmp/site/vaani && cp -r vaani /tmp/site/vaani
-for sub in build client loadtest; do cp -r "$sub" /tmp/site/vaani/"$sub"; done
-cp -r model_repository /tmp/site/vaani/model_repository  # the step sources `vaani build` installs
+source "$REPO"/benchmarks/gpu-site.sh
 export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1
-# tritonserver's python stub ignores PYTHONPATH but runs site.py of the environment it finds:
-# a .pth hook there (benchmarks/vaani_stub_path.py) sets its sys.path from variables that the
-# benchmark gives the server alone. Which environment the stub finds is its business, so every
-# candidate gets the hook.
-for SITE in $(python3 -c "import site; print(*site.getsitepackages())") \
-    $(/usr/bin/python3.12 -c "import site; print(*site.getsitepackages())" 2>/dev/null || true); do
-  mkdir -p "$SITE" && cp benchmarks/vaani_stub_path.py "$SITE"/ && echo "import vaani_stub_path" > "$SITE"/vaani-stub-path.pth
-done
 nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total,clocks.sm --format=csv
 python3 -c "import sys, sysconfig, torch, numpy; print(sys.version.split()[0], sysconfig.get_config_var('LIBDIR'), torch.__version__, numpy.__version__, torch.cuda.get_device_name())"
 # What the python-backend stub will import, with the stub's numpy first (fails fast and says why).
 (cd /tmp && PYTHONPATH=/tmp/numpy1:/tmp/site:/tmp/site/pytriton/tritonserver/backends/python python3 -c "
 import numpy, torch, transformers, triton_python_backend_utils
-from vaani.engines.torch_engine import TorchEngine
-from vaani.preprocessing import normalize
+from vaani.serving.engines.torch_engine import TorchEngine
+from vaani.serving.preprocessing import normalize
 print('stub imports ok: numpy', numpy.__version__)") || echo "stub imports FAILED"
 ldd /tmp/site/pytriton/tritonserver/python_backend_stubs/3.12/triton_python_backend_stub | grep -i "python\|not found" || true
 # Run from outside the checkout: its vaani/ (without vaani.build) must not shadow /tmp/site/vaani.
 OUT=$(realpath "$OUT") && cd /tmp && EVAL=()
 if [ -f "$CARRY"/eval.npz ]; then EVAL=(--eval-file "$CARRY"/eval.npz --eval-model "$REPO"/models/tiny-hindi); fi
-python3 -m vaani.gpu_benchmark --out "$OUT" --server-pythonpath /tmp/numpy1 "${EVAL[@]}" "$@"
+python3 -m vaani.benchmarks.gpu_benchmark --out "$OUT" --server-pythonpath /tmp/numpy1 "${EVAL[@]}" "$@"

@@ -4,21 +4,15 @@
 # benchmarks/gpu_serve_check.py against the running server. Needs, under $CARRY:
 #   site.tar.xz  as for gpu-machine.sh (tritonserver parts of nvidia-pytriton, tritonclient, numpy1/)
 #   whl/         soundfile, soxr, cffi, pycparser wheels for cp312
-#   eval.npz     bundled test-set clips (`python -m vaani.gpu_benchmark --prepare-eval`)
+#   eval.npz     bundled test-set clips (`python -m vaani.benchmarks.gpu_benchmark --prepare-eval`)
 # The build runs without the stub hook (transformers there needs numpy 2); only the server gets it.
 set -uo pipefail
 REPO=$PWD
 CARRY=$(realpath "${CARRY:-.devrun/carry}")
 OUT=${OUT:-/tmp}
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/whl "$CARRY"/whl/*.whl
-tar -xJf "$CARRY"/site.tar.xz -C /tmp
-rm -rf /tmp/site/vaani && cp -r vaani /tmp/site/vaani
-for sub in build client loadtest; do cp -r "$sub" /tmp/site/vaani/"$sub"; done
-cp -r model_repository /tmp/site/vaani/model_repository
+source "$REPO"/benchmarks/gpu-site.sh
 export PYTHONPATH=/tmp/site:/tmp/whl PYTHONUNBUFFERED=1
-for SITE in $(python3 -c "import site; print(*site.getsitepackages())"); do
-  mkdir -p "$SITE" && cp benchmarks/vaani_stub_path.py "$SITE"/ && echo "import vaani_stub_path" > "$SITE"/vaani-stub-path.pth
-done
 cd /tmp && python3 -m vaani.cli build --engine torch --model "$REPO"/models/tiny-hindi --repository /tmp/repo \
   --acoustic-instances 2 2>&1 | tail -5 | tee "$OUT"/build.log
 export VAANI_STUB_PATH="/tmp/numpy1:/tmp/site:/tmp/whl:$(python3 -c "import site;print(':'.join(site.getsitepackages()))")"

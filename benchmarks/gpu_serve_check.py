@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from vaani.benchmarks.gpu_report import edit_distance
 from vaani.build.hf_model import HfModel
 from vaani.client.api import TranscriptionClient
-from vaani.gpu_report import edit_distance
+from vaani.serving.contract import SAMPLING_RATE
 
 GRPC = "127.0.0.1:8001"
 
@@ -45,12 +46,12 @@ def main(repo: Path, eval_file: Path) -> None:
         concurrent = list(pool.map(lambda c: TranscriptionClient(GRPC, "grpc").transcribe(c), clips))
     wall = time.perf_counter() - start
     same = sum(a == b for a, b in zip(concurrent, served))
-    throughput = sum(len(c) for c in clips) / 16_000 / wall
+    throughput = sum(len(c) for c in clips) / SAMPLING_RATE / wall
     print(
         f"32 concurrent gRPC clients: {same}/{len(clips)} equal to one at a time; {throughput:.0f} audio-s/s"
     )
     for i in range(2):
-        sf.write(f"/tmp/clip{i}.wav", clips[i], 16_000)
+        sf.write(f"/tmp/clip{i}.wav", clips[i], SAMPLING_RATE)
     command = [sys.executable, "-m", "vaani.cli", "transcribe", "/tmp/clip0.wav", "/tmp/clip1.wav", "--json",
                "--protocol", "grpc", "--url", GRPC]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True)

@@ -1,4 +1,4 @@
-"""`vaani build` and `vaani make-tiny-model`."""
+"""`vaani build`, `vaani engine` (its TensorRT form) and `vaani clean`."""
 
 from __future__ import annotations
 
@@ -6,14 +6,17 @@ import argparse
 from dataclasses import fields
 from pathlib import Path
 
+from vaani.build import accuracy_gate
+from vaani.build.pipeline import build, clean
 from vaani.build.repository import ENGINES, RepositorySettings
-from vaani.errors import UserFacingError
+from vaani.build.tensorrt import DEFAULT_MANIFEST, DEFAULT_WORK_DIR, PlanOptions
+from vaani.build.tensorrt_plan import PRECISIONS
 
 DEFAULT_MODEL = "ai4bharat/indicwav2vec-hindi"
 DEFAULT_REPOSITORY = Path("model_repository")
 
 _HELP = {
-    "engine": "engine of the wav2vec2 step",
+    "engine": "engine of the wav2vec2 step (the acoustic model's runtime)",
     "max_batch_size": "largest batch (utterances) one execution takes",
     "max_audio_seconds": "longer audio is refused with an error naming the limit",
     "queue_delay_us": "how long the dynamic batcher waits to fill a batch (microseconds)",
@@ -51,55 +54,76 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY, help="Triton model repository")
 
 
+def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options only a TensorRT plan reads (`PlanOptions`)."""
+    group = parser.add_argument_group("TensorRT plan (engine tensorrt)")
+    group.add_argument("--precision", choices=PRECISIONS, default=PlanOptions.precision)
+    group.add_argument(
+        "--manifest",
+        type=Path,
+        default=DEFAULT_MANIFEST,
+        help=f"evaluation manifest for the accuracy gate (default {DEFAULT_MANIFEST}, from `make testset`)",
+    )
+    group.add_argument(
+        "--max-cer-increase",
+        type=float,
+        default=accuracy_gate.DEFAULT_MAX_CER_INCREASE,
+        help="largest CER rise over FP32 PyTorch, as a fraction (default 0.002 = 0.2 percentage points)",
+    )
+    group.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR, help="intermediate files")
+    group.add_argument(
+        "--workspace-gib", type=float, default=0.0, help="TensorRT workspace limit (0: default)"
+    )
+
+
+def plan_from_args(args: argparse.Namespace) -> PlanOptions:
+    return PlanOptions(
+        args.precision, args.manifest, args.max_cer_increase, args.work_dir, args.workspace_gib
+    )
+
+
 def register(subcommands) -> None:
-    build = subcommands.add_parser(
+    build_parser = subcommands.add_parser(
         "build",
-        help="export the model to ONNX, check parity with PyTorch, write the Triton repository",
-        description="Export a Wav2Vec2ForCTC to ONNX, gate it on parity with PyTorch, and generate every "
+        help="export the model, gate it against PyTorch, write the Triton repository",
+        description="Install the wav2vec2 step's engine for a Wav2Vec2ForCTC (ONNX export, the torch "
+        "engine's weights, or a TensorRT plan), gate it on parity with FP32 PyTorch, and generate every "
         "config.pbtxt of the `asr` ensemble. Cached: unchanged inputs make it a no-op.",
     )
-    add_model_arguments(build)
-    build.add_argument("--force", action="store_true", help="rebuild even when the cache says up to date")
-    add_settings_arguments(build)
-    build.set_defaults(func=_build)
+    add_model_arguments(build_parser)
+    build_parser.add_argument(
+        "--force", action="store_true", help="rebuild even when the cache says up to date"
+    )
+    add_settings_arguments(build_parser)
+    add_plan_arguments(build_parser)
+    build_parser.set_defaults(func=_build)
 
-    clean = subcommands.add_parser(
+    engine = subcommands.add_parser(
+        "engine",
+        help="`vaani build --engine tensorrt`: the TensorRT plan, gated on transcripts (make engine)",
+        description="Build the TensorRT plan of the wav2vec2 step (here with TensorRT and a GPU, or in "
+        "the NGC TensorRT image through Docker), gate its transcripts against FP32 PyTorch on --manifest, "
+        "install it and write the configs for `docker compose up`.",
+    )
+    add_model_arguments(engine)
+    engine.add_argument("--force", action="store_true", help="rebuild even when the cache says up to date")
+    add_settings_arguments(engine)
+    add_plan_arguments(engine)
+    engine.set_defaults(func=_build, engine="tensorrt", bucket_seconds=1.0)
+
+    clean_parser = subcommands.add_parser(
         "clean", help="remove what `vaani build` generated from the repository (keeps the model.py files)"
     )
-    clean.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
-    clean.set_defaults(func=_clean)
-
-    tiny = subcommands.add_parser(
-        "make-tiny-model",
-        help="write a small randomly initialised Hindi wav2vec2 CTC model (save_pretrained layout)",
-    )
-    tiny.add_argument("output", type=Path)
-    tiny.add_argument("--seed", type=int, default=0)
-    tiny.set_defaults(func=_tiny)
+    clean_parser.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
+    clean_parser.set_defaults(func=_clean)
 
 
 def _build(args: argparse.Namespace) -> int:
-    from vaani.build.pipeline import build
-
-    if args.engine == "tensorrt":
-        raise UserFacingError(
-            "the TensorRT plan needs a GPU, a precision and an evaluation set for its accuracy gate: "
-            "build it with `vaani engine` (`make engine PRECISION=fp16`), which also writes the configs"
-        )
-    build(args.model, args.repository, settings_from_args(args), force=args.force)
+    build(args.model, args.repository, settings_from_args(args), force=args.force, plan=plan_from_args(args))
     return 0
 
 
 def _clean(args: argparse.Namespace) -> int:
-    from vaani.build.pipeline import clean
-
     clean(args.repository)
     print(f"removed generated files from {args.repository}")
-    return 0
-
-
-def _tiny(args: argparse.Namespace) -> int:
-    from vaani.build.tiny_model import make_untrained
-
-    print(f"wrote {make_untrained(args.output, seed=args.seed)}")
     return 0

@@ -10,6 +10,8 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+from vaani.serving.contract import ATTENTION_MASK, INPUT_VALUES, LOGITS, SAMPLING_RATE
+
 OPSET = 17
 
 
@@ -44,15 +46,15 @@ def export_onnx(model, uses_mask: bool, path: Path) -> Path:
     import torch
 
     module = _Logits.wrap(model, uses_mask).eval()  # export restores the mode it found: keep it eval
-    samples = 16_000
+    samples = SAMPLING_RATE
     values = torch.randn(2, samples)
     inputs: tuple = (values,)
-    names = ["INPUT_VALUES"]
-    axes = {"INPUT_VALUES": {0: "batch", 1: "samples"}, "LOGITS": {0: "batch", 1: "frames"}}
+    names = [INPUT_VALUES]
+    axes = {INPUT_VALUES: {0: "batch", 1: "samples"}, LOGITS: {0: "batch", 1: "frames"}}
     if uses_mask:
         inputs = (values, torch.ones(2, samples, dtype=torch.int64))
-        names.append("ATTENTION_MASK")
-        axes["ATTENTION_MASK"] = {0: "batch", 1: "samples"}
+        names.append(ATTENTION_MASK)
+        axes[ATTENTION_MASK] = {0: "batch", 1: "samples"}
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
@@ -61,7 +63,7 @@ def export_onnx(model, uses_mask: bool, path: Path) -> Path:
             inputs,
             str(path),
             input_names=names,
-            output_names=["LOGITS"],
+            output_names=[LOGITS],
             dynamic_axes=axes,
             opset_version=OPSET,
             do_constant_folding=True,

@@ -27,7 +27,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from vaani.build.tensorrt_engine import PRECISIONS, Precision
+from vaani.build.tensorrt_plan import PRECISIONS, Precision
+from vaani.serving.contract import ATTENTION_MASK, INPUT_VALUES, LOGITS, SAMPLING_RATE
 
 HALF_TYPES: dict[str, int] = {"fp16": TensorProto.FLOAT16, "bf16": TensorProto.BFLOAT16}
 FLOAT = TensorProto.FLOAT
@@ -384,22 +385,22 @@ def check_runs(
     import onnxruntime as ort
 
     rng = np.random.default_rng(0)
-    samples = round(seconds * 16_000)
+    samples = round(seconds * SAMPLING_RATE)
     values = rng.standard_normal((1, samples)).astype(np.float32)
     fp32 = ort.InferenceSession(str(fp32_path), providers=["CPUExecutionProvider"])
-    feeds = {"INPUT_VALUES": values}
-    if any(i.name == "ATTENTION_MASK" for i in fp32.get_inputs()):
-        feeds["ATTENTION_MASK"] = np.ones((1, samples), dtype=np.int64)
-    expected = fp32.run(["LOGITS"], feeds)[0]
+    feeds = {INPUT_VALUES: values}
+    if any(i.name == ATTENTION_MASK for i in fp32.get_inputs()):
+        feeds[ATTENTION_MASK] = np.ones((1, samples), dtype=np.int64)
+    expected = fp32.run([LOGITS], feeds)[0]
     if precision == "bf16":
         from onnx.reference import ReferenceEvaluator
 
         runtime = "ONNX reference evaluator (CPU)"
-        got = ReferenceEvaluator(str(converted_path)).run(["LOGITS"], feeds)[0]
+        got = ReferenceEvaluator(str(converted_path)).run([LOGITS], feeds)[0]
     else:
         runtime = "ONNX Runtime CPUExecutionProvider"
         got = ort.InferenceSession(str(converted_path), providers=["CPUExecutionProvider"]).run(
-            ["LOGITS"], feeds
+            [LOGITS], feeds
         )[0]
     got = np.asarray(got, dtype=np.float32)
     return RuntimeCheck(

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vaani.acoustic import AcousticSpec
+from vaani.serving.acoustic import AcousticSpec
+from vaani.serving.contract import SAMPLING_RATE
 
 
 @dataclass
@@ -54,7 +55,7 @@ class HfModel:
     def features(self, audio: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Normalized, zero-padded batch and attention mask, by the model's own feature extractor."""
         batch = self.extractor(
-            audio, sampling_rate=16_000, padding=True, return_attention_mask=True, return_tensors="np"
+            audio, sampling_rate=SAMPLING_RATE, padding=True, return_attention_mask=True, return_tensors="np"
         )
         return batch["input_values"].astype(np.float32), batch["attention_mask"].astype(np.int64)
 

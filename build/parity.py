@@ -12,9 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vaani.acoustic import SAMPLING_RATE, AcousticSpec
-from vaani.ctc import GreedyDecoder
 from vaani.errors import UserFacingError
+from vaani.serving.acoustic import AcousticSpec
+from vaani.serving.contract import SAMPLING_RATE
+from vaani.serving.ctc import GreedyDecoder
 
 DEFAULT_SECONDS = (0.6, 1.7, 3.2, 5.0)
 

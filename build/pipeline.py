@@ -1,4 +1,9 @@
-"""`vaani build`: model in, served repository out — export, parity gate, configs, cache stamp."""
+"""`vaani build`: model in, served repository out, the same pipeline for every engine.
+
+resolve the model → FP32 reference → the engine's strategy installs its artifact, gated on
+the reference (`vaani.build.engine_builds`) → every `config.pbtxt` → cache stamp. Unchanged
+inputs make it a no-op.
+"""
 
 from __future__ import annotations
 
@@ -6,24 +11,26 @@ import inspect
 import json
 import shutil
 from dataclasses import asdict
+from importlib import resources
 from pathlib import Path
 
 from vaani import __version__
 from vaani.build import export, repository
+from vaani.build.engine_builds import ENGINE_BUILDS
 from vaani.build.hf_model import HfModel
-from vaani.build.parity import compare, probe_audio, require
 from vaani.build.repository import RepositorySettings, write_configs
 from vaani.build.source import fingerprint, resolve
-from vaani.engines.onnxruntime import OnnxRuntimeEngine
+from vaani.build.tensorrt import PlanOptions
+from vaani.serving.contract import ACOUSTIC, STEPS, VERSION, version_dir
 
 STAMP = ".build.json"
-STEP_SOURCES = Path(__file__).resolve().parents[1] / "model_repository"
 
 
-def _key(model_dir: Path, settings: RepositorySettings) -> str:
+def _key(model_dir: Path, settings: RepositorySettings, plan: PlanOptions) -> str:
     """Same model files, settings and generator code → same key → nothing to do."""
     code = "".join(inspect.getsource(module) for module in (export, repository))
-    extra = json.dumps(asdict(settings), sort_keys=True) + __version__ + code
+    options = {"settings": asdict(settings), "plan": asdict(plan) if settings.engine == "tensorrt" else None}
+    extra = json.dumps(options, sort_keys=True, default=str) + __version__ + code
     return fingerprint(model_dir, extra.encode())
 
 
@@ -36,43 +43,37 @@ def is_current(repo: Path, key: str) -> bool:
 
 
 def install_steps(repo: Path) -> None:
-    """Put the tracked `model.py` of each python step into ``repo`` when it is another folder."""
-    for source in STEP_SOURCES.glob("*/1/model.py"):
-        target = repo / source.relative_to(STEP_SOURCES)
+    """Put the steps' `model.py` (package data of `vaani.serving.steps`) into ``repo`` where it is missing."""
+    source = resources.files("vaani.serving.steps") / "model.py"
+    for step in STEPS:
+        target = version_dir(repo, step) / "model.py"
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
+            target.write_bytes(source.read_bytes())
 
 
-def build(model: str, repo: Path, settings: RepositorySettings, force: bool = False) -> Path:
+def build(
+    model: str,
+    repo: Path,
+    settings: RepositorySettings,
+    force: bool = False,
+    plan: PlanOptions | None = None,
+) -> Path:
     """Build ``repo`` for ``model``; a second call with unchanged inputs does nothing."""
+    plan = plan or PlanOptions()
+    strategy = ENGINE_BUILDS[settings.engine]
+    strategy.preflight(settings, plan)
     install_steps(repo)
     model_dir = resolve(model)
-    key = _key(model_dir, settings)
+    key = _key(model_dir, settings, plan)
     if not force and is_current(repo, key):
         print(f"repository {repo} is up to date for {model} (engine {settings.engine}); nothing to do")
         return repo
     print(f"building {repo} for {model} (engine {settings.engine})")
     hf = HfModel.load(model_dir)
-    spec = hf.spec()
-    if settings.engine == "torch":
-        artifact = _install_torch_model(hf, repo / "wav2vec2" / "1")
-    else:
-        artifact = onnx_path = repo / "wav2vec2" / "1" / "model.onnx"
-        print(f"exporting ONNX (opset {export.OPSET}) → {onnx_path}")
-        export.export_onnx(hf.model, hf.uses_attention_mask, onnx_path)
-        report = compare(
-            reference=hf.logits,
-            candidate=OnnxRuntimeEngine(onnx_path),
-            features=hf.features,
-            spec=spec,
-            audio=probe_audio(),
-        )
-        require(report)
-    write_configs(repo, spec, settings, source_model=model)
-    files = [str(p.relative_to(repo)) for p in repo.glob("*/config.pbtxt")] + [
-        str(artifact.relative_to(repo))
-    ]
+    artifacts = strategy.install(hf, version_dir(repo, ACOUSTIC), settings, plan)
+    write_configs(repo, hf.spec(), settings, source_model=model)
+    files = [str(p.relative_to(repo)) for p in [*repo.glob("*/config.pbtxt"), *artifacts]]
     (repo / STAMP).write_text(
         json.dumps({"key": key, "model": model, "settings": asdict(settings), "files": files}, indent=1)
     )
@@ -80,25 +81,9 @@ def build(model: str, repo: Path, settings: RepositorySettings, force: bool = Fa
     return repo
 
 
-def _install_torch_model(hf: HfModel, version_dir: Path) -> Path:
-    """The `torch` engine needs no export: it loads the model's own weights (`hf/`).
-
-    The gate runs the engine's forward on the CPU in FP32 against the reference, which
-    checks the engine's code and the saved files; its half precision is judged on a GPU
-    (`vaani.gpu_benchmark`), since the build machine may have none.
-    """
-    from vaani.engines.torch_engine import TorchEngine, TorchEngineOptions, save_model
-
-    target = save_model(hf.model, version_dir)
-    print(f"saved the model for the torch engine → {target}")
-    engine = TorchEngine.load(target, "cpu", TorchEngineOptions(dtype="float32"))
-    require(compare(hf.logits, engine, hf.features, hf.spec(), probe_audio()))
-    return target / "model.safetensors"
-
-
 def clean(repo: Path) -> None:
     """Remove what `build` generated, keeping the tracked `model.py` files."""
-    for path in repo.glob("*/1/*"):
+    for path in repo.glob(f"*/{VERSION}/*"):
         if path.name != "model.py":
             shutil.rmtree(path) if path.is_dir() else path.unlink()
     for path in [*repo.glob("*/config.pbtxt"), repo / STAMP]:

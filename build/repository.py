@@ -13,10 +13,23 @@ from pathlib import Path
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from vaani.acoustic import SAMPLING_RATE, AcousticSpec
+from vaani.serving.acoustic import AcousticSpec
+from vaani.serving.contract import (
+    ACOUSTIC,
+    ATTENTION_MASK,
+    AUDIO,
+    DECODER,
+    ENSEMBLE,
+    INPUT_VALUES,
+    LOGITS,
+    NUM_SAMPLES,
+    PREPROCESS,
+    SAMPLING_RATE,
+    TRANSCRIPT,
+)
 
-ENSEMBLE = "asr"
-STEPS = ("preprocess", "wav2vec2", "ctc_decoder")
+ENSEMBLE = ENSEMBLE
+STEPS = (PREPROCESS, ACOUSTIC, DECODER)
 ENGINES = ("onnxruntime", "torch", "tensorrt")
 
 
@@ -76,13 +89,13 @@ def _python_step(name: str, settings: RepositorySettings, kind: int = mc.ModelIn
 
 
 def preprocess_config(spec: AcousticSpec, settings: RepositorySettings) -> mc.ModelConfig:
-    config = _python_step("preprocess", settings)
-    config.input.append(_io(mc.ModelInput, "AUDIO", mc.TYPE_FP32, [-1], ragged=True))
+    config = _python_step(PREPROCESS, settings)
+    config.input.append(_io(mc.ModelInput, AUDIO, mc.TYPE_FP32, [-1], ragged=True))
     config.output.extend(
         [
-            _io(mc.ModelOutput, "INPUT_VALUES", mc.TYPE_FP32, [-1]),
-            _io(mc.ModelOutput, "ATTENTION_MASK", mc.TYPE_INT64, [-1]),
-            _io(mc.ModelOutput, "NUM_SAMPLES", mc.TYPE_INT64, [1]),
+            _io(mc.ModelOutput, INPUT_VALUES, mc.TYPE_FP32, [-1]),
+            _io(mc.ModelOutput, ATTENTION_MASK, mc.TYPE_INT64, [-1]),
+            _io(mc.ModelOutput, NUM_SAMPLES, mc.TYPE_INT64, [1]),
         ]
     )
     _parameters(
@@ -99,17 +112,17 @@ def preprocess_config(spec: AcousticSpec, settings: RepositorySettings) -> mc.Mo
 def _acoustic_io(config: mc.ModelConfig, spec: AcousticSpec, ragged: bool) -> None:
     config.input.extend(
         [
-            _io(mc.ModelInput, "INPUT_VALUES", mc.TYPE_FP32, [-1], ragged=ragged),
-            _io(mc.ModelInput, "ATTENTION_MASK", mc.TYPE_INT64, [-1], ragged=ragged),
+            _io(mc.ModelInput, INPUT_VALUES, mc.TYPE_FP32, [-1], ragged=ragged),
+            _io(mc.ModelInput, ATTENTION_MASK, mc.TYPE_INT64, [-1], ragged=ragged),
         ]
     )
-    config.output.append(_io(mc.ModelOutput, "LOGITS", mc.TYPE_FP32, [-1, spec.vocab_size]))
+    config.output.append(_io(mc.ModelOutput, LOGITS, mc.TYPE_FP32, [-1, spec.vocab_size]))
 
 
 def python_acoustic_config(spec: AcousticSpec, settings: RepositorySettings) -> mc.ModelConfig:
     """`wav2vec2` as a python-backend engine: ragged batches, padded inside `execute()`."""
     config = mc.ModelConfig(
-        name="wav2vec2",
+        name=ACOUSTIC,
         backend="python",
         max_batch_size=settings.max_batch_size,
         dynamic_batching=mc.ModelDynamicBatching(max_queue_delay_microseconds=settings.queue_delay_us),
@@ -126,19 +139,19 @@ def python_acoustic_config(spec: AcousticSpec, settings: RepositorySettings) -> 
 
 
 def ctc_decoder_config(spec: AcousticSpec, settings: RepositorySettings) -> mc.ModelConfig:
-    config = _python_step("ctc_decoder", settings)
+    config = _python_step(DECODER, settings)
     config.input.extend(
         [
-            _io(mc.ModelInput, "LOGITS", mc.TYPE_FP32, [-1, spec.vocab_size], ragged=True),
-            _io(mc.ModelInput, "NUM_SAMPLES", mc.TYPE_INT64, [1]),
+            _io(mc.ModelInput, LOGITS, mc.TYPE_FP32, [-1, spec.vocab_size], ragged=True),
+            _io(mc.ModelInput, NUM_SAMPLES, mc.TYPE_INT64, [1]),
         ]
     )
-    config.output.append(_io(mc.ModelOutput, "TRANSCRIPT", mc.TYPE_STRING, [1]))
+    config.output.append(_io(mc.ModelOutput, TRANSCRIPT, mc.TYPE_STRING, [1]))
     return config
 
 
 def ensemble_config(
-    settings: RepositorySettings, acoustic_inputs: tuple[str, ...] = ("INPUT_VALUES", "ATTENTION_MASK")
+    settings: RepositorySettings, acoustic_inputs: tuple[str, ...] = (INPUT_VALUES, ATTENTION_MASK)
 ) -> mc.ModelConfig:
     """The public contract: AUDIO (FP32 [-1]) in, TRANSCRIPT (STRING [1]) out.
 
@@ -150,31 +163,31 @@ def ensemble_config(
         name=ENSEMBLE,
         platform="ensemble",
         max_batch_size=settings.max_batch_size,
-        input=[_io(mc.ModelInput, "AUDIO", mc.TYPE_FP32, [-1])],
-        output=[_io(mc.ModelOutput, "TRANSCRIPT", mc.TYPE_STRING, [1])],
+        input=[_io(mc.ModelInput, AUDIO, mc.TYPE_FP32, [-1])],
+        output=[_io(mc.ModelOutput, TRANSCRIPT, mc.TYPE_STRING, [1])],
         ensemble_scheduling=mc.ModelEnsembling(
             step=[
                 step(
-                    model_name="preprocess",
+                    model_name=PREPROCESS,
                     model_version=-1,
-                    input_map={"AUDIO": "AUDIO"},
+                    input_map={AUDIO: AUDIO},
                     output_map={
-                        "INPUT_VALUES": "input_values",
-                        "ATTENTION_MASK": "attention_mask",
-                        "NUM_SAMPLES": "num_samples",
+                        INPUT_VALUES: "input_values",
+                        ATTENTION_MASK: "attention_mask",
+                        NUM_SAMPLES: "num_samples",
                     },
                 ),
                 step(
-                    model_name="wav2vec2",
+                    model_name=ACOUSTIC,
                     model_version=-1,
                     input_map={name: name.lower() for name in acoustic_inputs},
-                    output_map={"LOGITS": "logits"},
+                    output_map={LOGITS: "logits"},
                 ),
                 step(
-                    model_name="ctc_decoder",
+                    model_name=DECODER,
                     model_version=-1,
-                    input_map={"LOGITS": "logits", "NUM_SAMPLES": "num_samples"},
-                    output_map={"TRANSCRIPT": "TRANSCRIPT"},
+                    input_map={LOGITS: "logits", NUM_SAMPLES: "num_samples"},
+                    output_map={TRANSCRIPT: TRANSCRIPT},
                 ),
             ]
         ),
@@ -189,11 +202,11 @@ def tensorrt_acoustic_config(spec: AcousticSpec, settings: RepositorySettings) -
     profile the plan was built with bounds batch and length, so `max_batch_size` and the
     preferred batch sizes come from that same profile.
     """
-    from vaani.build.tensorrt_engine import shape_profile
+    from vaani.build.tensorrt_plan import shape_profile
 
     profile = shape_profile(settings)
     config = mc.ModelConfig(
-        name="wav2vec2",
+        name=ACOUSTIC,
         platform="tensorrt_plan",
         max_batch_size=profile.max_batch,
         dynamic_batching=mc.ModelDynamicBatching(
@@ -206,7 +219,7 @@ def tensorrt_acoustic_config(spec: AcousticSpec, settings: RepositorySettings) -
     )
     _acoustic_io(config, spec, ragged=False)
     if not spec.uses_attention_mask:  # a plan's inputs must match the config's exactly
-        del config.input[[i.name for i in config.input].index("ATTENTION_MASK")]
+        del config.input[[i.name for i in config.input].index(ATTENTION_MASK)]
     return config
 
 
@@ -245,9 +258,9 @@ def all_configs(
         _parameters(ensemble, {"source_model": source_model})
     return {
         ENSEMBLE: ensemble,
-        "preprocess": preprocess_config(spec, settings),
-        "wav2vec2": acoustic,
-        "ctc_decoder": ctc_decoder_config(spec, settings),
+        PREPROCESS: preprocess_config(spec, settings),
+        ACOUSTIC: acoustic,
+        DECODER: ctc_decoder_config(spec, settings),
     }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from tritonclient.utils import InferenceServerException
 
-from vaani.acoustic import SAMPLING_RATE
+from vaani.serving.contract import AUDIO, ENSEMBLE, SAMPLING_RATE, TRANSCRIPT
 
 PROTOCOLS = ("http", "grpc")
 DEFAULT_URLS = {"http": "localhost:8000", "grpc": "localhost:8001"}
@@ -22,7 +22,7 @@ class TranscriptionError(RuntimeError):
 class TranscriptionClient:
     """One connection to the server. Not for sharing between threads: give each thread its own."""
 
-    def __init__(self, url: str | None = None, protocol: str = "http", model: str = "asr") -> None:
+    def __init__(self, url: str | None = None, protocol: str = "http", model: str = ENSEMBLE) -> None:
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {PROTOCOLS}; got {protocol!r}")
         self.protocol = protocol
@@ -43,14 +43,14 @@ class TranscriptionClient:
         audio = np.ascontiguousarray(audio, dtype=np.float32)
         if audio.ndim != 2:
             raise ValueError(f"expected [batch, samples]; got shape {audio.shape}")
-        tensor = self._module.InferInput("AUDIO", list(audio.shape), "FP32")
+        tensor = self._module.InferInput(AUDIO, list(audio.shape), "FP32")
         tensor.set_data_from_numpy(audio)
-        output = self._module.InferRequestedOutput("TRANSCRIPT")
+        output = self._module.InferRequestedOutput(TRANSCRIPT)
         try:
             result = self._client.infer(self.model, [tensor], outputs=[output])
         except InferenceServerException as error:
             raise TranscriptionError(error.message()) from None
-        return [item.decode("utf-8") for item in result.as_numpy("TRANSCRIPT").reshape(-1)]
+        return [item.decode("utf-8") for item in result.as_numpy(TRANSCRIPT).reshape(-1)]
 
     def transcribe(self, audio: np.ndarray) -> str:
         """One mono utterance (float32, 16 kHz, samples in [-1, 1]) → its transcript."""

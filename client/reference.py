@@ -14,7 +14,8 @@ from typing import Any
 from tqdm import tqdm
 
 from vaani.audio import load_audio
-from vaani.client.wer import Transcription, score
+from vaani.client.wer import Transcription
+from vaani.scoring import score
 
 
 def compare_with_reference(

@@ -3,7 +3,7 @@
 The scoring, summary, CSV and plot functions are pure (lists in, values or files out) so tests
 check them without a server; only :func:`transcribe_all` and :func:`served_model_name` talk to
 Triton. Scores are corpus-level — one `jiwer` call over every (reference, hypothesis) pair after
-:func:`vaani.client.normalize.normalize` — because that is how published WERs are computed: an
+:func:`vaani.scoring.normalize` — because that is how published WERs are computed: an
 average of per-utterance rates would over-weight short utterances.
 """
 
@@ -21,17 +21,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-import jiwer
 import numpy as np
 from tqdm import tqdm
 
-from vaani.acoustic import SAMPLING_RATE
 from vaani.audio import AudioFileError, load_audio
 from vaani.errors import UserFacingError
 from vaani.manifest import ManifestEntry, read_manifest
+from vaani.scoring import Scores, score
+from vaani.serving.contract import ENSEMBLE, SAMPLING_RATE
 
 from .api import DEFAULT_URLS, TranscriptionClient, TranscriptionError
-from .normalize import normalize
 
 
 @dataclass(frozen=True)
@@ -68,103 +67,12 @@ class Transcription:
     audio_seconds: float
 
 
-@dataclass(frozen=True)
-class UtteranceScore:
-    """Per-utterance view of the corpus alignment; rates are NaN when the reference is empty."""
-
-    reference: str
-    hypothesis: str
-    wer: float
-    cer: float
-    alignment: str
-
-
-@dataclass(frozen=True)
-class Scores:
-    """Corpus-level word and character scores plus the per-utterance breakdown."""
-
-    wer: float
-    cer: float
-    substitutions: int
-    deletions: int
-    insertions: int
-    hits: int
-    utterances: list[UtteranceScore]
-
-
 class Transcriber(Protocol):
     """The part of `TranscriptionClient` the evaluation uses (a fake in tests)."""
 
     def transcribe(self, audio: np.ndarray) -> str: ...
 
     def close(self) -> None: ...
-
-
-def _rate(errors: int, reference_length: int) -> float:
-    return errors / reference_length if reference_length else math.nan
-
-
-def _render_alignment(reference: list[str], hypothesis: list[str], chunks: list[Any], sep: str) -> str:
-    """One-line alignment: matches as they are, ``[S ref→hyp]``, ``[D ref]``, ``[I hyp]``.
-
-    A single line keeps the CSV one row per utterance and still shows every error in place.
-    """
-    parts: list[str] = []
-    for chunk in chunks:
-        ref = sep.join(reference[chunk.ref_start_idx : chunk.ref_end_idx])
-        hyp = sep.join(hypothesis[chunk.hyp_start_idx : chunk.hyp_end_idx])
-        if chunk.type == "equal":
-            parts.append(ref)
-        elif chunk.type == "substitute":
-            parts.append(f"[S {ref}→{hyp}]")
-        elif chunk.type == "delete":
-            parts.append(f"[D {ref}]")
-        else:
-            parts.append(f"[I {hyp}]")
-    return " ".join(parts)
-
-
-def _counts(chunks: list[Any]) -> tuple[int, int]:
-    """(errors, reference length) of one sentence's alignment."""
-    errors = reference_length = 0
-    for chunk in chunks:
-        ref_len = chunk.ref_end_idx - chunk.ref_start_idx
-        hyp_len = chunk.hyp_end_idx - chunk.hyp_start_idx
-        reference_length += ref_len
-        if chunk.type != "equal":
-            errors += max(ref_len, hyp_len)
-    return errors, reference_length
-
-
-def score(references: Sequence[str], hypotheses: Sequence[str]) -> Scores:
-    """Normalize both sides and score them with jiwer, corpus-level and per utterance."""
-    if len(references) != len(hypotheses):
-        raise ValueError(f"{len(references)} references but {len(hypotheses)} hypotheses")
-    refs = [normalize(text) for text in references]
-    hyps = [normalize(text) for text in hypotheses]
-    if not any(refs):
-        raise UserFacingError("every reference is empty after normalization: nothing to score")
-    words = jiwer.process_words(refs, hyps)
-    chars = jiwer.process_characters(refs, hyps)
-    utterances = []
-    for index, (ref, hyp) in enumerate(zip(refs, hyps, strict=True)):
-        word_errors, ref_words = _counts(words.alignments[index])
-        char_errors, ref_chars = _counts(chars.alignments[index])
-        alignment = _render_alignment(
-            words.references[index], words.hypotheses[index], words.alignments[index], " "
-        )
-        utterances.append(
-            UtteranceScore(ref, hyp, _rate(word_errors, ref_words), _rate(char_errors, ref_chars), alignment)
-        )
-    return Scores(
-        wer=words.wer,
-        cer=chars.cer,
-        substitutions=words.substitutions,
-        deletions=words.deletions,
-        insertions=words.insertions,
-        hits=words.hits,
-        utterances=utterances,
-    )
 
 
 def published_results(
@@ -438,7 +346,7 @@ def evaluate(
     *,
     url: str | None = None,
     protocol: str = "http",
-    model: str = "asr",
+    model: str = ENSEMBLE,
     concurrency: int = 1,
     model_name: str | None = None,
     published: str | None = None,

@@ -12,5 +12,6 @@ COPY vaani ./vaani
 COPY build ./build
 COPY client ./client
 COPY loadtest ./loadtest
+COPY benchmarks ./benchmarks
 RUN python3 -m pip install ".[loadtest]" && rm -rf /tmp/vaani-src
 WORKDIR /mnt/locust

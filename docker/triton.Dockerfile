@@ -18,7 +18,8 @@ COPY vaani ./vaani
 COPY build ./build
 COPY client ./client
 COPY loadtest ./loadtest
+COPY benchmarks ./benchmarks
 RUN python3 -m pip install . \
-    && python3 -c "import vaani.preprocessing, vaani.ctc, vaani.plan_guard" \
+    && python3 -c "import vaani.serving.preprocessing, vaani.serving.ctc, vaani.server.plan_guard" \
     && rm -rf /tmp/vaani-src
 WORKDIR /

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from vaani.acoustic import SAMPLING_RATE
 from vaani.errors import UserFacingError
 from vaani.manifest import read_manifest
+from vaani.serving.contract import SAMPLING_RATE
 
 PAUSE_SECONDS = 0.25
 CLIPS_INFO = "clips.json"
@@ -68,7 +68,7 @@ def _utterances(plan: ClipPlan) -> Iterator[tuple[str, np.ndarray]]:
         while True:
             for entry in entries:
                 yield entry.text, load_audio(entry.audio_path)
-    from vaani.corpus import synth
+    from vaani.recipe.corpus import synth
 
     index = 0
     while True:

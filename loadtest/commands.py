@@ -1,10 +1,8 @@
-"""`vaani loadtest`, `vaani perf`, `vaani bench`: load against a running server, and the comparison."""
+"""`vaani loadtest`, `vaani perf`: load against a running server."""
 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 from pathlib import Path
 
 from vaani.errors import UserFacingError
@@ -85,69 +83,6 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     add_clip_arguments(perf)
     perf.set_defaults(func=_perf)
 
-    bench = subcommands.add_parser(
-        "bench",
-        help="Triton vs Hugging Face (in process), ONNX Runtime (in process) and FastAPI, in one table",
-        description="Measure, on this machine with one model and one set of clips: (a) the Hugging Face "
-        "pipeline in process, (b) ONNX Runtime in process, (c) the Triton ensemble over HTTP and gRPC at "
-        "1 user and at --users, (d) FastAPI + uvicorn around the Hugging Face pipeline under the same "
-        "Locust load. Starts its own servers on free ports. Writes bench.csv, bench.md (the table, with "
-        "CPU, date and model), bench.png and the Locust files into OUTPUT. --model base-random makes a "
-        "base-size wav2vec2 with random weights (no download).",
-        formatter_class=formatter,
-    )
-    from vaani.build.commands import add_settings_arguments
-
-    bench.add_argument(
-        "--model", default="models/tiny-hindi", help="model directory, Hugging Face id, or base-random"
-    )
-    bench.add_argument(
-        "--sources",
-        type=Path,
-        default=Path("model_repository"),
-        help="repository holding the steps' model.py",
-    )
-    bench.add_argument(
-        "--output",
-        type=Path,
-        default=Path("results/bench"),
-        help="results folder: bench.csv, .md, .json, .png",
-    )
-    bench.add_argument(
-        "--work-dir",
-        type=Path,
-        help="models, Triton repository, clips, Locust files and server logs (default: OUTPUT/work)",
-    )
-    bench.add_argument("--name", default="", help="title of the table (default: from the model)")
-    bench.add_argument("--users", type=int, default=8, help="the saturation load: concurrent Locust users")
-    bench.add_argument(
-        "--seconds", type=float, default=60, help="measured time of each row, all rounds together"
-    )
-    bench.add_argument(
-        "--rounds",
-        type=int,
-        default=3,
-        help="interleaved rounds: every row is measured once per round, so background load hits all alike",
-    )
-    bench.add_argument(
-        "--budget",
-        type=int,
-        default=0,
-        help="CPU threads for PyTorch and in-process ONNX Runtime (0: threads x acoustic-instances of the "
-        "Triton settings, or every core when --threads is 0)",
-    )
-    bench.add_argument(
-        "--check-clips", type=int, default=6, help="clips whose transcripts each server must match"
-    )
-    bench.add_argument(
-        "--regenerate",
-        action="store_true",
-        help="only rewrite table and plot from OUTPUT/bench.csv and bench.json",
-    )
-    add_clip_arguments(bench)
-    add_settings_arguments(bench)
-    bench.set_defaults(func=_bench)
-
 
 def _add_addresses(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--http-url", default=DEFAULT_HTTP, help="Triton HTTP address (host:port)")
@@ -214,35 +149,3 @@ def _perf(args: argparse.Namespace) -> int:
     if rows:
         print(f"\n{args.output}/perf.csv, perf_composing.csv, perf.png")
     return code
-
-
-def _bench(args: argparse.Namespace) -> int:
-    from vaani.build.commands import settings_from_args
-    from vaani.loadtest.bench import Bench, BenchPlan
-    from vaani.loadtest.clips import load_clips, manifest_from_args
-    from vaani.loadtest.report import regenerate
-
-    if args.regenerate:
-        print(regenerate(args.output).read_text())
-        return 0
-    settings = settings_from_args(args)
-    budget = args.budget or (settings.threads or os.cpu_count() or 1) * settings.acoustic_instances
-    work = args.work_dir or args.output / "work"
-    manifest = manifest_from_args(args, work)
-    plan = BenchPlan(
-        model=args.model,
-        output=args.output,
-        work=work,
-        sources=args.sources,
-        settings=settings,
-        threads=budget,
-        users=args.users,
-        seconds=args.seconds,
-        check_clips=args.check_clips,
-        rounds=max(1, args.rounds),
-        name=args.name,
-    )
-    table = Bench(plan, load_clips(manifest), manifest).run()
-    print(table.read_text())
-    print(f"{args.output}/bench.csv, bench.md, bench.png", file=sys.stderr)
-    return 0

@@ -155,7 +155,7 @@ class TritonGrpcUser(_TritonUser):
 
 
 class FastApiUser(AsrUser):
-    """The FastAPI baseline (`vaani.loadtest.fastapi_baseline`): raw float32 PCM in, JSON out."""
+    """The FastAPI baseline (`vaani.benchmarks.fastapi_baseline`): raw float32 PCM in, JSON out."""
 
     request_type = "fastapi"
 

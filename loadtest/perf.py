@@ -19,6 +19,7 @@ from pathlib import Path
 
 from vaani.errors import UserFacingError
 from vaani.loadtest.clips import Clip
+from vaani.serving.contract import AUDIO, ENSEMBLE
 
 INSTALL_HINT = "run scripts/install-perf-analyzer.sh (make setup does) to put it into the virtual environment"
 
@@ -49,7 +50,7 @@ def write_input_data(clips: list[Clip], path: Path) -> float:
     """
     entries = [
         {
-            "AUDIO": {
+            AUDIO: {
                 "b64": base64.b64encode(c.audio.astype("<f4").tobytes()).decode(),
                 "shape": [len(c.audio)],
             }
@@ -80,7 +81,7 @@ def command(
     return [
         binary(),
         "-m",
-        "asr",
+        ENSEMBLE,
         "-u",
         url,
         "-i",

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install NVIDIA's perf_analyzer into a virtual environment: `.venv/bin/perf_analyzer`.
 #
-# Why this way (see docs in DESIGN.md, "Measured facts"): perf_analyzer ships inside the tritonclient
+# Why this way: perf_analyzer ships inside the tritonclient
 # wheels only up to 2.60.0, the 2.52+ binaries need glibc 2.38 (Debian 12 has 2.36), and installing
 # `tritonclient[all]==2.51.0` would pin geventhttpclient 2.0.2 and drag Locust back to 2.18. So the
 # binary is taken out of the 2.51.0 wheel (a zip) while the environment keeps the newest client

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
@@ -10,16 +9,20 @@ import pytest
 from vaani.build.hf_model import HfModel
 from vaani.build.pipeline import build
 from vaani.build.repository import RepositorySettings
-from vaani.server import Ports, TritonProcess
+from vaani.server.process import Ports, TritonProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED_MODEL = ROOT / "models" / "tiny-hindi"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that uses the session server is a `server` test, so `-m "not server"` starts none.
+
+    Tests that start a server of their own carry the marker themselves.
+    """
+    for item in items:
+        if "triton" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.server)
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from vaani.build.parity import probe_audio
+from vaani.serving.contract import AUDIO, ENSEMBLE, SAMPLING_RATE, TRANSCRIPT
 
 GOOD = probe_audio((1.5,), seed=3)[0].reshape(1, -1)
 
@@ -31,7 +32,7 @@ BAD = {
     "too short": (np.zeros((1, 100), np.float32), "FP32", "too short"),
     "nan": (_nan(), "FP32", "NaN or Inf"),
     "inf": (_inf(), "FP32", "NaN or Inf"),
-    "too long": (np.zeros((1, 16_000 * 31), np.float32), "FP32", "too long"),
+    "too long": (np.zeros((1, SAMPLING_RATE * 31), np.float32), "FP32", "too long"),
     "wrong dtype": (GOOD.astype(np.float64), "FP64", "FP32"),
     "wrong rank": (GOOD.reshape(1, 1, -1), "FP32", "unexpected shape"),
 }
@@ -39,9 +40,9 @@ BAD = {
 
 def _infer(url: str, audio: np.ndarray, datatype: str):
     client = httpclient.InferenceServerClient(url)
-    tensor = httpclient.InferInput("AUDIO", list(audio.shape), datatype)
+    tensor = httpclient.InferInput(AUDIO, list(audio.shape), datatype)
     tensor.set_data_from_numpy(audio)
-    return client.infer("asr", [tensor]).as_numpy("TRANSCRIPT")
+    return client.infer(ENSEMBLE, [tensor]).as_numpy(TRANSCRIPT)
 
 
 @pytest.mark.parametrize("case", list(BAD))
@@ -52,7 +53,7 @@ def test_bad_input_is_refused_and_server_stays_ready(triton, case):
     assert refused.value.status() == "400", "bad input is the client's error, not the server's"
     client = httpclient.InferenceServerClient(triton.http_url)
     assert client.is_server_ready()
-    assert client.is_model_ready("asr")
+    assert client.is_model_ready(ENSEMBLE)
     assert _infer(triton.http_url, GOOD, "FP32").shape == (1, 1)
 
 

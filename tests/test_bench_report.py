@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from vaani.loadtest import report
+from vaani.benchmarks import bench_report as report
 from vaani.loadtest.stats import RequestRecord, by_key, read_records, summarize, write_records
 
 DATA = Path(__file__).parent / "data" / "bench_sample"

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from vaani.build import source
 from vaani.build.pipeline import build
 from vaani.build.repository import RepositorySettings
 from vaani.errors import UserFacingError
+from vaani.serving.contract import ACOUSTIC, DECODER, ENSEMBLE, PREPROCESS, STEPS, version_dir
 
 from .conftest import BUNDLED_MODEL
 
@@ -16,17 +19,15 @@ def test_second_build_is_a_no_op(tmp_path, capsys):
     repository = tmp_path / "repo"
     settings = RepositorySettings(max_batch_size=4)
     build(str(BUNDLED_MODEL), repository, settings)
-    onnx_file = repository / "wav2vec2" / "1" / "model.onnx"
+    onnx_file = version_dir(repository, ACOUSTIC) / "model.onnx"
     first = onnx_file.stat().st_mtime_ns
     assert "parity PASS" in capsys.readouterr().out
-    assert all(
-        (repository / step / "1" / "model.py").is_file() for step in ("preprocess", "wav2vec2", "ctc_decoder")
-    )
+    assert all((repository / step / "1" / "model.py").is_file() for step in (PREPROCESS, ACOUSTIC, DECODER))
     build(str(BUNDLED_MODEL), repository, settings)
     assert "nothing to do" in capsys.readouterr().out
     assert onnx_file.stat().st_mtime_ns == first
     build(str(BUNDLED_MODEL), repository, RepositorySettings(max_batch_size=8))
-    assert "max_batch_size: 8" in (repository / "asr" / "config.pbtxt").read_text()
+    assert "max_batch_size: 8" in (repository / ENSEMBLE / "config.pbtxt").read_text()
 
 
 def test_unreachable_hub_names_the_offline_model(monkeypatch):
@@ -36,3 +37,40 @@ def test_unreachable_hub_names_the_offline_model(monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(UserFacingError, match="MODEL=models/tiny-hindi"):
         source.resolve("ai4bharat/indicwav2vec-hindi-not-cached")
+
+
+def test_non_editable_install_builds_the_steps(tmp_path):
+    """`pip install .` (not editable) carries the steps' `model.py`: `vaani build` installs them.
+
+    The fresh environment borrows this one's dependencies through a path file, so only vaani
+    itself is installed, from a wheel, as a user's `pip install .` would.
+    """
+    import site
+    import subprocess
+    import sys
+
+    root = BUNDLED_MODEL.parents[1]
+    env_dir = tmp_path / "env"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)], check=True)
+    python = env_dir / "bin" / "python"
+    purelib = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    (Path(purelib) / "deps.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+         "--target", purelib, str(root)],
+        check=True, cwd=tmp_path,
+    )  # fmt: skip
+    repository = tmp_path / "repo"
+    code = (
+        "import vaani, sys; assert 'site-packages' in vaani.__file__, vaani.__file__; "
+        "from vaani.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    command = [python, "-c", code, "build", "--model", str(BUNDLED_MODEL), "--repository", str(repository)]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    source = (root / "vaani" / "serving" / "steps" / "model.py").read_bytes()
+    for step in STEPS:
+        assert (version_dir(repository, step) / "model.py").read_bytes() == source

@@ -6,7 +6,7 @@ import jiwer
 import pytest
 
 from vaani.client.api import TranscriptionClient
-from vaani.corpus import hindi_text, synth
+from vaani.recipe.corpus import hindi_text, synth
 
 # New sentences: drawn with a seed that no corpus of the model used. On this set the model
 # measured CER 0.2-2.1% (ten seeds of 16 utterances); the bound leaves room for another

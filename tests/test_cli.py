@@ -8,7 +8,7 @@ import sys
 import time
 import urllib.request
 
-from .conftest import free_port
+from vaani.server.process import free_port
 
 BLOCK_HEAVY = (
     "import sys\n"
@@ -21,8 +21,8 @@ def test_cli_and_serving_steps_import_without_torch_or_transformers():
     code = BLOCK_HEAVY + (
         "from vaani.cli import parser\n"
         "parser()\n"
-        "import vaani.client.api, vaani.audio, vaani.preprocessing, vaani.batching, vaani.ctc\n"
-        "import vaani.engines.onnxruntime, vaani.triton_step\n"
+        "import vaani.client.api, vaani.audio, vaani.serving.preprocessing, vaani.serving.batching\n"
+        "import vaani.serving.ctc, vaani.serving.engines.onnxruntime, vaani.serving.step\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

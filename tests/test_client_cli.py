@@ -13,6 +13,7 @@ from vaani.audio import to_model_input
 from vaani.build.parity import probe_audio
 from vaani.cli import main
 from vaani.client.api import TranscriptionClient
+from vaani.serving.contract import SAMPLING_RATE
 
 SOURCE = probe_audio((2.6,), seed=5)[0]
 
@@ -26,8 +27,8 @@ def _sixteen_khz(path) -> np.ndarray:
 def _scipy_sixteen_khz(path) -> np.ndarray:
     """The same, by an independent resampler (scipy polyphase) and an explicit channel mean."""
     samples, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    g = gcd(rate, 16_000)
-    return resample_poly(samples.mean(axis=1), 16_000 // g, rate // g).astype(np.float32)
+    g = gcd(rate, SAMPLING_RATE)
+    return resample_poly(samples.mean(axis=1), SAMPLING_RATE // g, rate // g).astype(np.float32)
 
 
 def test_conversion_to_16k_mono_is_faithful(tmp_path):
@@ -47,7 +48,7 @@ def _files(tmp_path):
     files = {
         "8k-stereo.wav": (np.stack([stereo_8k, 0.5 * stereo_8k], axis=1), 8_000),
         "44k-mono.wav": (resample_poly(SOURCE, 441, 160).astype(np.float32), 44_100),
-        "16k.flac": (SOURCE, 16_000),
+        "16k.flac": (SOURCE, SAMPLING_RATE),
     }
     paths = []
     for name, (audio, rate) in files.items():

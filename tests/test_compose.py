@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vaani.build.engine_command import DEFAULT_TRITON_TAG
+from vaani.build.tensorrt import DEFAULT_TRITON_TAG
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKER = ROOT / "docker"
@@ -69,7 +69,7 @@ def test_triton_restricts_apis_and_checks_the_plan(triton):
         apis, _, credential = value.split("=", 1)[1].partition(":")
         assert set(apis.split(",")) == {"model-repository", "shared-memory"}
         assert credential == "admin-key=$${TRITON_ADMIN_KEY}"  # compose turns $$ into $; plan_guard fills it
-    assert triton["entrypoint"][:3] == ["python3", "-m", "vaani.plan_guard"]
+    assert triton["entrypoint"][:3] == ["python3", "-m", "vaani.server.plan_guard"]
 
 
 def test_one_triton_tag_for_server_sdk_and_engine(compose, triton):

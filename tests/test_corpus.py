@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import soundfile
 
-from vaani import hindi
 from vaani.cli import main
-from vaani.corpus import hindi_text, synth
 from vaani.errors import UserFacingError
+from vaani.recipe import hindi
+from vaani.recipe.corpus import hindi_text, synth
+from vaani.serving.contract import SAMPLING_RATE
 
 ROOT = Path(__file__).resolve().parents[1]
 PRECOMPOSED_NUKTA_LETTERS = {chr(code) for code in range(0x0958, 0x0960)}
@@ -107,7 +108,7 @@ def test_vaani_corpus_writes_audio_and_manifests(tmp_path):
         for record in records:
             assert not Path(record["audio_filepath"]).is_absolute()  # relative to the manifest: movable
             audio, rate = soundfile.read(output / record["audio_filepath"], dtype="float32")
-            assert rate == 16_000 and audio.ndim == 1
+            assert rate == SAMPLING_RATE and audio.ndim == 1
             assert record["duration"] == pytest.approx(len(audio) / rate, abs=1e-3)
             assert hindi_text.split_of(record["text"]) == split
     info = json.loads((output / "corpus.json").read_text("utf-8"))

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from vaani.build import engine_command
-from vaani.build.engine_command import NoRoute, Route, WorkFiles, choose_route
+from vaani.build import tensorrt as engine_command
 from vaani.build.repository import RepositorySettings
-from vaani.build.tensorrt_engine import shape_profile
+from vaani.build.tensorrt import NoRoute, Route, WorkFiles, choose_route
+from vaani.build.tensorrt_plan import shape_profile
 from vaani.cli import main
 
 
@@ -61,7 +61,7 @@ def test_docker_route_commands(tmp_path):
     assert run[:3] == ["docker", "run", "--rm"] and run[run.index("--gpus") + 1] == "all"
     assert run[run.index("--user") + 1] == "1000:1000"
     assert f"{tmp_path.resolve()}:/workspace" in run
-    assert run[run.index("vaani-engine:25.03") + 1 :][:3] == ["python3", "-m", "vaani.build.tensorrt_engine"]
+    assert run[run.index("vaani-engine:25.03") + 1 :][:3] == ["python3", "-m", "vaani.build.tensorrt_plan"]
     assert (
         inner[inner.index("--onnx") + 1] == "results/engine/fp16/model.fp16.onnx"
     )  # relative: valid in /workspace
@@ -81,9 +81,39 @@ def test_vaani_engine_without_a_route_stops_with_the_message(monkeypatch, capsys
     monkeypatch.setattr(engine_command, "docker_available", lambda: False)
     assert main(["engine", "--model", "models/tiny-hindi", "--precision", "fp16"]) == 2
     err = capsys.readouterr().err
-    assert "cannot build the TensorRT engine" in err and "2. in Docker" in err
+    assert "cannot build the TensorRT plan" in err and "2. in Docker" in err
 
 
 def test_vaani_engine_refuses_settings_without_buckets(capsys):
     assert main(["engine", "--bucket-seconds", "0"]) == 2
     assert "bucket_seconds > 0" in capsys.readouterr().err
+
+
+def test_serve_tensorrt_without_a_plan_names_the_next_command(tmp_path, capsys):
+    assert main(["serve", "--engine", "tensorrt", "--repository", str(tmp_path / "repo")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1
+    assert "no TensorRT plan" in err and "make engine" in err and "docker compose up" in err
+
+
+def test_serve_torch_without_a_gpu_names_the_next_command(monkeypatch, capsys):
+    from vaani.build import engine_builds
+
+    monkeypatch.setattr(engine_builds, "gpu_info", lambda: None)
+    assert main(["serve", "--engine", "torch"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--engine onnxruntime" in err
+
+
+def test_every_refusal_of_vaani_engine_is_one_line(monkeypatch, capsys):
+    monkeypatch.setattr(engine_command, "tensorrt_importable", lambda: False)
+    monkeypatch.setattr(engine_command, "gpu_info", lambda: None)
+    monkeypatch.setattr(engine_command, "docker_available", lambda: False)
+    for argv in (
+        ["engine"],
+        ["build", "--engine", "tensorrt", "--bucket-seconds", "1"],
+        ["engine", "--bucket-seconds", "0"],
+    ):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "Traceback" not in err, err

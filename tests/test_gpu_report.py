@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from vaani.gpu_report import ENGINE, cer, markdown, readme_table, targets, write_report
+from vaani.benchmarks.gpu_report import ENGINE, cer, markdown, readme_table, targets, write_report
 
 RECORDED = sorted(
     path
@@ -49,7 +49,7 @@ def results() -> dict:
     """A small recorded-shaped result: two paths, two workloads, the served scenarios."""
     workloads = {"1x5s": [5.0], "32x10s": [10.0] * 32}
     return {
-        "command": "python -m vaani.gpu_benchmark --out benchmarks/results",
+        "command": "python -m vaani.benchmarks.gpu_benchmark --out benchmarks/results",
         "environment": {
             "gpu": "NVIDIA H200",
             "date": "2026-11-21",

@@ -12,7 +12,8 @@ from onnx import TensorProto, helper, numpy_helper
 from transformers import Wav2Vec2ForCTC
 
 from vaani.build import export, half_precision
-from vaani.build.tiny_model import tiny_config
+from vaani.recipe.tiny_model import tiny_config
+from vaani.serving.contract import ATTENTION_MASK, INPUT_VALUES, LOGITS
 
 HALF = {"fp16": TensorProto.FLOAT16, "bf16": TensorProto.BFLOAT16}
 
@@ -45,9 +46,9 @@ def test_graph_inputs_and_outputs_stay_fp32(converted):
     graph = onnx.load(str(path)).graph
     kinds = {v.name: v.type.tensor_type.elem_type for v in [*graph.input, *graph.output]}
     assert kinds == {
-        "INPUT_VALUES": TensorProto.FLOAT,
-        "ATTENTION_MASK": TensorProto.INT64,
-        "LOGITS": TensorProto.FLOAT,
+        INPUT_VALUES: TensorProto.FLOAT,
+        ATTENTION_MASK: TensorProto.INT64,
+        LOGITS: TensorProto.FLOAT,
     }
 
 
@@ -64,7 +65,7 @@ def test_final_projection_stays_fp32_and_matrix_work_goes_half(converted):
     precision, path = converted
     model = onnx.load(str(path))
     types = half_precision.compute_types(model)
-    producer = next(n for n in model.graph.node if "LOGITS" in n.output)
+    producer = next(n for n in model.graph.node if LOGITS in n.output)
     projection = next(n for n in model.graph.node if n.output[0] in producer.input and n.op_type == "MatMul")
     assert types[producer.name] == TensorProto.FLOAT
     assert types[projection.name] == TensorProto.FLOAT

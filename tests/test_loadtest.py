@@ -15,11 +15,13 @@ import urllib.request
 import numpy as np
 import pytest
 
-from vaani.loadtest.bench import _wait_http
+from vaani.benchmarks.bench import _wait_http
 from vaani.loadtest.clips import ClipPlan, load_clips, make_clips
 from vaani.loadtest.runner import run_locust
+from vaani.server.process import free_port
+from vaani.serving.contract import SAMPLING_RATE
 
-from .conftest import BUNDLED_MODEL, free_port
+from .conftest import BUNDLED_MODEL
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +68,8 @@ def test_locust_counts_server_errors_as_failures(triton, tmp_path):
     """Audio past the server's limit is refused: Locust must report failures and exit non-zero."""
     import soundfile
 
-    long_audio = np.zeros(16_000 * 40, dtype=np.float32)
-    soundfile.write(tmp_path / "long.wav", long_audio, 16_000, subtype="FLOAT")
+    long_audio = np.zeros(SAMPLING_RATE * 40, dtype=np.float32)
+    soundfile.write(tmp_path / "long.wav", long_audio, SAMPLING_RATE, subtype="FLOAT")
     (tmp_path / "manifest.jsonl").write_text(json.dumps({"audio_filepath": "long.wav", "text": ""}) + "\n")
     run = run_locust(
         triton.http_url, ["http"], tmp_path / "manifest.jsonl", tmp_path / "locust", users=1, seconds=2
@@ -78,7 +80,7 @@ def test_locust_counts_server_errors_as_failures(triton, tmp_path):
 
 def test_fastapi_baseline_transcribes_and_refuses_bad_bodies(manifest, tmp_path):
     port = free_port()
-    command = [sys.executable, "-m", "vaani.loadtest.fastapi_baseline", "--model", str(BUNDLED_MODEL)]
+    command = [sys.executable, "-m", "vaani.benchmarks.fastapi_baseline", "--model", str(BUNDLED_MODEL)]
     with open(tmp_path / "fastapi.log", "w") as log:
         process = subprocess.Popen([*command, "--port", str(port), "--threads", "1"], stdout=log, stderr=log)
     try:

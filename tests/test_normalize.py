@@ -5,7 +5,7 @@ from __future__ import annotations
 import jiwer
 import pytest
 
-from vaani.client.normalize import normalize
+from vaani.scoring import normalize
 
 NUKTA = "\u093c"
 

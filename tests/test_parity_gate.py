@@ -9,8 +9,8 @@ from onnx import numpy_helper
 
 from vaani.build.export import export_onnx
 from vaani.build.parity import compare, probe_audio, require
-from vaani.engines.onnxruntime import OnnxRuntimeEngine
 from vaani.errors import UserFacingError
+from vaani.serving.engines.onnxruntime import OnnxRuntimeEngine
 
 
 def _corrupt_projection(path, vocab_size: int) -> None:

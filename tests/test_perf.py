@@ -11,6 +11,7 @@ import pytest
 
 from vaani.loadtest import perf
 from vaani.loadtest.clips import Clip, ClipPlan, load_clips, make_clips
+from vaani.serving.contract import ACOUSTIC, AUDIO, DECODER, PREPROCESS
 
 DATA = Path(__file__).parent / "data" / "perf_sample"
 
@@ -19,8 +20,8 @@ def test_input_data_is_base64_float32_with_one_shape_per_entry(tmp_path):
     clips = [Clip(f"c{n}", "", np.linspace(-1, 1, n, dtype=np.float32)) for n in (32_000, 48_000, 80_000)]
     mean = perf.write_input_data(clips, tmp_path / "input.json")
     entries = json.loads((tmp_path / "input.json").read_text())["data"]
-    assert [e["AUDIO"]["shape"] for e in entries] == [[32_000], [48_000], [80_000]]
-    decoded = np.frombuffer(base64.b64decode(entries[1]["AUDIO"]["b64"]), dtype="<f4")
+    assert [e[AUDIO]["shape"] for e in entries] == [[32_000], [48_000], [80_000]]
+    decoded = np.frombuffer(base64.b64decode(entries[1][AUDIO]["b64"]), dtype="<f4")
     np.testing.assert_array_equal(decoded, clips[1].audio)
     assert mean == pytest.approx((2 + 3 + 5) / 3)
 
@@ -33,9 +34,9 @@ def test_spread_by_length_takes_shortest_to_longest():
 def test_composing_models_are_parsed_per_concurrency():
     rows = perf.parse_composing((DATA / "perf_analyzer.out").read_text())
     assert {(r["concurrency"], r["model"]) for r in rows} == {
-        (c, m) for c in (1, 2) for m in ("preprocess", "wav2vec2", "ctc_decoder")
+        (c, m) for c in (1, 2) for m in (PREPROCESS, ACOUSTIC, DECODER)
     }
-    wav2vec2 = next(r for r in rows if r["model"] == "wav2vec2" and r["concurrency"] == 1)
+    wav2vec2 = next(r for r in rows if r["model"] == ACOUSTIC and r["concurrency"] == 1)
     assert wav2vec2["inference_count"] > 0
     assert wav2vec2["compute_infer_us"] > 0 and "queue_us" in wav2vec2
 
@@ -63,5 +64,5 @@ def test_perf_analyzer_against_asr(triton, tmp_path):
     assert code == 0, (tmp_path / "perf" / "perf.log").read_text()[-3000:]
     assert rows[0]["Inferences/Second"] > 0 and rows[0]["Audio seconds/Second"] > 0
     composing = (tmp_path / "perf" / "perf_composing.csv").read_text()
-    assert all(step in composing for step in ("preprocess", "wav2vec2", "ctc_decoder"))
+    assert all(step in composing for step in (PREPROCESS, ACOUSTIC, DECODER))
     assert (tmp_path / "perf" / "perf.png").exists()

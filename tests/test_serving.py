@@ -10,6 +10,7 @@ import tritonclient.http as httpclient
 
 from vaani.build.parity import probe_audio
 from vaani.client.api import TranscriptionClient
+from vaani.serving.contract import ACOUSTIC, ATTENTION_MASK, INPUT_VALUES, LOGITS
 
 CLIPS = probe_audio((0.8, 1.9, 3.1, 4.4, 2.2, 1.3), seed=7)
 
@@ -17,12 +18,12 @@ CLIPS = probe_audio((0.8, 1.9, 3.1, 4.4, 2.2, 1.3), seed=7)
 def _wav2vec2(triton, values: np.ndarray, mask: np.ndarray) -> np.ndarray:
     client = httpclient.InferenceServerClient(triton.http_url)
     inputs = [
-        httpclient.InferInput("INPUT_VALUES", list(values.shape), "FP32"),
-        httpclient.InferInput("ATTENTION_MASK", list(mask.shape), "INT64"),
+        httpclient.InferInput(INPUT_VALUES, list(values.shape), "FP32"),
+        httpclient.InferInput(ATTENTION_MASK, list(mask.shape), "INT64"),
     ]
     inputs[0].set_data_from_numpy(values)
     inputs[1].set_data_from_numpy(mask)
-    return client.infer("wav2vec2", inputs).as_numpy("LOGITS")
+    return client.infer(ACOUSTIC, inputs).as_numpy(LOGITS)
 
 
 def test_wav2vec2_step_logits_match_pytorch(triton, bundled_model):
@@ -63,7 +64,7 @@ def _executions(model: str, triton) -> tuple[int, int]:
 def test_mixed_lengths_share_an_execution(triton):
     clips = probe_audio((0.7, 1.1, 1.6, 2.3, 2.9, 3.4, 4.0, 4.7), seed=11)
     alone = [TranscriptionClient(triton.http_url).transcribe(clip) for clip in clips]
-    executions_before, inferences_before = _executions("wav2vec2", triton)
+    executions_before, inferences_before = _executions(ACOUSTIC, triton)
     results: list[str | None] = [None] * len(clips)
     barrier = threading.Barrier(len(clips))
 
@@ -77,7 +78,7 @@ def test_mixed_lengths_share_an_execution(triton):
         thread.start()
     for thread in threads:
         thread.join()
-    executions_after, inferences_after = _executions("wav2vec2", triton)
+    executions_after, inferences_after = _executions(ACOUSTIC, triton)
     assert results == alone
     assert inferences_after - inferences_before == len(clips)
     assert executions_after - executions_before < len(clips)

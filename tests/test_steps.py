@@ -7,17 +7,21 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from vaani.acoustic import AcousticSpec
-from vaani.batching import plan_groups, run_ragged
 from vaani.build.repository import RepositorySettings, all_configs
-from vaani.ctc import GreedyDecoder
-from vaani.preprocessing import AudioError, AudioLimits, normalize, pad_to_bucket
+from vaani.serving.acoustic import AcousticSpec
+from vaani.serving.batching import plan_groups, prefix_lengths
+from vaani.serving.contract import ACOUSTIC, AUDIO, DECODER, ENSEMBLE, PREPROCESS, SAMPLING_RATE, TRANSCRIPT
+from vaani.serving.ctc import GreedyDecoder
+from vaani.serving.engines import Engine
+from vaani.serving.preprocessing import AudioError, AudioLimits, normalize, pad_to_bucket
 
 
 def test_normalize_matches_feature_extractor(bundled_model):
     rng = np.random.default_rng(0)
     audio = (0.2 * rng.standard_normal((2, 12_345)) + 0.01).astype(np.float32)
-    expected = bundled_model.extractor(list(audio), sampling_rate=16_000, return_tensors="np")["input_values"]
+    expected = bundled_model.extractor(list(audio), sampling_rate=SAMPLING_RATE, return_tensors="np")[
+        "input_values"
+    ]
     np.testing.assert_array_equal(normalize(audio), expected)
     assert normalize(audio).dtype == np.float32 and normalize(audio).flags.c_contiguous
 
@@ -56,19 +60,35 @@ def test_plan_groups_bounds_padding():
     assert len(plan_groups(lengths, rows, max_padding=1.0)) == 1
 
 
+class SumEngine(Engine):
+    """frames = samples // 10; each frame is the sum of its valid samples. Records each batch it runs."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, int]] = []
+
+    def take(self, tensor):
+        return np.asarray(tensor)
+
+    def valid_lengths(self, mask):
+        return prefix_lengths(mask)
+
+    def zeros(self, rows, samples):
+        return np.zeros((rows, samples), dtype=np.float32)
+
+    def forward(self, batch, lengths):
+        self.calls.append(batch.shape)
+        mask = np.arange(batch.shape[1])[None, :] < np.asarray(lengths)[:, None]
+        masked = batch * mask
+        return masked[:, : batch.shape[1] // 10 * 10].reshape(batch.shape[0], -1, 10).sum(-1, keepdims=True)
+
+
 def test_run_ragged_equals_running_alone():
-    calls = []
-
-    def engine(values, mask):  # frames = samples // 10; each frame = sum of its valid samples
-        calls.append(values.shape)
-        masked = values * mask
-        return masked[:, : values.shape[1] // 10 * 10].reshape(values.shape[0], -1, 10).sum(-1, keepdims=True)
-
+    engine = SumEngine()
     rng = np.random.default_rng(1)
     requests = [rng.standard_normal((rows, n)).astype(np.float32) for rows, n in [(1, 50), (2, 80), (1, 30)]]
     masks = [np.ones_like(r, dtype=np.int64) for r in requests]
-    out = run_ragged(requests, masks, engine, lambda n: n // 10, max_padding=1.0)
-    assert len(calls) == 1 and calls[0] == (4, 80)
+    out = engine.run_ragged(requests, masks, lambda n: n // 10, max_padding=1.0)
+    assert len(engine.calls) == 1 and engine.calls[0] == (4, 80)
     for got, values, mask in zip(out, requests, masks):
         np.testing.assert_allclose(got, engine(values, mask), rtol=1e-6)
 
@@ -95,12 +115,12 @@ def test_frames_match_transformers(bundled_model):
 def test_ensemble_contract_and_configs_parse():
     spec = AcousticSpec(32, (10, 3, 3, 3, 3, 2, 2), (5, 2, 2, 2, 2, 2, 2), True, 1, "|", tuple("x" * 32))
     configs = all_configs(spec, RepositorySettings(max_batch_size=8))
-    asr = configs["asr"]
+    asr = configs[ENSEMBLE]
     assert asr.platform == "ensemble" and asr.max_batch_size == 8
-    assert [(i.name, i.data_type, list(i.dims)) for i in asr.input] == [("AUDIO", mc.TYPE_FP32, [-1])]
-    assert [(o.name, o.data_type, list(o.dims)) for o in asr.output] == [("TRANSCRIPT", mc.TYPE_STRING, [1])]
-    assert [s.model_name for s in asr.ensemble_scheduling.step] == ["preprocess", "wav2vec2", "ctc_decoder"]
-    assert all(i.allow_ragged_batch for i in configs["wav2vec2"].input)
+    assert [(i.name, i.data_type, list(i.dims)) for i in asr.input] == [(AUDIO, mc.TYPE_FP32, [-1])]
+    assert [(o.name, o.data_type, list(o.dims)) for o in asr.output] == [(TRANSCRIPT, mc.TYPE_STRING, [1])]
+    assert [s.model_name for s in asr.ensemble_scheduling.step] == [PREPROCESS, ACOUSTIC, DECODER]
+    assert all(i.allow_ragged_batch for i in configs[ACOUSTIC].input)
     for config in configs.values():
         assert text_format.Parse(text_format.MessageToString(config), mc.ModelConfig()) == config
 

@@ -11,10 +11,20 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from vaani import plan_guard
-from vaani.acoustic import AcousticSpec
-from vaani.build import tensorrt_engine
+from vaani.build import tensorrt_plan
 from vaani.build.repository import RepositorySettings, acoustic_config, all_configs
+from vaani.server import plan_guard
+from vaani.serving.acoustic import AcousticSpec
+from vaani.serving.contract import (
+    ACOUSTIC,
+    ATTENTION_MASK,
+    AUDIO,
+    ENSEMBLE,
+    INPUT_VALUES,
+    LOGITS,
+    PREPROCESS,
+    version_dir,
+)
 
 SPEC = AcousticSpec(
     vocab_size=5,
@@ -31,14 +41,14 @@ SETTINGS = RepositorySettings(
 
 
 def test_profile_follows_from_settings():
-    profile = tensorrt_engine.shape_profile(SETTINGS)
+    profile = tensorrt_plan.shape_profile(SETTINGS)
     assert (profile.min_batch, profile.opt_batch, profile.max_batch) == (1, 4, 16)
     assert (profile.min_samples, profile.opt_samples, profile.max_samples) == (32_000, 160_000, 320_000)
     odd = RepositorySettings(
         engine="tensorrt", max_audio_seconds=21.0, bucket_seconds=2.0, profile_opt_seconds=99
     )
-    assert tensorrt_engine.shape_profile(odd).max_samples == 352_000  # rounded up to whole buckets
-    assert tensorrt_engine.shape_profile(odd).opt_samples == 352_000  # opt never beyond max
+    assert tensorrt_plan.shape_profile(odd).max_samples == 352_000  # rounded up to whole buckets
+    assert tensorrt_plan.shape_profile(odd).opt_samples == 352_000  # opt never beyond max
 
 
 def test_tensorrt_needs_buckets():
@@ -54,31 +64,31 @@ def test_tensorrt_plan_config():
     assert config.instance_group[0].kind == mc.ModelInstanceGroup.KIND_GPU
     inputs = {i.name: (i.data_type, list(i.dims), i.allow_ragged_batch) for i in config.input}
     assert inputs == {
-        "INPUT_VALUES": (mc.TYPE_FP32, [-1], False),
-        "ATTENTION_MASK": (mc.TYPE_INT64, [-1], False),
+        INPUT_VALUES: (mc.TYPE_FP32, [-1], False),
+        ATTENTION_MASK: (mc.TYPE_INT64, [-1], False),
     }
-    assert [(o.name, list(o.dims)) for o in config.output] == [("LOGITS", [-1, 5])]
+    assert [(o.name, list(o.dims)) for o in config.output] == [(LOGITS, [-1, 5])]
     parsed = text_format.Parse(text_format.MessageToString(config), mc.ModelConfig())
     assert parsed == config
 
 
 def test_tensorrt_repository_pads_to_buckets_and_keeps_the_contract():
     configs = all_configs(SPEC, SETTINGS)
-    assert configs["preprocess"].parameters["bucket_samples"].string_value == "32000"
-    assert configs["asr"].max_batch_size <= configs["wav2vec2"].max_batch_size
-    assert [i.name for i in configs["asr"].input] == ["AUDIO"]
+    assert configs[PREPROCESS].parameters["bucket_samples"].string_value == "32000"
+    assert configs[ENSEMBLE].max_batch_size <= configs[ACOUSTIC].max_batch_size
+    assert [i.name for i in configs[ENSEMBLE].input] == [AUDIO]
 
 
 def test_model_without_mask_gets_no_mask_input():
     spec = AcousticSpec(**{**SPEC.__dict__, "uses_attention_mask": False})
-    assert [i.name for i in acoustic_config(spec, SETTINGS).input] == ["INPUT_VALUES"]
+    assert [i.name for i in acoustic_config(spec, SETTINGS).input] == [INPUT_VALUES]
 
 
 def test_strongly_typed_flag_on_tensorrt_10_and_11():
     flags = types.SimpleNamespace(STRONGLY_TYPED=1, PREFER_JIT_PYTHON_PLUGINS=3)
-    assert tensorrt_engine.network_flags(types.SimpleNamespace(NetworkDefinitionCreationFlag=flags)) == 2
+    assert tensorrt_plan.network_flags(types.SimpleNamespace(NetworkDefinitionCreationFlag=flags)) == 2
     without = types.SimpleNamespace(NetworkDefinitionCreationFlag=types.SimpleNamespace())
-    assert tensorrt_engine.network_flags(without) == 0  # a release without the flag: always strongly typed
+    assert tensorrt_plan.network_flags(without) == 0  # a release without the flag: always strongly typed
 
 
 class _Recorder:
@@ -109,7 +119,7 @@ class _Recorder:
             num_inputs = 2
 
             def get_input(self, index: int) -> Input:
-                return Input(["INPUT_VALUES", "ATTENTION_MASK"][index])
+                return Input([INPUT_VALUES, ATTENTION_MASK][index])
 
         class Cache(Obj):
             def serialize(self) -> bytes:
@@ -132,22 +142,22 @@ class _Recorder:
 def test_build_plan_calls_and_metadata(tmp_path, monkeypatch):
     fake = _Recorder()
     monkeypatch.setitem(sys.modules, "tensorrt", fake)
-    monkeypatch.setattr(tensorrt_engine, "gpu_info", lambda: tensorrt_engine.GpuInfo("NVIDIA H200", "9.0"))
+    monkeypatch.setattr(tensorrt_plan, "gpu_info", lambda: tensorrt_plan.GpuInfo("NVIDIA H200", "9.0"))
     onnx_path = tmp_path / "model.fp16.onnx"
     onnx_path.write_bytes(b"onnx")
     cache = tmp_path / "timing.cache"
     cache.write_bytes(b"old")
-    profile = tensorrt_engine.shape_profile(SETTINGS)
+    profile = tensorrt_plan.shape_profile(SETTINGS)
     plan = tmp_path / "out" / "model.plan"
-    metadata = tensorrt_engine.build_plan(onnx_path, plan, profile, "fp16", cache)
+    metadata = tensorrt_plan.build_plan(onnx_path, plan, profile, "fp16", cache)
     assert plan.read_bytes() == b"plan-bytes" and cache.read_bytes() == b"timing"
     assert ("builder", "create_network", (1,)) in fake.calls  # 1 << STRONGLY_TYPED
     shapes = [args for obj, name, args in fake.calls if name == "set_shape"]
-    assert [s[0] for s in shapes] == ["INPUT_VALUES", "ATTENTION_MASK"]
+    assert [s[0] for s in shapes] == [INPUT_VALUES, ATTENTION_MASK]
     assert shapes[0][1:] == ((1, 32_000), (4, 160_000), (16, 320_000))
     assert ("create_builder_config", "create_timing_cache", (b"old",)) in fake.calls
     assert not any(name == "set_flag" for _, name, _ in fake.calls)  # precision lives in the graph
-    written = json.loads(tensorrt_engine.metadata_path(plan).read_text())
+    written = json.loads(tensorrt_plan.metadata_path(plan).read_text())
     assert written == metadata
     assert written["tensorrt_version"] == "10.8.0.43" and written["precision"] == "fp16"
     assert written["gpu"] == {"name": "NVIDIA H200", "compute_capability": "9.0"}
@@ -172,7 +182,7 @@ def test_versions_match_on_every_reported_component():
 
 
 def _repository(tmp_path: Path, version: str | None) -> Path:
-    step = tmp_path / "wav2vec2" / "1"
+    step = version_dir(tmp_path, ACOUSTIC)
     step.mkdir(parents=True)
     (step / "model.plan").write_bytes(b"plan")
     if version:

@@ -1,7 +1,7 @@
 """The `torch` engine on CPU tensors: selection, config, and its forward and ragged batching vs FP32.
 
 CI has no GPU; the engine's code path is the same with ``device="cpu"`` (CUDA graphs are
-the one part that needs a GPU and is measured by `vaani.gpu_benchmark` instead).
+the one part that needs a GPU and is measured by `vaani.benchmarks.gpu_benchmark` instead).
 """
 
 from __future__ import annotations
@@ -15,15 +15,16 @@ import torch
 from transformers import Wav2Vec2ForCTC
 from tritonclient.grpc import model_config_pb2 as mc
 
-from vaani.acoustic import AcousticSpec
 from vaani.build.repository import RepositorySettings, acoustic_config, all_configs
-from vaani.build.tiny_model import tiny_config
-from vaani.engines import PYTHON_ENGINES, instance_device, load_engine
-from vaani.engines.torch_engine import (
+from vaani.recipe.tiny_model import tiny_config
+from vaani.serving.acoustic import AcousticSpec
+from vaani.serving.batching import prefix_lengths
+from vaani.serving.contract import ACOUSTIC, ENSEMBLE, version_dir
+from vaani.serving.engines import PYTHON_ENGINES, instance_device, load_engine
+from vaani.serving.engines.torch_engine import (
     HF_SUBDIR,
     TorchEngine,
     TorchEngineOptions,
-    prefix_lengths,
     save_model,
 )
 
@@ -95,7 +96,7 @@ def test_torch_config_runs_on_gpu_instances_with_ragged_inputs() -> None:
     # The rest of the ensemble is what every engine gets.
     others = all_configs(spec, RepositorySettings(engine="onnxruntime"))
     torch_configs = all_configs(spec, settings)
-    assert torch_configs["asr"].ensemble_scheduling == others["asr"].ensemble_scheduling
+    assert torch_configs[ENSEMBLE].ensemble_scheduling == others[ENSEMBLE].ensemble_scheduling
 
 
 @pytest.mark.parametrize(
@@ -175,10 +176,10 @@ def test_numpy_interface_matches_the_parity_gate_contract(model) -> None:
 
 def test_half_precision_keeps_norms_and_projection_in_fp32(model) -> None:
     engine = TorchEngine(copy.deepcopy(model), "cpu", TorchEngineOptions(dtype="bfloat16"))
-    norms = [m for m in engine.forward.model.modules() if isinstance(m, torch.nn.LayerNorm)]
+    norms = [m for m in engine.ctc.model.modules() if isinstance(m, torch.nn.LayerNorm)]
     assert norms and all(m.weight.dtype == torch.float32 for m in norms)
-    assert engine.forward.model.lm_head.weight.dtype == torch.float32
-    assert engine.forward.layers[0].qkv_weight.dtype == torch.bfloat16
+    assert engine.ctc.model.lm_head.weight.dtype == torch.float32
+    assert engine.ctc.layers[0].qkv_weight.dtype == torch.bfloat16
     clip = _clips([16_000])[0]
     got = engine.logits(torch.from_numpy(clip)[None], None)
     assert got.dtype == torch.float32
@@ -189,7 +190,7 @@ def test_half_precision_keeps_norms_and_projection_in_fp32(model) -> None:
 
 def test_norms_can_run_in_the_half_dtype_for_comparison(model) -> None:
     engine = TorchEngine(copy.deepcopy(model), "cpu", TorchEngineOptions(fp32_norms=False))
-    norms = [m for m in engine.forward.model.modules() if isinstance(m, torch.nn.LayerNorm)]
+    norms = [m for m in engine.ctc.model.modules() if isinstance(m, torch.nn.LayerNorm)]
     assert all(m.weight.dtype == torch.bfloat16 for m in norms)
     clip = _clips([16_000])[0]
     got = engine.logits(torch.from_numpy(clip)[None], None)[0]
@@ -220,7 +221,7 @@ def test_build_installs_the_model_for_the_torch_engine(tmp_path: Path) -> None:
     repository = build(
         str(root / "models" / "tiny-hindi"), tmp_path / "repo", RepositorySettings(engine="torch")
     )
-    version = repository / "wav2vec2" / "1"
+    version = version_dir(repository, ACOUSTIC)
     assert (version / HF_SUBDIR / "model.safetensors").exists()
     assert not (version / "model.onnx").exists()  # no export for this engine
-    assert "KIND_GPU" in (repository / "wav2vec2" / "config.pbtxt").read_text()
+    assert "KIND_GPU" in (repository / ACOUSTIC / "config.pbtxt").read_text()

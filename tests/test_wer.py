@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from vaani.acoustic import SAMPLING_RATE
 from vaani.cli import main
 from vaani.client import wer
 from vaani.client.api import TranscriptionError
-from vaani.client.normalize import normalize
 from vaani.errors import UserFacingError
+from vaani.scoring import normalize
+from vaani.serving.contract import ENSEMBLE, SAMPLING_RATE
 
 from .conftest import BUNDLED_MODEL
 
@@ -104,7 +104,7 @@ class FakeClient:
 
     closed = 0
 
-    def __init__(self, url: str | None = None, protocol: str = "http", model: str = "asr") -> None:
+    def __init__(self, url: str | None = None, protocol: str = "http", model: str = ENSEMBLE) -> None:
         self.url = url
 
     def is_ready(self) -> bool:
@@ -253,7 +253,7 @@ SPOKEN = [
 def test_wer_command_against_the_server(triton, tmp_path: Path, protocol: str) -> None:
     from vaani.audio import load_audio
     from vaani.client.api import TranscriptionClient
-    from vaani.corpus.synth import synthesize
+    from vaani.recipe.corpus.synth import synthesize
 
     (tmp_path / "audio").mkdir()
     lines = []

@@ -8,7 +8,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from vaani.acoustic import SAMPLING_RATE
+from vaani.serving.contract import SAMPLING_RATE
 
 
 class AudioFileError(ValueError):

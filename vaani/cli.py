@@ -14,13 +14,12 @@ from vaani.errors import UserFacingError
 
 COMMAND_MODULES = (
     "vaani.build.commands",
-    "vaani.build.engine_command",
-    "vaani.server",
+    "vaani.server.commands",
     "vaani.client.commands",
-    "vaani.client.wer_command",
-    "vaani.corpus.commands",
-    "vaani.training.commands",
+    "vaani.recipe.corpus.commands",
+    "vaani.recipe.training.commands",
     "vaani.loadtest.commands",
+    "vaani.benchmarks.commands",
 )
 
 

@@ -1,22 +1,11 @@
-"""Step 3 of `asr`: greedy CTC over each utterance's own frames, UTF-8 text out."""
+"""The `model.py` of every python step of `asr`: Triton loads it from <repository>/<step>/1/.
 
-import numpy as np
-import triton_python_backend_utils as pb_utils
+It holds no code of its own: the step's class is `vaani.serving.steps.<step>.TritonPythonModel`,
+picked by the name of the model folder it sits in. `vaani build` installs this file (package
+data, so a non-editable install works too); the tracked copies in `model_repository/` equal it.
+"""
 
-from vaani.ctc import GreedyDecoder
-from vaani.triton_step import StepContext
+from importlib import import_module
+from pathlib import Path
 
-
-class TritonPythonModel:
-    def initialize(self, args):
-        self.decoder = GreedyDecoder(StepContext(args).spec())
-
-    def execute(self, requests):
-        responses = []
-        for request in requests:
-            logits = pb_utils.get_input_tensor_by_name(request, "LOGITS").as_numpy()
-            num_samples = pb_utils.get_input_tensor_by_name(request, "NUM_SAMPLES").as_numpy()
-            texts = self.decoder.decode(logits, num_samples)
-            transcript = np.array([[t.encode("utf-8")] for t in texts], dtype=np.object_)
-            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("TRANSCRIPT", transcript)]))
-        return responses
+TritonPythonModel = import_module(f"vaani.serving.steps.{Path(__file__).parents[1].name}").TritonPythonModel

@@ -1,0 +1,39 @@
+"""The tensor contract of the `asr` ensemble: every name and unit that crosses a step boundary.
+
+Steps, configs, clients, load tests and tests import these names instead of spelling them,
+so renaming a tensor is a one-line change that no file can miss.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SAMPLING_RATE = 16_000
+"""Hz of the audio `asr` takes: mono PCM in [-1, 1]."""
+
+ENSEMBLE = "asr"
+PREPROCESS = "preprocess"
+ACOUSTIC = "wav2vec2"
+DECODER = "ctc_decoder"
+STEPS = (PREPROCESS, ACOUSTIC, DECODER)
+
+# Public tensors of `asr`.
+AUDIO = "AUDIO"
+TRANSCRIPT = "TRANSCRIPT"
+
+# Between the steps.
+INPUT_VALUES = "INPUT_VALUES"
+ATTENTION_MASK = "ATTENTION_MASK"
+NUM_SAMPLES = "NUM_SAMPLES"
+LOGITS = "LOGITS"
+
+VERSION = "1"
+"""The one model version `vaani build` writes for every step."""
+
+SPEC_FILE = "acoustic.json"
+"""Per-step copy of the model's `AcousticSpec`, written by `vaani build`."""
+
+
+def version_dir(repository: Path, model: str) -> Path:
+    """The folder of ``model``'s served version inside ``repository``."""
+    return Path(repository) / model / VERSION

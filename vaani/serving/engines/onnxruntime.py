@@ -1,0 +1,43 @@
+"""The `onnxruntime` engine: the exported ONNX graph on ONNX Runtime's CPU provider."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from vaani.serving.batching import prefix_lengths
+from vaani.serving.contract import ATTENTION_MASK, INPUT_VALUES, LOGITS
+from vaani.serving.engines import Engine
+
+
+class OnnxRuntimeEngine(Engine):
+    def __init__(self, model: Path, threads: int = 0) -> None:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads  # 0: one per physical core
+        options.inter_op_num_threads = 1
+        # Idle intra-op threads sleep instead of spinning: under Triton they share the cores with
+        # the other steps' processes, and a spinning thread steals the CPU they need.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self._session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+        self._takes_mask = any(i.name == ATTENTION_MASK for i in self._session.get_inputs())
+
+    def take(self, tensor: Any) -> np.ndarray:
+        return tensor if isinstance(tensor, np.ndarray) else tensor.as_numpy()
+
+    def valid_lengths(self, mask: np.ndarray) -> list[int]:
+        return prefix_lengths(mask)
+
+    def zeros(self, rows: int, samples: int) -> np.ndarray:
+        return np.zeros((rows, samples), dtype=np.float32)
+
+    def forward(self, batch: np.ndarray, lengths: list[int]) -> np.ndarray:
+        feeds = {INPUT_VALUES: batch}
+        if self._takes_mask:
+            feeds[ATTENTION_MASK] = (
+                np.arange(batch.shape[1])[None, :] < np.asarray(lengths)[:, None]
+            ).astype(np.int64)
+        return self._session.run([LOGITS], feeds)[0]

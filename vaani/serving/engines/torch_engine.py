@@ -1,0 +1,433 @@
+"""The `torch` engine: wav2vec2 CTC in PyTorch on a CUDA GPU, for machines without TensorRT.
+
+Why it is not `model(input_values, attention_mask)`:
+
+* **Precision.** Matrix work (convolutions, linear layers, attention) runs in BF16 (or FP16);
+  every LayerNorm/GroupNorm and the final projection run in FP32 on FP32 parameters, as
+  docs/architecture.md asks (large checkpoints overflow FP16 in the norms). On a GPU the norms are one
+  fused Triton kernel (`torch_kernels`), so FP32 costs no extra passes over the activations.
+  BF16 is the default because its range matches FP32; FP16 was 8× closer to FP32 on random
+  large-shaped weights at the same speed (benchmarks/results), for checkpoints known to fit.
+* **Masks without host syncs.** The model only ever uses how many samples of each row are
+  valid (Hugging Face sums the mask). The forward below takes those lengths as a tensor and
+  builds the frame mask on the device, so nothing in it waits for the host and a whole
+  forward can be captured as a CUDA graph.
+* **Fewer launches and copies.** Q, K and V are one matrix product; attention is PyTorch's
+  fused SDPA; the convolution feature encoder can run channels-last, so its LayerNorms read
+  contiguous rows instead of transposed copies; the positional convolution's weight norm is
+  folded into the weight once instead of being recomputed every call.
+* **CUDA graphs per bucket.** Small batches are launch-bound (a 5 s clip is ~0.2 ms of
+  arithmetic and ~700 kernel launches), so they replay a graph captured for their padded
+  (batch, length) bucket; large batches run eagerly, where launches overlap the GPU work.
+
+The same code runs on CPU tensors (``device="cpu"``, FP32): that is how CI checks it against
+the Hugging Face reference without a GPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from vaani.serving.acoustic import conv_frames
+from vaani.serving.batching import prefix_lengths
+from vaani.serving.contract import SAMPLING_RATE
+from vaani.serving.engines import Engine
+from vaani.serving.engines.torch_kernels import fused_available, fused_layer_norm, reference_layer_norm
+
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+HF_SUBDIR = "hf"  # where `vaani build` puts the model's `save_pretrained` files in the version folder
+
+
+@dataclass(frozen=True)
+class TorchEngineOptions:
+    """Knobs of the engine; each is a `wav2vec2` config parameter of the same name."""
+
+    dtype: str = "bfloat16"
+    channels_last: bool = True
+    # False runs the norms natively in the half dtype (FP32 statistics, half parameters): only
+    # there to measure what the FP32 policy costs; the precision policy (docs/architecture.md) asks for FP32.
+    fp32_norms: bool = True
+    # Masked (padded) attention: "auto" leaves the kernel to PyTorch (cuDNN's on an H200, ~10 %
+    # faster on mixed lengths there); "efficient" forces the memory-efficient kernel.
+    masked_attention: str = "auto"
+    cuda_graphs: bool = True
+    # Graphs are used while padded batch × length stays within this many seconds; above it the
+    # GPU time hides the launch overhead and a graph would only cost memory.
+    graph_max_seconds: float = 32.0
+    # Lengths are padded up to a multiple of this for graph reuse (one graph per bucket).
+    graph_bucket_seconds: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.masked_attention not in ("efficient", "auto"):
+            raise ValueError(f"masked_attention must be 'efficient' or 'auto'; got {self.masked_attention!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {self.dtype!r}")
+
+    @classmethod
+    def from_parameters(cls, parameters: dict[str, str]) -> TorchEngineOptions:
+        """Read the options from a config's string parameters; absent keys keep their defaults."""
+        values: dict[str, object] = {}
+        for field in fields(cls):
+            if field.name not in parameters:
+                continue
+            raw = parameters[field.name]
+            if field.type == "bool":
+                values[field.name] = raw.strip().lower() in ("1", "true", "yes", "on")
+            elif field.type == "float":
+                values[field.name] = float(raw)
+            else:
+                values[field.name] = raw
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def _layer_norm32(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
+    return reference_layer_norm(x, norm)
+
+
+def _layer_norm_native(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
+    return norm(x)
+
+
+def _layer_norm_fused(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
+    return fused_layer_norm(x.contiguous(), norm)
+
+
+@dataclass
+class _Layer:
+    norm1: nn.LayerNorm
+    qkv_weight: torch.Tensor
+    qkv_bias: torch.Tensor
+    out: nn.Linear
+    norm2: nn.LayerNorm
+    ff_in: nn.Linear
+    ff_out: nn.Linear
+    activation: Callable[[torch.Tensor], torch.Tensor]
+
+
+class CtcForward:
+    """Logits of a `Wav2Vec2ForCTC` from audio and per-row valid lengths, in mixed precision.
+
+    Reuses the Hugging Face modules' weights (cast in place) and follows their forward
+    exactly in FP32; see the module docstring for what differs in how it gets there.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        device: torch.device,
+        dtype: torch.dtype,
+        channels_last: bool,
+        fp32_norms: bool = True,
+        masked_attention: str = "auto",
+    ):
+        config = model.config
+        if getattr(config, "adapter_attn_dim", None) is not None or getattr(config, "add_adapter", False):
+            raise ValueError("the torch engine does not support wav2vec2 adapter layers")
+        model = model.eval().to(device)
+        pos_conv = model.wav2vec2.encoder.pos_conv_embed.conv
+        with torch.no_grad():  # the weight norm, evaluated once instead of on every call
+            self.pos_conv_weight = pos_conv.weight.detach().to(dtype).contiguous()
+        model.to(dtype)
+        for module in model.modules():  # normalization and the final projection stay FP32
+            if fp32_norms and isinstance(module, nn.LayerNorm | nn.GroupNorm):
+                module.float()
+        # One Triton kernel per norm where it runs (half in/out, FP32 inside); else cast, norm, cast.
+        self.fused_norms = fp32_norms and fused_available(device, dtype)
+        self.norm = (
+            _layer_norm_fused if self.fused_norms else _layer_norm32 if fp32_norms else _layer_norm_native
+        )
+        self.feature_gelu = config.feat_extract_activation == "gelu"
+        self.masked_backends = (
+            [SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH] if masked_attention == "efficient" else None
+        )
+        model.lm_head.float()
+        self.model = model
+        self.device = device
+        self.dtype = dtype
+        self.stable = bool(config.do_stable_layer_norm)
+        self.group_norm = config.feat_extract_norm == "group"
+        self.channels_last = channels_last and not self.group_norm
+        self.heads = config.num_attention_heads
+        self.kernels = tuple(config.conv_kernel)
+        self.strides = tuple(config.conv_stride)
+        base = model.wav2vec2
+        self.conv_layers = list(base.feature_extractor.conv_layers)
+        self.conv_weights = [
+            layer.conv.weight.unsqueeze(2).contiguous(memory_format=torch.channels_last)
+            for layer in self.conv_layers
+        ]
+        self.projection = base.feature_projection
+        self.encoder = base.encoder
+        self.pos_conv = base.encoder.pos_conv_embed
+        self.layers = [self._layer(layer) for layer in base.encoder.layers]
+        self.lm_head = model.lm_head
+
+    @staticmethod
+    def _layer(layer: nn.Module) -> _Layer:
+        attention = layer.attention
+        projections = (attention.q_proj, attention.k_proj, attention.v_proj)
+        return _Layer(
+            norm1=layer.layer_norm,
+            qkv_weight=torch.cat([p.weight for p in projections]).contiguous(),
+            qkv_bias=torch.cat([p.bias for p in projections]).contiguous(),
+            out=attention.out_proj,
+            norm2=layer.final_layer_norm,
+            ff_in=layer.feed_forward.intermediate_dense,
+            ff_out=layer.feed_forward.output_dense,
+            activation=layer.feed_forward.intermediate_act_fn,
+        )
+
+    def frames(self, samples: torch.Tensor) -> torch.Tensor:
+        """Frames per row for ``samples`` valid samples, on the device (no host sync)."""
+        return conv_frames(samples, self.kernels, self.strides)
+
+    def _features(self, values: torch.Tensor) -> torch.Tensor:
+        """The convolution feature encoder: ``[B, samples]`` → ``[B, frames, channels]``."""
+        if not self.channels_last:
+            x = values[:, None]
+            for index, layer in enumerate(self.conv_layers):
+                x = layer.conv(x)
+                if self.group_norm and index == 0:
+                    norm = layer.layer_norm
+                    x = F.group_norm(
+                        x.to(norm.weight.dtype), norm.num_groups, norm.weight, norm.bias, norm.eps
+                    ).to(x.dtype)
+                elif not self.group_norm:
+                    x = self.norm(layer.layer_norm, x.transpose(1, 2)).transpose(1, 2)
+                x = layer.activation(x)
+            return x.transpose(1, 2)
+        # [B, T, C] rows are a channels-last [B, C, 1, T] image: the convolution reads and writes
+        # that layout and the LayerNorm over C works on contiguous rows, with no transposed copies.
+        x = values[:, :, None]
+        for layer, weight, stride in zip(self.conv_layers, self.conv_weights, self.strides):
+            image = x.transpose(1, 2).unsqueeze(2).contiguous(memory_format=torch.channels_last)
+            y = F.conv2d(image, weight, layer.conv.bias, stride=(1, stride))
+            y = y.contiguous(memory_format=torch.channels_last).squeeze(2).transpose(1, 2)
+            if self.fused_norms and self.feature_gelu:
+                x = fused_layer_norm(y, layer.layer_norm, gelu=True)
+            else:
+                x = layer.activation(self.norm(layer.layer_norm, y))
+        return x
+
+    def _attention(self, layer: _Layer, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        batch, frames, hidden = x.shape
+        qkv = F.linear(x, layer.qkv_weight, layer.qkv_bias).view(batch, frames, 3, self.heads, -1)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        if mask is not None and self.masked_backends is not None:
+            with sdpa_kernel(self.masked_backends):
+                attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        else:
+            attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return layer.out(attended.transpose(1, 2).reshape(batch, frames, hidden))
+
+    def _feed_forward(self, layer: _Layer, x: torch.Tensor) -> torch.Tensor:
+        return layer.ff_out(layer.activation(layer.ff_in(x)))
+
+    def __call__(self, values: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        """Logits ``[B, frames, vocab]`` (FP32) for ``values`` ``[B, samples]``.
+
+        ``lengths`` holds each row's valid samples (None: every row is valid in full). Rows
+        beyond their frames get logits too; they are padding and callers drop them.
+        """
+        x = self._features(values.to(self.dtype))
+        x = self.projection.projection(self.norm(self.projection.layer_norm, x))
+        mask = None
+        if lengths is not None:
+            frame_index = torch.arange(x.shape[1], device=x.device)
+            valid = frame_index[None, :] < self.frames(lengths)[:, None]
+            x = x.masked_fill(~valid[:, :, None], 0.0)
+            mask = valid[:, None, None, :]
+        conv = self.pos_conv.conv
+        position = F.conv1d(
+            x.transpose(1, 2), self.pos_conv_weight, conv.bias, padding=conv.padding, groups=conv.groups
+        )
+        position = self.pos_conv.activation(self.pos_conv.padding(position)).transpose(1, 2)
+        x = x + position
+        if not self.stable:
+            x = self.norm(self.encoder.layer_norm, x)
+        for layer in self.layers:
+            if self.stable:
+                x = x + self._attention(layer, self.norm(layer.norm1, x), mask)
+                x = x + self._feed_forward(layer, self.norm(layer.norm2, x))
+            else:
+                x = self.norm(layer.norm1, x + self._attention(layer, x, mask))
+                x = self.norm(layer.norm2, x + self._feed_forward(layer, x))
+        if self.stable:  # the last norm's output feeds the FP32 projection directly
+            final = self.encoder.layer_norm
+            x = F.layer_norm(
+                x.to(final.weight.dtype), final.normalized_shape, final.weight, final.bias, final.eps
+            )
+        return self.lm_head(x.float())
+
+
+def _next_power_of_two(n: int) -> int:
+    return 1 << max(n - 1, 0).bit_length()
+
+
+@dataclass
+class _Graph:
+    graph: torch.cuda.CUDAGraph
+    values: torch.Tensor
+    lengths: torch.Tensor
+    logits: torch.Tensor
+
+
+class GraphCache:
+    """One CUDA graph per padded (batch, length) bucket, captured on first use.
+
+    All graphs share one memory pool: they are replayed one at a time on one stream and
+    each replay's logits are copied out before the next, so reusing each other's
+    intermediate memory is safe.
+    """
+
+    def __init__(self, forward: CtcForward, max_samples: int, bucket_samples: int) -> None:
+        self.forward = forward
+        self.max_samples = max_samples
+        self.bucket = max(bucket_samples, 1)
+        self.pool = torch.cuda.graph_pool_handle()
+        self.graphs: dict[tuple[int, int], _Graph] = {}
+
+    def key(self, batch: int, samples: int) -> tuple[int, int]:
+        return _next_power_of_two(batch), -(-samples // self.bucket) * self.bucket
+
+    def fits(self, batch: int, samples: int) -> bool:
+        rows, length = self.key(batch, samples)
+        return rows * length <= self.max_samples
+
+    def _capture(self, key: tuple[int, int]) -> _Graph:
+        rows, length = key
+        device = self.forward.device
+        values = torch.zeros(rows, length, device=device)
+        lengths = torch.full((rows,), length, dtype=torch.long, device=device)
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            for _ in range(2):  # warm-up outside the graph: kernels selected, workspaces allocated
+                self.forward(values, lengths)
+        torch.cuda.current_stream(device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self.pool):
+            logits = self.forward(values, lengths)
+        return _Graph(graph, values, lengths, logits)
+
+    def __call__(self, values: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Logits for ``values`` ``[B, samples]`` with ``lengths``; padded to the bucket inside."""
+        batch, samples = values.shape
+        key = self.key(batch, samples)
+        entry = self.graphs.get(key)
+        if entry is None:
+            entry = self.graphs[key] = self._capture(key)
+        entry.values[:batch, :samples].copy_(values)
+        entry.values[:batch, samples:].zero_()
+        entry.values[batch:].zero_()
+        entry.lengths[:batch].copy_(lengths)
+        entry.lengths[batch:].fill_(key[1])
+        entry.graph.replay()
+        frames = int(self.forward.frames(torch.tensor(samples)))
+        return entry.logits[:batch, :frames].clone()
+
+
+class TorchEngine(Engine):
+    """The `wav2vec2` step's engine on PyTorch: Triton's tensors come in through DLPack (no host
+    copy), each group of requests is padded on the device, the mask travels as one length per
+    row, and the logits go back as pinned host tensors that Triton wraps through DLPack again.
+    """
+
+    def __init__(
+        self, model: nn.Module, device: str | torch.device = "cuda", options: TorchEngineOptions | None = None
+    ) -> None:
+        """Take over ``model`` (a `Wav2Vec2ForCTC`; its weights are cast in place)."""
+        self.options = options or TorchEngineOptions()
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and self.device.index is None:
+            self.device = torch.device("cuda", torch.cuda.current_device())
+        self.ctc = CtcForward(
+            model,
+            self.device,
+            DTYPES[self.options.dtype],
+            self.options.channels_last,
+            self.options.fp32_norms,
+            self.options.masked_attention,
+        )
+        self.graphs: GraphCache | None = None
+        if self.options.cuda_graphs and self.device.type == "cuda":
+            self.graphs = GraphCache(
+                self.ctc,
+                max_samples=round(self.options.graph_max_seconds * SAMPLING_RATE),
+                bucket_samples=round(self.options.graph_bucket_seconds * SAMPLING_RATE),
+            )
+
+    @classmethod
+    def load(
+        cls, model_dir: Path, device: str | torch.device = "cuda", options: TorchEngineOptions | None = None
+    ) -> TorchEngine:
+        """The engine for a model in `save_pretrained` layout (what `vaani build` installs)."""
+        from transformers import Wav2Vec2ForCTC
+
+        model = Wav2Vec2ForCTC.from_pretrained(
+            str(model_dir), attn_implementation="sdpa", dtype=torch.float32
+        )
+        return cls(model, device, options)
+
+    @torch.inference_mode()
+    def logits(self, values: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        """Logits on the engine's device for a padded batch already there."""
+        if self.graphs is not None and self.graphs.fits(*values.shape):
+            if lengths is None:
+                lengths = torch.full(
+                    (values.shape[0],), values.shape[1], dtype=torch.long, device=self.device
+                )
+            return self.graphs(values, lengths)
+        return self.ctc(values, lengths)
+
+    def to_host(self, logits: torch.Tensor) -> torch.Tensor:
+        if self.device.type == "cpu":
+            return logits
+        host = torch.empty(logits.shape, dtype=logits.dtype, pin_memory=True)
+        host.copy_(logits, non_blocking=True)
+        torch.cuda.current_stream(self.device).synchronize()
+        return host
+
+    def take(self, tensor: object) -> torch.Tensor:
+        if isinstance(tensor, torch.Tensor):
+            source = tensor
+        elif isinstance(tensor, np.ndarray):
+            source = torch.from_numpy(tensor)
+        else:  # a Triton tensor, CPU or GPU: shared through DLPack, no copy
+            source = torch.from_dlpack(tensor.to_dlpack())
+        return source.to(self.device)
+
+    def valid_lengths(self, mask: torch.Tensor) -> list[int]:
+        if mask.device.type == "cpu":
+            return prefix_lengths(mask.numpy())
+        return mask.ne(0).sum(dim=1).tolist()
+
+    def zeros(self, rows: int, samples: int) -> torch.Tensor:
+        return torch.zeros(rows, samples, device=self.device)
+
+    @torch.inference_mode()
+    def forward(self, batch: torch.Tensor, lengths: list[int]) -> torch.Tensor:
+        full = all(n == batch.shape[1] for n in lengths)
+        return self.logits(batch, None if full else torch.tensor(lengths, device=self.device))
+
+    def contiguous(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits.contiguous()
+
+    def to_triton(self, tensor_type: Any, name: str, logits: torch.Tensor) -> Any:
+        return tensor_type.from_dlpack(name, logits)  # no copy: Triton takes the pinned host tensor
+
+
+def save_model(model: nn.Module, version_dir: Path) -> Path:
+    """Write what the engine loads (`save_pretrained` layout) into the step's version folder."""
+    target = version_dir / HF_SUBDIR
+    model.save_pretrained(str(target), safe_serialization=True)
+    return target

@@ -1,0 +1,27 @@
+"""What a python-backend step learns from Triton's ``initialize(args)``: its parameters and files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from vaani.serving.acoustic import AcousticSpec
+from vaani.serving.contract import SPEC_FILE
+
+
+class StepContext:
+    def __init__(self, args: dict[str, str]) -> None:
+        config = json.loads(args["model_config"])
+        self.name: str = config["name"]
+        self.parameters: dict[str, str] = {
+            key: value["string_value"] for key, value in config.get("parameters", {}).items()
+        }
+        self.version_dir = Path(args["model_repository"]) / args["model_version"]
+        self.instance_kind: str = args.get("model_instance_kind", "CPU")
+        self.device_id = int(args.get("model_instance_device_id", "0"))
+
+    def spec(self) -> AcousticSpec:
+        return AcousticSpec.load(self.version_dir / SPEC_FILE)
+
+    def number(self, key: str, default: float) -> float:
+        return float(self.parameters.get(key, default))
