@@ -18,7 +18,7 @@ DEFAULT_REPOSITORY = Path("model_repository")
 _HELP = {
     "engine": "engine of the wav2vec2 step (the acoustic model's runtime)",
     "max_batch_size": "largest batch (utterances) one execution takes",
-    "max_audio_seconds": "longer audio is refused with an error naming the limit",
+    "max_audio_seconds": "longest recording accepted (cut into windows inside the server); longer is refused",
     "queue_delay_us": "how long the dynamic batcher waits to fill a batch (microseconds)",
     "threads": "ONNX Runtime intra-op threads (0: one per core)",
     "acoustic_instances": "instances of the wav2vec2 step",
@@ -30,6 +30,10 @@ _HELP = {
     "max_queue_size": "requests each step queues; more are refused at once (UNAVAILABLE, HTTP 503)",
     "request_timeout_s": "a request queued longer is dropped before it runs (a request's own timeout wins)",
     "max_batch_audio_seconds": "audio one engine call takes at most: bounds the peak memory of an execution",
+    "window_seconds": "longest stretch of speech one window holds (longer speech is cut, with context)",
+    "context_seconds": "audio a window reaches past a cut on each side; only its own frames are kept",
+    "pause_seconds": "a silence this long cuts a long recording into windows (0: cut every window-seconds)",
+    "windows_in_flight": "windows of one request out to the acoustic model at once",
     "memory_arena": "keep ONNX Runtime's CPU memory arena (faster repeats, but holds its peak)",
 }
 

@@ -27,7 +27,11 @@ from vaani.serving.contract import (
     SAMPLING_RATE,
     STEPS,
     TRANSCRIPT,
+    WINDOW_PLAN,
+    WINDOWS,
+    WINDOWS_STEP,
 )
+from vaani.serving.windowing import WindowPlan
 
 ENGINES = ("onnxruntime", "torch", "tensorrt")
 
@@ -38,7 +42,7 @@ class RepositorySettings:
 
     engine: str = "onnxruntime"
     max_batch_size: int = 32
-    max_audio_seconds: float = 30.0
+    max_audio_seconds: float = 3600.0
     queue_delay_us: int = 2_000
     threads: int = 0
     acoustic_instances: int = 1
@@ -49,6 +53,11 @@ class RepositorySettings:
     # bucket up to max_batch_size and max_audio_seconds); these pick the shape tuned for.
     profile_opt_batch: int = 8
     profile_opt_seconds: float = 10.0
+    # Recordings longer than one window (chunk + context on both sides) are cut into windows.
+    window_seconds: float = 20.0
+    context_seconds: float = 2.0
+    pause_seconds: float = 0.3  # a silence this long cuts a long recording (0: cut every window_seconds)
+    windows_in_flight: int = 16  # windows of one request out to the acoustic model at once
     # Bounded load: each step queues at most this many requests (more are refused at once with
     # UNAVAILABLE, HTTP 503) and drops a request that waited longer than its timeout (the default
     # below, or the request's own `timeout` parameter) before it reaches the step.
@@ -65,8 +74,8 @@ class RepositorySettings:
             raise ValueError(f"engine must be one of {', '.join(ENGINES)}; got {self.engine!r}")
         if self.max_batch_size < 1:
             raise ValueError("max_batch_size must be at least 1")
-        if self.max_batch_audio_seconds < self.max_audio_seconds:
-            raise ValueError("max_batch_audio_seconds must hold at least one request of max_audio_seconds")
+        if self.max_batch_audio_seconds < self.window_seconds + 2 * self.context_seconds:
+            raise ValueError("max_batch_audio_seconds must hold at least one window (window + 2 × context)")
 
     @property
     def max_samples(self) -> int:
@@ -75,6 +84,17 @@ class RepositorySettings:
     @property
     def bucket_samples(self) -> int:
         return round(self.bucket_seconds * SAMPLING_RATE)
+
+    def window_plan(self, spec: AcousticSpec) -> WindowPlan:
+        return WindowPlan.from_seconds(
+            self.window_seconds, self.context_seconds, self.pause_seconds, spec, SAMPLING_RATE
+        )
+
+    def window_samples(self, spec: AcousticSpec) -> int:
+        """The most samples the acoustic model gets in one row: a window, padded up to a bucket."""
+        longest = self.window_plan(spec).longest
+        bucket = self.bucket_samples
+        return longest if bucket <= 0 else -(-longest // bucket) * bucket
 
 
 def _io(cls, name: str, dtype: int, dims: list[int], ragged: bool = False):
@@ -112,22 +132,54 @@ def _python_step(name: str, settings: RepositorySettings, kind: int = mc.ModelIn
     )
 
 
+def _window_parameters(spec: AcousticSpec, settings: RepositorySettings) -> dict[str, object]:
+    plan = settings.window_plan(spec)
+    return {
+        "chunk_samples": plan.chunk,
+        "context_samples": plan.context,
+        "pause_samples": plan.min_pause,
+        "max_samples": settings.max_samples,
+    }
+
+
 def preprocess_config(spec: AcousticSpec, settings: RepositorySettings) -> mc.ModelConfig:
     config = _python_step(PREPROCESS, settings)
     config.input.append(_io(mc.ModelInput, AUDIO, mc.TYPE_FP32, [-1], ragged=True))
     config.output.extend(
         [
-            _io(mc.ModelOutput, INPUT_VALUES, mc.TYPE_FP32, [-1]),
-            _io(mc.ModelOutput, ATTENTION_MASK, mc.TYPE_INT64, [-1]),
+            _io(mc.ModelOutput, WINDOWS, mc.TYPE_FP32, [-1]),
+            _io(mc.ModelOutput, WINDOW_PLAN, mc.TYPE_INT64, [-1]),
             _io(mc.ModelOutput, NUM_SAMPLES, mc.TYPE_INT64, [1]),
         ]
     )
+    _parameters(config, {"min_samples": spec.receptive_field, **_window_parameters(spec, settings)})
+    return config
+
+
+def windows_config(
+    spec: AcousticSpec, settings: RepositorySettings, acoustic_inputs: tuple[str, ...]
+) -> mc.ModelConfig:
+    """The BLS step between `preprocess` and the decoder: windows to `wav2vec2`, logits joined.
+
+    ``acoustic_inputs`` are the inputs the acoustic model declares (a TensorRT plan of a model
+    without an attention mask has no ``ATTENTION_MASK``).
+    """
+    config = _python_step(WINDOWS_STEP, settings)
+    config.input.extend(
+        [
+            _io(mc.ModelInput, WINDOWS, mc.TYPE_FP32, [-1], ragged=True),
+            _io(mc.ModelInput, WINDOW_PLAN, mc.TYPE_INT64, [-1], ragged=True),
+            _io(mc.ModelInput, NUM_SAMPLES, mc.TYPE_INT64, [1]),
+        ]
+    )
+    config.output.append(_io(mc.ModelOutput, LOGITS, mc.TYPE_FP32, [-1, spec.vocab_size]))
     _parameters(
         config,
         {
-            "min_samples": spec.receptive_field,
-            "max_samples": settings.max_samples,
+            **_window_parameters(spec, settings),
             "bucket_samples": settings.bucket_samples,
+            "windows_in_flight": settings.windows_in_flight,
+            "acoustic_inputs": ",".join(acoustic_inputs),
         },
     )
     return config
@@ -161,7 +213,7 @@ def python_acoustic_config(spec: AcousticSpec, settings: RepositorySettings) -> 
             "engine": settings.engine,
             "threads": settings.threads,
             "max_padding": settings.max_padding,
-            "max_samples": settings.max_samples,
+            "max_samples": settings.window_samples(spec),
             "max_batch_samples": round(settings.max_batch_audio_seconds * SAMPLING_RATE),
             "memory_arena": str(settings.memory_arena).lower(),
         },
@@ -175,20 +227,16 @@ def ctc_decoder_config(spec: AcousticSpec, settings: RepositorySettings) -> mc.M
         [
             _io(mc.ModelInput, LOGITS, mc.TYPE_FP32, [-1, spec.vocab_size], ragged=True),
             _io(mc.ModelInput, NUM_SAMPLES, mc.TYPE_INT64, [1]),
+            _io(mc.ModelInput, WINDOW_PLAN, mc.TYPE_INT64, [-1], ragged=True),
         ]
     )
     config.output.append(_io(mc.ModelOutput, TRANSCRIPT, mc.TYPE_STRING, [1]))
     return config
 
 
-def ensemble_config(
-    settings: RepositorySettings, acoustic_inputs: tuple[str, ...] = (INPUT_VALUES, ATTENTION_MASK)
-) -> mc.ModelConfig:
-    """The public contract: AUDIO (FP32 [-1]) in, TRANSCRIPT (STRING [1]) out.
-
-    ``acoustic_inputs`` are the inputs the `wav2vec2` step declares: a TensorRT plan of a
-    model without an attention mask has no ``ATTENTION_MASK``.
-    """
+def ensemble_config(settings: RepositorySettings) -> mc.ModelConfig:
+    """The public contract: AUDIO (FP32 [-1]) in, TRANSCRIPT (STRING [1]) out, through
+    preprocess → windows (which calls the acoustic model) → ctc_decoder."""
     step = mc.ModelEnsembling.Step
     return mc.ModelConfig(
         name=ENSEMBLE,
@@ -202,22 +250,18 @@ def ensemble_config(
                     model_name=PREPROCESS,
                     model_version=-1,
                     input_map={AUDIO: AUDIO},
-                    output_map={
-                        INPUT_VALUES: "input_values",
-                        ATTENTION_MASK: "attention_mask",
-                        NUM_SAMPLES: "num_samples",
-                    },
+                    output_map={WINDOWS: "windows", WINDOW_PLAN: "window_plan", NUM_SAMPLES: "num_samples"},
                 ),
                 step(
-                    model_name=ACOUSTIC,
+                    model_name=WINDOWS_STEP,
                     model_version=-1,
-                    input_map={name: name.lower() for name in acoustic_inputs},
+                    input_map={WINDOWS: "windows", WINDOW_PLAN: "window_plan", NUM_SAMPLES: "num_samples"},
                     output_map={LOGITS: "logits"},
                 ),
                 step(
                     model_name=DECODER,
                     model_version=-1,
-                    input_map={LOGITS: "logits", NUM_SAMPLES: "num_samples"},
+                    input_map={LOGITS: "logits", NUM_SAMPLES: "num_samples", WINDOW_PLAN: "window_plan"},
                     output_map={TRANSCRIPT: TRANSCRIPT},
                 ),
             ]
@@ -228,8 +272,8 @@ def ensemble_config(
 def tensorrt_acoustic_config(spec: AcousticSpec, settings: RepositorySettings) -> mc.ModelConfig:
     """`wav2vec2` as a TensorRT plan that Triton runs itself, on the GPU.
 
-    A plan runs equal shapes only (no ragged batches), so the preprocess step pads to
-    buckets and the dynamic batcher joins requests of the same bucket; the optimization
+    A plan runs equal shapes only (no ragged batches), so the `windows` step pads each window
+    to a bucket and the dynamic batcher joins requests of the same bucket; the optimization
     profile the plan was built with bounds batch and length, so `max_batch_size` and the
     preferred batch sizes come from that same profile.
     """
@@ -283,12 +327,13 @@ def all_configs(
     spec: AcousticSpec, settings: RepositorySettings, source_model: str = ""
 ) -> dict[str, mc.ModelConfig]:
     acoustic = acoustic_config(spec, settings)
-    ensemble = ensemble_config(settings, tuple(tensor.name for tensor in acoustic.input))
+    ensemble = ensemble_config(settings)
     if source_model:  # clients (`vaani wer`) read which model is served from here
         _parameters(ensemble, {"source_model": source_model})
     return {
         ENSEMBLE: ensemble,
         PREPROCESS: preprocess_config(spec, settings),
+        WINDOWS_STEP: windows_config(spec, settings, tuple(tensor.name for tensor in acoustic.input)),
         ACOUSTIC: acoustic,
         DECODER: ctc_decoder_config(spec, settings),
     }

@@ -78,8 +78,8 @@ def shape_profile(settings: RepositorySettings) -> ShapeProfile:
     """The profile that serving with ``settings`` needs.
 
     Min and max are not choices: Triton may send one utterance of one bucket, and up to
-    `max_batch_size` utterances of `max_audio_seconds` padded up to a whole bucket; any
-    narrower profile fails those requests at run time. Only the tuned-for shape is free.
+    `max_batch_size` rows of one window (or of `max_audio_seconds`, when shorter) padded up to a whole
+    bucket; any narrower profile fails those requests at run time. Only the tuned-for shape is free.
     """
     bucket = settings.bucket_samples
     if bucket <= 0:
@@ -89,7 +89,8 @@ def shape_profile(settings: RepositorySettings) -> ShapeProfile:
         )
     if settings.profile_opt_batch < 1 or settings.profile_opt_seconds <= 0:
         raise ValueError("profile_opt_batch must be at least 1 and profile_opt_seconds above 0")
-    max_samples = _round_up(settings.max_samples, bucket)
+    window = round((settings.window_seconds + 2 * settings.context_seconds) * SAMPLING_RATE)
+    max_samples = _round_up(min(window, settings.max_samples), bucket)
     opt_samples = _round_up(round(settings.profile_opt_seconds * SAMPLING_RATE), bucket)
     return ShapeProfile(
         min_batch=1,

@@ -33,7 +33,8 @@ def bundled_model() -> HfModel:
 @pytest.fixture(scope="session")
 def test_settings() -> RepositorySettings:
     # A long batching window so that concurrent requests reliably meet in one execution.
-    return RepositorySettings(queue_delay_us=100_000, max_batch_size=16, threads=2)
+    # 300 s: long recordings are tested, and refusing the first sample over stays cheap.
+    return RepositorySettings(queue_delay_us=100_000, max_batch_size=16, threads=2, max_audio_seconds=300)
 
 
 @pytest.fixture(scope="session")

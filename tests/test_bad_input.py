@@ -32,7 +32,7 @@ BAD = {
     "too short": (np.zeros((1, 100), np.float32), "FP32", "too short"),
     "nan": (_nan(), "FP32", "NaN or Inf"),
     "inf": (_inf(), "FP32", "NaN or Inf"),
-    "too long": (np.zeros((1, SAMPLING_RATE * 31), np.float32), "FP32", "too long"),
+    "too long": (np.zeros((1, SAMPLING_RATE * 301), np.float32), "FP32", "--max-audio-seconds"),
     "wrong dtype": (GOOD.astype(np.float64), "FP64", "FP32"),
     "wrong rank": (GOOD.reshape(1, 1, -1), "FP32", "unexpected shape"),
 }

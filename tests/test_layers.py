@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -97,12 +98,30 @@ class InferenceResponse:
     def __init__(self, output_tensors=(), error=None):
         self.outputs, self.error = list(output_tensors), error
 
+    def has_error(self):
+        return self.error is not None
+
+
+class InferenceRequest:
+    # BLS: the request goes to the named model's `execute`, as Triton would route it.
+
+    models = {}
+
+    def __init__(self, model_name, requested_output_names, inputs):
+        self.model_name, self.inputs = model_name, inputs
+
+    async def async_exec(self):
+        (response,) = self.models[self.model_name].execute([Request({t.name: t for t in self.inputs})])
+        return response
+
 class Request(dict):
     def is_cancelled(self):
         return False
 
 utils.TritonError, utils.Tensor, utils.InferenceResponse = TritonError, Tensor, InferenceResponse
+utils.InferenceRequest = InferenceRequest
 utils.get_input_tensor_by_name = lambda request, name: request.get(name)
+utils.get_output_tensor_by_name = lambda response, name: next(t for t in response.outputs if t.name == name)
 sys.modules["triton_python_backend_utils"] = utils
 """
 
@@ -110,13 +129,20 @@ sys.modules["triton_python_backend_utils"] = utils
 def test_serving_core_runs_every_step_without_tooling_or_heavy_imports(tmp_path):
     """Import the core and run each step's `execute` as Triton would: nothing of the tooling loads,
     and no heavy module beyond numpy and the chosen engine's runtime (ONNX Runtime)."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
     from vaani.build.pipeline import build
     from vaani.build.repository import RepositorySettings
 
     from .conftest import BUNDLED_MODEL
 
     repository = tmp_path / "repo"
-    build(str(BUNDLED_MODEL), repository, RepositorySettings(max_batch_size=4))
+    build(str(BUNDLED_MODEL), repository, RepositorySettings(max_batch_size=4, threads=1))
+    parameters = {}
+    for step in ("preprocess", "windows", "wav2vec2", "ctc_decoder"):
+        config = text_format.Parse((repository / step / "config.pbtxt").read_text(), mc.ModelConfig())
+        parameters[step] = {key: value.string_value for key, value in config.parameters.items()}
     code = (
         STAND_IN
         + f"""
@@ -139,15 +165,19 @@ def initialize(model, step, parameters):
     }})
     return model
 
-pre = initialize(load("preprocess"), "preprocess", {{"min_samples": 400, "max_samples": 160000}})
-acoustic = initialize(load("wav2vec2"), "wav2vec2", {{"engine": "onnxruntime", "threads": 1}})
-decoder = initialize(load("ctc_decoder"), "ctc_decoder", {{}})
+parameters = json.loads({json.dumps(parameters)!r})
+pre = initialize(load("preprocess"), "preprocess", parameters["preprocess"])
+windows = initialize(load("windows"), "windows", parameters["windows"])
+InferenceRequest.models["wav2vec2"] = initialize(load("wav2vec2"), "wav2vec2", parameters["wav2vec2"])
+decoder = initialize(load("ctc_decoder"), "ctc_decoder", parameters["ctc_decoder"])
 audio = (0.1 * np.random.default_rng(0).standard_normal((1, 16000))).astype(np.float32)
 (out,) = pre.execute([Request(AUDIO=Tensor("AUDIO", audio))])
 tensors = {{t.name: t for t in out.outputs}}
-(logits,) = acoustic.execute([Request(tensors)])
+import asyncio
+(logits,) = asyncio.run(windows.execute([Request(tensors)]))
 assert logits.error is None, logits.error
-(text,) = decoder.execute([Request(LOGITS=logits.outputs[0], NUM_SAMPLES=tensors["NUM_SAMPLES"])])
+inputs = {{k: tensors[k] for k in ("NUM_SAMPLES", "WINDOW_PLAN")}}
+(text,) = decoder.execute([Request(LOGITS=logits.outputs[0], **inputs)])
 assert text.outputs[0].name == "TRANSCRIPT"
 (bad,) = pre.execute([Request(AUDIO=Tensor("AUDIO", audio[:, :10]))])
 assert bad.error is not None

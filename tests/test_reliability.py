@@ -94,8 +94,8 @@ HTTP_CASES = {
     "malformed JSON": (b'{"inputs": [', b""),
     "NaN": ({"inputs": [_tensor(AUDIO, [1, 800], data=["NaN"] * 800)]}, None),
     "too long": (
-        {"inputs": [_tensor(AUDIO, [1, 31 * SAMPLING_RATE], parameters={"binary_data_size": 31 * 64000})]},
-        b"\0" * (31 * 64000),
+        {"inputs": [_tensor(AUDIO, [1, 301 * SAMPLING_RATE], parameters={"binary_data_size": 301 * 64000})]},
+        b"\0" * (301 * 64000),
     ),
     "unknown input name": ({"inputs": [_tensor("SPEECH", [1, 800], data=[0.0] * 800)]}, None),
     "preprocess called directly, too short": ({"inputs": [_tensor(AUDIO, [1, 10], data=[0.0] * 10)]}, None),

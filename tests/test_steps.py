@@ -10,7 +10,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 from vaani.build.repository import RepositorySettings, all_configs
 from vaani.serving.acoustic import AcousticSpec
 from vaani.serving.batching import plan_groups, prefix_lengths
-from vaani.serving.contract import ACOUSTIC, AUDIO, DECODER, ENSEMBLE, PREPROCESS, SAMPLING_RATE, TRANSCRIPT
+from vaani.serving.contract import ACOUSTIC, AUDIO, ENSEMBLE, ENSEMBLE_STEPS, SAMPLING_RATE, TRANSCRIPT
 from vaani.serving.ctc import GreedyDecoder
 from vaani.serving.engines import Engine
 from vaani.serving.preprocessing import AudioError, AudioLimits, normalize, pad_to_bucket
@@ -119,7 +119,7 @@ def test_ensemble_contract_and_configs_parse():
     assert asr.platform == "ensemble" and asr.max_batch_size == 8
     assert [(i.name, i.data_type, list(i.dims)) for i in asr.input] == [(AUDIO, mc.TYPE_FP32, [-1])]
     assert [(o.name, o.data_type, list(o.dims)) for o in asr.output] == [(TRANSCRIPT, mc.TYPE_STRING, [1])]
-    assert [s.model_name for s in asr.ensemble_scheduling.step] == [PREPROCESS, ACOUSTIC, DECODER]
+    assert [s.model_name for s in asr.ensemble_scheduling.step] == list(ENSEMBLE_STEPS)
     assert all(i.allow_ragged_batch for i in configs[ACOUSTIC].input)
     for config in configs.values():
         assert text_format.Parse(text_format.MessageToString(config), mc.ModelConfig()) == config

@@ -22,7 +22,7 @@ from vaani.serving.contract import (
     ENSEMBLE,
     INPUT_VALUES,
     LOGITS,
-    PREPROCESS,
+    WINDOWS_STEP,
     version_dir,
 )
 
@@ -74,7 +74,7 @@ def test_tensorrt_plan_config():
 
 def test_tensorrt_repository_pads_to_buckets_and_keeps_the_contract():
     configs = all_configs(SPEC, SETTINGS)
-    assert configs[PREPROCESS].parameters["bucket_samples"].string_value == "32000"
+    assert configs[WINDOWS_STEP].parameters["bucket_samples"].string_value == "32000"
     assert configs[ENSEMBLE].max_batch_size <= configs[ACOUSTIC].max_batch_size
     assert [i.name for i in configs[ENSEMBLE].input] == [AUDIO]
 

@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+import numpy as np
+
 Length = TypeVar("Length")
 
 
@@ -44,6 +46,11 @@ class AcousticSpec:
         for kernel, stride in zip(reversed(self.conv_kernel), reversed(self.conv_stride)):
             size = (size - 1) * stride + kernel
         return size
+
+    @property
+    def samples_per_frame(self) -> int:
+        """Samples between two frames: the product of the convolution strides (320 for wav2vec2)."""
+        return int(np.prod(self.conv_stride))
 
     def frames(self, num_samples: int) -> int:
         """Frames the feature encoder emits for ``num_samples``."""

@@ -13,15 +13,19 @@ SAMPLING_RATE = 16_000
 
 ENSEMBLE = "asr"
 PREPROCESS = "preprocess"
-ACOUSTIC = "wav2vec2"
+WINDOWS_STEP = "windows"  # runs a recording's windows through the acoustic model, joins their logits
+ACOUSTIC = "wav2vec2"  # the acoustic model; `windows` calls it (BLS), clients may too
 DECODER = "ctc_decoder"
-STEPS = (PREPROCESS, ACOUSTIC, DECODER)
+ENSEMBLE_STEPS = (PREPROCESS, WINDOWS_STEP, DECODER)
+STEPS = (PREPROCESS, WINDOWS_STEP, ACOUSTIC, DECODER)  # every model with a `model.py`
 
 # Public tensors of `asr`.
 AUDIO = "AUDIO"
 TRANSCRIPT = "TRANSCRIPT"
 
 # Between the steps.
+WINDOWS = "WINDOWS"  # a recording's windows, each normalized, end to end (`vaani.serving.windowing`)
+WINDOW_PLAN = "WINDOW_PLAN"  # where each window lies and which of its frames the join keeps
 INPUT_VALUES = "INPUT_VALUES"
 ATTENTION_MASK = "ATTENTION_MASK"
 NUM_SAMPLES = "NUM_SAMPLES"

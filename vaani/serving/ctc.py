@@ -32,10 +32,19 @@ class GreedyDecoder:
         text = "".join(self._text[i] for i in ids[keep])
         return " ".join(text.split())
 
-    def decode(self, logits: np.ndarray, num_samples: np.ndarray) -> list[str]:
-        """Decode a batch ``[batch, frames, vocab]``; frames past each utterance's length are padding."""
+    def decode(
+        self, logits: np.ndarray, num_samples: np.ndarray, breaks: list[int] | None = None
+    ) -> list[str]:
+        """Decode a batch ``[batch, frames, vocab]``; frames past each utterance's length are padding.
+
+        ``breaks`` are frames where decoding starts afresh (the pauses a long recording was cut
+        at): each part is decoded on its own, so a word never runs across a pause.
+        """
         ids = logits.argmax(axis=-1)
-        return [
-            self.decode_ids(row[: self._spec.frames(int(samples))])
-            for row, samples in zip(ids, num_samples.reshape(-1))
-        ]
+        starts = breaks or [0]
+        texts = []
+        for row, samples in zip(ids, num_samples.reshape(-1)):
+            frames = self._spec.frames(int(samples))
+            parts = zip(starts, [*starts[1:], frames])
+            texts.append(" ".join(text for a, b in parts if (text := self.decode_ids(row[a:b]))))
+        return texts

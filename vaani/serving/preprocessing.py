@@ -39,7 +39,7 @@ class AudioLimits:
             raise AudioError(
                 f"AUDIO is too long: {samples} samples ({samples / SAMPLING_RATE:.1f} s); "
                 f"the configured maximum is {self.max_samples} samples "
-                f"({self.max_samples / SAMPLING_RATE:.1f} s): split it into shorter segments"
+                f"({self.max_samples / SAMPLING_RATE:.1f} s), set by --max-audio-seconds of vaani build/serve"
             )
         finite = np.isfinite(audio)
         if not finite.all():

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from vaani.serving.acoustic import AcousticSpec
 from vaani.serving.contract import SPEC_FILE
+from vaani.serving.windowing import WindowPlan
 
 
 class StepContext:
@@ -25,3 +26,8 @@ class StepContext:
 
     def number(self, key: str, default: float) -> float:
         return float(self.parameters.get(key, default))
+
+    def window_plan(self) -> WindowPlan:
+        """The plan `vaani build` wrote as parameters (chunk, context and pause, in samples)."""
+        chunk, context, pause = (int(self.parameters[f"{k}_samples"]) for k in ("chunk", "context", "pause"))
+        return WindowPlan(chunk, context, pause, self.spec())

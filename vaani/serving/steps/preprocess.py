@@ -1,11 +1,15 @@
-"""Step 1 of `asr`: check the audio, normalize it as Wav2Vec2FeatureExtractor does, pad to a bucket."""
+"""Step 1 of `asr`: check the audio, cut it into windows (at pauses), normalize each as HF does.
+
+A recording of one window or less is one window: the whole utterance, normalized as before.
+"""
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from vaani.serving.contract import ATTENTION_MASK, AUDIO, INPUT_VALUES, NUM_SAMPLES
-from vaani.serving.preprocessing import AudioError, AudioLimits, normalize, pad_to_bucket
+from vaani.serving.contract import AUDIO, NUM_SAMPLES, WINDOW_PLAN, WINDOWS
+from vaani.serving.preprocessing import AudioError, AudioLimits, normalize
 from vaani.serving.step import StepContext
+from vaani.serving.windowing import cut, to_tensor
 
 
 class TritonPythonModel:
@@ -15,7 +19,7 @@ class TritonPythonModel:
             min_samples=int(context.number("min_samples", 400)),
             max_samples=int(context.number("max_samples", 480_000)),
         )
-        self.bucket = int(context.number("bucket_samples", 0))
+        self.plan = context.window_plan()
 
     def execute(self, requests):
         return [self._one(request) for request in requests]
@@ -27,12 +31,12 @@ class TritonPythonModel:
         except AudioError as error:
             invalid = pb_utils.TritonError(str(error), pb_utils.TritonError.INVALID_ARG)  # HTTP 400
             return pb_utils.InferenceResponse(error=invalid)
-        values, mask = pad_to_bucket(normalize(audio), self.bucket)
-        num_samples = np.full((audio.shape[0], 1), audio.shape[1], dtype=np.int64)
+        windows = self.plan.windows(audio)
+        rows = audio.shape[0]
         return pb_utils.InferenceResponse(
             output_tensors=[
-                pb_utils.Tensor(INPUT_VALUES, values),
-                pb_utils.Tensor(ATTENTION_MASK, mask),
-                pb_utils.Tensor(NUM_SAMPLES, num_samples),
+                pb_utils.Tensor(WINDOWS, cut(audio, windows, normalize)),
+                pb_utils.Tensor(WINDOW_PLAN, to_tensor(windows, rows)),
+                pb_utils.Tensor(NUM_SAMPLES, np.full((rows, 1), audio.shape[1], dtype=np.int64)),
             ]
         )
