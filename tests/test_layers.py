@@ -28,6 +28,7 @@ LAYERS = (
     ("vaani.recipe",),
     ("vaani.loadtest",),
     ("vaani.benchmarks",),
+    ("vaani.stack",),
     ("vaani.cli",),
 )
 

@@ -1,0 +1,48 @@
+# The project's CPU image: one image, three roles in docker-compose.cpu.yml (Triton through
+# `vaani serve`, the gateway, the Locust master and workers). Triton is the pip `tritonserver`
+# of nvidia-pytriton with the ONNX Runtime engine; no torch: the model repository is built on
+# the host (`vaani build`, which needs torch) and mounted read-only.
+#
+# BASE_IMAGE is any Debian bookworm root file system; `vaani compose-check` makes one with
+# mmdebstrap when no registry is reachable.
+ARG BASE_IMAGE=debian:bookworm-slim
+FROM ${BASE_IMAGE}
+
+ENV DEBIAN_FRONTEND=noninteractive \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PATH=/opt/vaani/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+# libpython3.11: the python backend stub links the interpreter's shared library.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates python3 python3-venv libpython3.11 libsndfile1 \
+    && rm -rf /var/lib/apt/lists/* \
+    && python3 -m venv /opt/vaani \
+    && useradd --uid 1000 --create-home vaani
+
+# Dependencies first, in their own layer, so that a change of the sources reinstalls only the
+# project. The package folders are empty here; the extras that a tree lacks (gateway before it
+# exists) are skipped by pip with a warning.
+WORKDIR /tmp/vaani-src
+COPY pyproject.toml README.md ./
+# A network that inspects TLS: pass its CA bundle as the build secret `ca-certificates`
+# (`vaani compose-check` passes the host's); without it pip uses the image's own CAs.
+RUN --mount=type=secret,id=ca-certificates \
+    if [ -s /run/secrets/ca-certificates ]; then export PIP_CERT=/run/secrets/ca-certificates; fi \
+    && mkdir -p vaani/serving/engines vaani/serving/steps vaani/server vaani/recipe/corpus \
+        vaani/recipe/training vaani/gateway build client loadtest benchmarks \
+    && pip install ".[serve,loadtest,gateway]" \
+    && pip uninstall -y vaani
+COPY vaani ./vaani
+COPY build ./build
+COPY client ./client
+COPY loadtest ./loadtest
+COPY benchmarks ./benchmarks
+RUN --mount=type=secret,id=ca-certificates \
+    if [ -s /run/secrets/ca-certificates ]; then export PIP_CERT=/run/secrets/ca-certificates; fi \
+    && pip install --no-deps . \
+    && python -c "import onnxruntime, pytriton, vaani.serving.engines.onnxruntime, vaani.server.process" \
+    && rm -rf /tmp/vaani-src
+
+USER vaani
+WORKDIR /home/vaani
