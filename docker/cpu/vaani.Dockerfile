@@ -20,19 +20,12 @@ RUN apt-get update \
     && python3 -m venv /opt/vaani \
     && useradd --uid 1000 --create-home vaani
 
-# Dependencies first, in their own layer, so that a change of the sources reinstalls only the
-# project. The package folders are empty here; the extras that a tree lacks (gateway before it
-# exists) are skipped by pip with a warning.
-WORKDIR /tmp/vaani-src
-COPY pyproject.toml README.md ./
 # A network that inspects TLS: pass its CA bundle as the build secret `ca-certificates`
 # (`vaani compose-check` passes the host's); without it pip uses the image's own CAs.
-RUN --mount=type=secret,id=ca-certificates \
-    if [ -s /run/secrets/ca-certificates ]; then export PIP_CERT=/run/secrets/ca-certificates; fi \
-    && mkdir -p vaani/serving/engines vaani/serving/steps vaani/server vaani/recipe/corpus \
-        vaani/recipe/training vaani/gateway build client loadtest benchmarks \
-    && pip install ".[serve,loadtest,gateway]" \
-    && pip uninstall -y vaani
+# Extras a tree lacks (gateway before it exists) are skipped by pip with a warning. The python
+# backend stub for this interpreter is put in place here: the server runs as a user who cannot.
+WORKDIR /tmp/vaani-src
+COPY pyproject.toml README.md ./
 COPY vaani ./vaani
 COPY build ./build
 COPY client ./client
@@ -40,8 +33,8 @@ COPY loadtest ./loadtest
 COPY benchmarks ./benchmarks
 RUN --mount=type=secret,id=ca-certificates \
     if [ -s /run/secrets/ca-certificates ]; then export PIP_CERT=/run/secrets/ca-certificates; fi \
-    && pip install --no-deps . \
-    && python -c "import onnxruntime, pytriton, vaani.serving.engines.onnxruntime, vaani.server.process" \
+    && pip install ".[serve,loadtest,gateway]" \
+    && python -c "import vaani.serving.engines.onnxruntime, vaani.server.process as p; p.backend_directory()" \
     && rm -rf /tmp/vaani-src
 
 USER vaani

@@ -39,6 +39,7 @@ SERVING = ("triton", "prometheus", "gateway")
 LOCUST = ("locust-master", "locust-worker-1", "locust-worker-2")
 # The bundled model measured CER 0.2-2.1 % on new synthetic sentences; a broken path gives 60-100 %.
 MAX_CER = 0.10
+MAX_RESTARTS = 3
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class Log:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.start = time.monotonic()
+        self.failures: list[str] = []
         path.write_text("")
 
     def __call__(self, message: str) -> None:
@@ -74,6 +76,16 @@ class Log:
         began = time.monotonic()
         yield
         self(f"   {name}: done in {time.monotonic() - began:.1f} s")
+
+    @contextmanager
+    def verify(self, name: str) -> Iterator[None]:
+        """A check the others do not depend on: its failure is logged and counted, the run goes on."""
+        try:
+            with self.step(name):
+                yield
+        except UserFacingError as error:
+            self(f"   FAILED: {name}: {error}")
+            self.failures.append(name)
 
 
 def has_gateway() -> bool:
@@ -140,15 +152,19 @@ class ComposeCheck:
             **{spec.variable: spec.tag for spec in images.PROJECT_IMAGES},
         }
         self.compose("down")  # a stack left by an interrupted run
+        self.engine.remove_networks(PROJECT)
         try:
             self.check(manifest)
         finally:
             self.collect_logs()
             with self.log.step("teardown"):
                 self.compose("down")
+                self.engine.remove_networks(PROJECT)
                 left = self.engine.containers(PROJECT)
                 if left:
                     raise UserFacingError(f"containers left after down: {left}")
+        if self.log.failures:
+            raise UserFacingError(f"{len(self.log.failures)} check(s) failed: {'; '.join(self.log.failures)}")
         self.log("compose check passed")
         return 0
 
@@ -159,15 +175,15 @@ class ComposeCheck:
         with self.log.step(f"up: {', '.join(self.services)}"):
             self.compose("up", "-d", "--no-build", *self.services)
         self.wait_healthy(self.services)
-        with self.log.step(f"ports published on {s.bind} only"):
+        with self.log.verify(f"ports published on {s.bind} only"):
             self.check_bindings()
         entries = read_manifest(manifest)
         clip = entries[0]
         with self.log.step("transcribe a clip through Triton (HTTP and gRPC) and the gateway"):
             transcript = self.transcribe(clip.audio_path, clip.text)
-        with self.log.step("restricted APIs need the admin key"):
+        with self.log.verify("restricted APIs need the admin key"):
             self.check_admin_key()
-        with self.log.step("Prometheus holds Triton's nv_inference_count"):
+        with self.log.verify("Prometheus holds Triton's nv_inference_count"):
             url = f"127.0.0.1:{self.ports['prometheus']}"
             waited = probes.wait_for(
                 "Prometheus scraping nv_inference_count from triton:8002",
@@ -176,9 +192,9 @@ class ComposeCheck:
             )
             value = probes.prometheus_sum(url, "nv_inference_count")
             self.log(f"   sum(nv_inference_count) = {value:.0f} after {waited:.0f} s")
-        with self.log.step(f"headless Locust, 2 workers, {s.locust_users} users, {s.locust_seconds} s"):
+        with self.log.verify(f"headless Locust, 2 workers, {s.locust_users} users, {s.locust_seconds} s"):
             self.run_locust()
-        with self.log.step("restart triton: it comes back healthy and serves"):
+        with self.log.verify("restart triton: it comes back healthy and serves"):
             assert self.engine
             self.engine.run("restart", self.container("triton"))
             self.wait_healthy(("triton",))
@@ -193,11 +209,19 @@ class ComposeCheck:
             container = self.container(service)
             seconds = probes.wait_for(
                 f"{service} healthy",
-                lambda c=container: self.engine.health(c) == "healthy",
+                lambda c=container, s=service: self.healthy(c, s),
                 self.settings.health_timeout,
                 interval=3,
             )
             self.log(f"   {service}: healthy after {seconds:.0f} s")
+
+    def healthy(self, container: str, service: str) -> bool:
+        """Whether the healthcheck passes; a container that keeps restarting fails the check at once."""
+        assert self.engine
+        if self.engine.restarts(container) > MAX_RESTARTS:
+            tail = "\n".join(self.engine.logs(container).splitlines()[-15:])
+            raise UserFacingError(f"{service} keeps restarting; the end of its log:\n{tail}")
+        return self.engine.health(container) == "healthy"
 
     def check_bindings(self) -> None:
         assert self.engine

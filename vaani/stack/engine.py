@@ -122,6 +122,15 @@ class Engine:
         """Block until ``container`` exits; its exit status."""
         return int(self.run("wait", container, timeout=timeout).stdout.split()[0])
 
+    def restarts(self, container: str) -> int:
+        return int(json.loads(self.run("inspect", container).stdout)[0].get("RestartCount") or 0)
+
+    def remove_networks(self, project: str) -> None:
+        """The project's networks (podman-compose 1.0's `down` leaves them; Docker's removes them)."""
+        label = f"label=com.docker.compose.project={project}"
+        for network in self.run("network", "ls", "-q", "--filter", label).stdout.split():
+            self.run("network", "rm", network)
+
     def logs(self, container: str) -> str:
         result = self.run("logs", container, check=False)
         return result.stdout + result.stderr
