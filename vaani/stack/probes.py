@@ -17,10 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from vaani.errors import UserFacingError
+from vaani.server.admin import ADMIN_HEADER
 
-# Triton's restricted-API header (`--http-restricted-api=…:admin-key=KEY`, as `vaani serve` sets it).
-ADMIN_HEADER = "admin-key"
-# One harmless read per restricted API group: (name, method, path).
+# One harmless read per API group that `vaani serve` restricts (vaani.server.admin.RESTRICTED_APIS).
 RESTRICTED_READS = (
     ("model-repository", "POST", "/v2/repository/index"),
     ("shared-memory", "GET", "/v2/systemsharedmemory/status"),
