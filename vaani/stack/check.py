@@ -252,12 +252,15 @@ class ComposeCheck:
         return http
 
     def check_admin_key(self) -> None:
+        open_or_closed = []
         for name, without, wrong, with_key in probes.restricted_api_statuses(
             f"127.0.0.1:{self.ports['http']}", self.key
         ):
             self.log(f"   {name}: no key → {without}, wrong key → {wrong}, admin key → {with_key}")
             if not (400 <= without < 500 and 400 <= wrong < 500 and with_key == 200):
-                raise UserFacingError(f"{name} is not restricted to the admin key")
+                open_or_closed.append(name)
+        if open_or_closed:
+            raise UserFacingError(f"not restricted to the admin key: {', '.join(open_or_closed)}")
 
     def run_locust(self) -> None:
         assert self.engine
