@@ -19,7 +19,7 @@ MANIFEST ?= $(TESTSET)
 export TRITON_TAG
 SETUP_STAMP := $(VENV)/.setup-complete
 
-.PHONY: setup serve build engine testset wer test lint clean
+.PHONY: setup serve build engine testset wer test lint clean compose-check
 
 ## setup: .venv with the project, its Python dependencies and the Debian packages it needs
 setup: $(SETUP_STAMP)
@@ -61,6 +61,11 @@ wer: setup $(if $(filter $(TESTSET),$(MANIFEST)),$(TESTSET))
 ## engine: TensorRT plan for MODEL into the repository, gated on CER (GPU + TensorRT, or Docker)
 engine: setup $(if $(filter $(TESTSET),$(MANIFEST)),$(TESTSET))
 	$(VAANI) engine --model $(MODEL) --precision $(PRECISION) --repository $(REPOSITORY) --manifest $(MANIFEST)
+
+## compose-check: docker-compose.cpu.yml built, brought up (Docker, else podman), checked, torn down; log in OUTPUT/compose-check
+compose-check: setup
+	docker info >/dev/null 2>&1 || scripts/system-packages.sh containers
+	$(VAANI) compose-check --output $(OUTPUT)/compose-check
 
 lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
