@@ -42,8 +42,9 @@ serve: setup
 	$(VAANI) serve --model $(MODEL) --engine $(ENGINE) --repository $(REPOSITORY) \
 		--http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
 
-## test: the whole suite against a real tritonserver (sets itself up)
+## test: the whole suite against a real tritonserver and the CPU container stack (sets itself up)
 test: setup
+	docker info >/dev/null 2>&1 || scripts/system-packages.sh containers
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest -q -rs
 

@@ -34,7 +34,6 @@ from vaani.stack import images, probes
 from vaani.stack.engine import Engine, detect
 
 COMPOSE_FILE = Path("docker-compose.cpu.yml")
-PROJECT = "vaani-compose-check"
 SERVING = ("triton", "prometheus", "gateway")
 LOCUST = ("locust-master", "locust-worker-1", "locust-worker-2")
 # The bundled model measured CER 0.2-2.1 % on new synthetic sentences; a broken path gives 60-100 %.
@@ -100,6 +99,8 @@ class ComposeCheck:
         self.output.mkdir(parents=True, exist_ok=True)
         self.log = Log(self.output / "compose-check.log")
         self.key = secrets.token_urlsafe(24)
+        # One project per run: two checks on one machine (CI beside a developer) never meet.
+        self.project = f"vaani-check-{os.getpid()}"
         self.ports = {name: free_port() for name in ("http", "grpc", "metrics", "prometheus", "gateway")}
         self.services = SERVING if has_gateway() else SERVING[:2]
         self.engine: Engine | None = None
@@ -107,12 +108,12 @@ class ComposeCheck:
 
     def compose(self, *args: str) -> str:
         assert self.engine
-        result = self.engine.compose_run(PROJECT, [COMPOSE_FILE], self.env, *args)
+        result = self.engine.compose_run(self.project, [COMPOSE_FILE], self.env, *args)
         return result.stdout + result.stderr
 
     def container(self, service: str) -> str:
         assert self.engine
-        return self.engine.container(PROJECT, service)
+        return self.engine.container(self.project, service)
 
     def run(self) -> int:
         s = self.settings
@@ -151,16 +152,14 @@ class ComposeCheck:
             "VAANI_GATEWAY_PORT": str(self.ports["gateway"]),
             **{spec.variable: spec.tag for spec in images.PROJECT_IMAGES},
         }
-        self.compose("down")  # a stack left by an interrupted run
-        self.engine.remove_networks(PROJECT)
         try:
             self.check(manifest)
         finally:
             self.collect_logs()
             with self.log.step("teardown"):
                 self.compose("down")
-                self.engine.remove_networks(PROJECT)
-                left = self.engine.containers(PROJECT)
+                self.engine.remove_networks(self.project)
+                left = self.engine.containers(self.project)
                 if left:
                     raise UserFacingError(f"containers left after down: {left}")
         if self.log.failures:
@@ -282,6 +281,6 @@ class ComposeCheck:
         logs = self.output / "logs"
         logs.mkdir(exist_ok=True)
         for service in (*self.services, *LOCUST):
-            found = self.engine.containers(PROJECT, service)
+            found = self.engine.containers(self.project, service)
             if found:
                 (logs / f"{service}.log").write_text(self.engine.logs(found[0]))
