@@ -30,6 +30,7 @@ from vaani.loadtest.clips import ClipPlan, make_clips
 from vaani.manifest import read_manifest
 from vaani.scoring import score
 from vaani.server.process import free_port
+from vaani.serving.contract import ENSEMBLE
 from vaani.stack import images, probes
 from vaani.stack.engine import Engine, detect
 
@@ -105,6 +106,7 @@ class ComposeCheck:
         self.services = SERVING if has_gateway() else SERVING[:2]
         self.engine: Engine | None = None
         self.env: dict[str, str] = {}
+        self.sent = 0  # requests this check sent to the ensemble since the stack came up
 
     def compose(self, *args: str) -> str:
         assert self.engine
@@ -182,15 +184,16 @@ class ComposeCheck:
             transcript = self.transcribe(clip.audio_path, clip.text)
         with self.log.verify("restricted APIs need the admin key"):
             self.check_admin_key()
-        with self.log.verify("Prometheus holds Triton's nv_inference_count"):
+        with self.log.verify("Prometheus holds Triton's nv_inference_count for our requests"):
             url = f"127.0.0.1:{self.ports['prometheus']}"
+            query = f'sum(nv_inference_count{{model="{ENSEMBLE}"}})'
             waited = probes.wait_for(
-                "Prometheus scraping nv_inference_count from triton:8002",
-                lambda: (probes.prometheus_sum(url, "nv_inference_count") or 0) > 0,
+                f"Prometheus scraping {query} >= {self.sent} from triton:8002",
+                lambda: (probes.prometheus_sum(url, query) or 0) >= self.sent,
                 timeout=90,
             )
-            value = probes.prometheus_sum(url, "nv_inference_count")
-            self.log(f"   sum(nv_inference_count) = {value:.0f} after {waited:.0f} s")
+            value = probes.prometheus_sum(url, query) or 0
+            self.log(f"   {query} = {value:.0f} ({self.sent} sent by this check) after {waited:.0f} s")
         with self.log.verify(f"headless Locust, 2 workers, {s.locust_users} users, {s.locust_seconds} s"):
             self.run_locust()
         with self.log.verify("restart triton: it comes back healthy and serves"):
@@ -237,6 +240,7 @@ class ComposeCheck:
         audio = load_audio(wav)
         http = TranscriptionClient(f"127.0.0.1:{self.ports['http']}", "http").transcribe(audio)
         grpc = TranscriptionClient(f"127.0.0.1:{self.ports['grpc']}", "grpc").transcribe(audio)
+        self.sent += 2
         cer = score([reference], [http]).cer
         self.log(f"   {wav.name}: {http!r} (CER {cer:.1%}; reference {reference!r})")
         if grpc != http:
@@ -245,6 +249,7 @@ class ComposeCheck:
             raise UserFacingError(f"CER {cer:.1%} above {MAX_CER:.0%}: the served path is broken")
         if gateway and "gateway" in self.services:
             through_gateway = probes.gateway_transcript(f"127.0.0.1:{self.ports['gateway']}", wav)
+            self.sent += 1
             self.log(f"   gateway: {through_gateway!r}")
             if through_gateway != http:
                 raise UserFacingError(f"the gateway disagrees with Triton: {through_gateway!r} vs {http!r}")
