@@ -21,7 +21,8 @@ RUN apt-get update \
     && useradd --uid 1000 --create-home vaani
 
 # A network that inspects TLS: pass its CA bundle as the build secret `ca-certificates`
-# (`vaani compose-check` passes the host's); without it pip uses the image's own CAs.
+# (`vaani compose-check` passes the host's); without it pip uses the image's own CAs. `RUN --mount`
+# needs BuildKit (Docker's default builder since 23.0) or podman/buildah.
 # Extras a tree lacks (gateway before it exists) are skipped by pip with a warning. The python
 # backend stub for this interpreter is put in place here: the server runs as a user who cannot.
 WORKDIR /tmp/vaani-src
