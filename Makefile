@@ -19,7 +19,7 @@ MANIFEST ?= $(TESTSET)
 export TRITON_TAG
 SETUP_STAMP := $(VENV)/.setup-complete
 
-.PHONY: setup serve build engine testset wer test lint clean
+.PHONY: setup serve build engine testset wer test lint clean compose-check
 
 ## setup: .venv with the project, its Python dependencies and the Debian packages it needs
 setup: $(SETUP_STAMP)
@@ -42,8 +42,9 @@ serve: setup
 	$(VAANI) serve --model $(MODEL) --engine $(ENGINE) --repository $(REPOSITORY) \
 		--http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
 
-## test: the whole suite against a real tritonserver (sets itself up)
+## test: the whole suite against a real tritonserver and the CPU container stack (sets itself up)
 test: setup
+	docker info >/dev/null 2>&1 || scripts/system-packages.sh containers
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest -q -rs
 
@@ -61,6 +62,11 @@ wer: setup $(if $(filter $(TESTSET),$(MANIFEST)),$(TESTSET))
 ## engine: TensorRT plan for MODEL into the repository, gated on CER (GPU + TensorRT, or Docker)
 engine: setup $(if $(filter $(TESTSET),$(MANIFEST)),$(TESTSET))
 	$(VAANI) engine --model $(MODEL) --precision $(PRECISION) --repository $(REPOSITORY) --manifest $(MANIFEST)
+
+## compose-check: docker-compose.cpu.yml built, brought up (Docker, else podman), checked, torn down; log in OUTPUT/compose-check
+compose-check: setup
+	docker info >/dev/null 2>&1 || scripts/system-packages.sh containers
+	$(VAANI) compose-check --output $(OUTPUT)/compose-check
 
 lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

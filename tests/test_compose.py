@@ -1,8 +1,9 @@
-"""The GPU deployment files: `docker-compose config` (no daemon needed) plus structural checks."""
+"""The compose files, GPU and CPU: `docker-compose config` (no daemon needed) plus structural checks."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -12,6 +13,8 @@ import pytest
 import yaml
 
 from vaani.build.tensorrt import DEFAULT_TRITON_TAG
+from vaani.stack.check import LOCUST, SERVING
+from vaani.stack.images import DEFAULT_BASE, PROJECT_IMAGES
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKER = ROOT / "docker"
@@ -132,3 +135,75 @@ def test_grafana_provisioning_and_dashboard(compose):
     ):
         assert metric in queries, metric
     assert all(p["datasource"]["uid"] == source["uid"] for p in dashboard["panels"])
+
+
+# ---- the CPU flavour (docker-compose.cpu.yml); `make compose-check` runs it for real -------------
+
+CPU_FILE = ROOT / "docker-compose.cpu.yml"
+
+
+def _cpu_config(**env: str) -> dict:
+    """The CPU compose file as docker-compose resolves it, with ``env`` set."""
+    result = subprocess.run(
+        [*_compose_binary(), "--project-directory", str(ROOT), "-f", str(CPU_FILE), "config"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, **env},
+    )
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)
+
+
+def _published(service: dict) -> list[str]:
+    return [
+        port if isinstance(port, str) else f"{port['host_ip']}:{port['published']}"
+        for port in service.get("ports", [])
+    ]
+
+
+def test_cpu_stack_services_and_binding():
+    env = {k: v for k, v in os.environ.items() if k != "VAANI_BIND"}
+    services = _cpu_config(**env)["services"]
+    assert set(services) == {*SERVING, *LOCUST}
+    published = [p for s in services.values() for p in _published(s)]
+    assert published and all(p.startswith("127.0.0.1:") for p in published)
+    exposed = _cpu_config(VAANI_BIND="0.0.0.0")["services"]
+    assert all(p.startswith("0.0.0.0:") for s in exposed.values() for p in _published(s))
+
+
+def test_cpu_triton_is_vaani_serve_with_health_and_limits():
+    cpu = yaml.safe_load(CPU_FILE.read_text())["services"]
+    triton = cpu["triton"]
+    assert triton["command"][:3] == ["vaani", "serve", "--skip-build"]
+    assert "--address=0.0.0.0" in triton["command"] and "--engine=onnxruntime" in triton["command"]
+    assert "TRITON_ADMIN_KEY" in triton["environment"]
+    assert "/v2/health/ready" in " ".join(triton["healthcheck"]["test"])
+    assert triton["volumes"] == ["${VAANI_REPOSITORY:-./model_repository}:/models:ro"]
+    for service in cpu.values():
+        limits = service["ulimits"]
+        assert limits["nofile"]["hard"] <= 20000 and limits["nproc"]["hard"] <= 8192
+    assert "/-/ready" in " ".join(cpu["prometheus"]["healthcheck"]["test"])
+    assert "/health" in " ".join(cpu["gateway"]["healthcheck"]["test"])
+
+
+def test_cpu_gateway_and_locust_point_at_triton():
+    cpu = yaml.safe_load(CPU_FILE.read_text())["services"]
+    assert cpu["gateway"]["command"] == [
+        "vaani", "gateway", "--triton-url", "triton:8001", "--host", "0.0.0.0", "--port", "8080"
+    ]  # fmt: skip
+    master = cpu["locust-master"]["command"]
+    assert "--headless" in master and "--expect-workers=2" in master and "--csv=/results/locust" in master
+    for worker in ("locust-worker-1", "locust-worker-2"):
+        assert "--master-host=locust-master" in cpu[worker]["command"]
+
+
+def test_cpu_images_build_on_a_debian_base_without_torch():
+    cpu = yaml.safe_load(CPU_FILE.read_text())["services"]
+    for spec in PROJECT_IMAGES:
+        dockerfile = (ROOT / spec.dockerfile).read_text()
+        assert f"ARG BASE_IMAGE={DEFAULT_BASE}" in dockerfile and "FROM ${BASE_IMAGE}" in dockerfile
+        assert any(s["image"] == f"${{{spec.variable}:-{spec.tag}}}" for s in cpu.values())
+    installs = re.findall(r"pip install ([^\n\\&]+)", (ROOT / PROJECT_IMAGES[0].dockerfile).read_text())
+    assert [i.strip() for i in installs] == ['".[serve,loadtest,gateway]"']  # no [build]: no torch
+    assert "prometheus" in (ROOT / PROJECT_IMAGES[1].dockerfile).read_text()

@@ -29,6 +29,7 @@ LAYERS = (
     ("vaani.recipe",),
     ("vaani.loadtest",),
     ("vaani.benchmarks",),
+    ("vaani.stack",),
     ("vaani.cli",),
 )
 

@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "vaani.recipe.training.commands",
     "vaani.loadtest.commands",
     "vaani.benchmarks.commands",
+    "vaani.stack.commands",
 )
 
 
