@@ -4,8 +4,10 @@
 #   libsndfile1 soundfile's codec library (the wheel bundles one; this keeps OGG/FLAC working everywhere)
 #   libb64-0d   needed by the perf_analyzer binary
 #   docker-compose  validates docker-compose.yml without a Docker engine (tests)
+#   ffmpeg      the gateway decodes MP3, M4A and WebM uploads with it
+#   chromium chromium-driver  the gateway's web page is tested in headless Chromium (selenium)
 set -euo pipefail
-packages=(espeak-ng libsndfile1 libb64-0d docker-compose)
+packages=(espeak-ng libsndfile1 libb64-0d docker-compose ffmpeg chromium chromium-driver)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -21,9 +21,17 @@ SOURCES = {
 # Lowest first: a module may import its own layer or a lower one, never a higher one.
 LAYERS = (
     ("vaani.serving",),
-    ("vaani.errors", "vaani.audio", "vaani.manifest", "vaani.scoring", "vaani.__version__"),
+    (
+        "vaani.errors",
+        "vaani.audio",
+        "vaani.manifest",
+        "vaani.scoring",
+        "vaani.subtitles",
+        "vaani.__version__",
+    ),
     ("vaani.build",),
     ("vaani.client",),
+    ("vaani.gateway",),
     ("vaani.server",),
     ("vaani.recipe",),
     ("vaani.loadtest",),
