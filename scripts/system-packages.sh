@@ -6,8 +6,9 @@
 #   docker-compose  validates docker-compose.yml without a Docker engine (tests)
 #   ffmpeg      the gateway decodes MP3, M4A and WebM uploads with it
 #   chromium chromium-driver  the gateway's web page is tested in headless Chromium (selenium)
+#   fonts-lohit-deva  a Devanagari font, so that the page's screenshots show Hindi, not empty boxes
 set -euo pipefail
-packages=(espeak-ng libsndfile1 libb64-0d docker-compose ffmpeg chromium chromium-driver)
+packages=(espeak-ng libsndfile1 libb64-0d docker-compose ffmpeg chromium chromium-driver fonts-lohit-deva)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -57,6 +57,7 @@ function render(result, elapsedMs) {
   if (words.length === 0) {
     transcript.textContent = result.text;
   }
+  show($("no-words"), words.length === 0 && result.text !== "");
   words.forEach((item) => {
     const span = document.createElement("span");
     span.textContent = item.word;
