@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
+import os
 import shutil
+import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import openai
@@ -24,6 +29,7 @@ from vaani.recipe.corpus import synth
 from vaani.server.process import free_port
 from vaani.serving import contract
 
+LOCUSTFILE = Path(__file__).resolve().parents[1] / "loadtest" / "locustfile.py"
 MAX_UPLOAD_MB = 1
 PAUSE_SECONDS = 0.8  # longer than the default cue pause, so the subtitles have one cue per sentence
 
@@ -217,3 +223,37 @@ def test_page_transcribes_a_file_in_headless_chromium(gateway, speech, expected,
         assert (tmp_path / "page.png").stat().st_size > 10_000
     finally:
         driver.quit()
+
+
+def _locust(host: str, classes: list[str], env: dict, tmp_path) -> dict[str, tuple[int, int]]:
+    """Locust's own command line, as a user types it; (requests, failures) per request type."""
+    prefix = tmp_path / "locust"
+    command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "-u", "2", "-t", "5s"]
+    command += ["--host", host, "--csv", str(prefix), "--only-summary", *classes]
+    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    with open(f"{prefix}_stats.csv", newline="") as file:
+        rows = [row for row in csv.DictReader(file) if row["Name"] != "Aggregated"]
+    totals: dict[str, tuple[int, int]] = {}
+    for row in rows:
+        requests_, failures = totals.get(row["Type"], (0, 0))
+        totals[row["Type"]] = (requests_ + int(row["Request Count"]), failures + int(row["Failure Count"]))
+    return totals
+
+
+def _without_manifest(tmp_path, **extra: str) -> dict[str, str]:
+    """The environment of a user who never heard of VAANI_MANIFEST; clips go under ``tmp_path``."""
+    env = {k: v for k, v in os.environ.items() if k != "VAANI_MANIFEST"}
+    return env | {"VAANI_CLIPS": str(tmp_path / "clips"), **extra}
+
+
+def test_locust_without_a_manifest_runs_the_triton_users(triton, tmp_path):
+    env = _without_manifest(tmp_path, VAANI_GRPC_URL=triton.grpc_url)
+    totals = _locust(f"http://{triton.http_url}", [], env, tmp_path)
+    assert set(totals) == {"triton-http", "triton-grpc"}, totals
+    assert all(requests_ > 0 and failures == 0 for requests_, failures in totals.values()), totals
+
+
+def test_locust_gateway_user(gateway, tmp_path):
+    totals = _locust(gateway.url, ["GatewayUser"], _without_manifest(tmp_path), tmp_path)
+    assert set(totals) == {"gateway"} and totals["gateway"][0] > 0 and totals["gateway"][1] == 0, totals

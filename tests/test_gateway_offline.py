@@ -30,7 +30,10 @@ def _encoded(audio: np.ndarray, rate: int, fmt: str) -> bytes:
     return buffer.getvalue()
 
 
-@pytest.mark.parametrize(("fmt", "rate", "channels"), [("WAV", 22050, 2), ("FLAC", 16000, 1), ("OGG", 48000, 1)])
+SOUNDFILE_CASES = [("WAV", 22050, 2), ("FLAC", 16000, 1), ("OGG", 48000, 1)]
+
+
+@pytest.mark.parametrize(("fmt", "rate", "channels"), SOUNDFILE_CASES)
 def test_soundfile_formats_become_mono_16k(fmt, rate, channels):
     audio = decode(_encoded(_tone(rate, channels=channels), rate, fmt), f"x.{fmt.lower()}")
     assert audio.dtype == np.float32 and audio.ndim == 1
@@ -48,7 +51,7 @@ def test_ffmpeg_formats(tmp_path, container):
     assert 0.1 < float(np.abs(audio).max()) < 0.5
 
 
-@pytest.mark.parametrize(("data", "says"), [(b"", "is empty"), (b"this is not audio", "cannot read notes.txt")])
+@pytest.mark.parametrize(("data", "says"), [(b"", "is empty"), (b"not audio", "cannot read notes.txt")])
 def test_what_is_not_audio_is_refused_by_name(data, says):
     with pytest.raises(AudioFileError, match=says):
         decode(data, "notes.txt")
@@ -59,7 +62,8 @@ def test_without_triton_requests_get_503_and_health_says_unavailable():
     wav = _encoded(_tone(SAMPLING_RATE), SAMPLING_RATE, "WAV")
     with TestClient(app) as client:
         assert client.get("/health").status_code == 503
-        response = client.post("/v1/audio/transcriptions", files={"file": ("a.wav", wav)}, data={"model": "x"})
+        upload = {"files": {"file": ("a.wav", wav)}, "data": {"model": "x"}}
+        response = client.post("/v1/audio/transcriptions", **upload)
         assert response.status_code == 503
         error = response.json()["error"]
         assert error["type"] == "server_error" and "unavailable" in error["message"]
