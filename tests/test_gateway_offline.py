@@ -71,3 +71,19 @@ def test_without_triton_requests_get_503_and_health_says_unavailable():
         assert client.get("/v1/models").json()["data"][0]["id"] == "vaani"
         assert client.get("/docs").status_code == 200
         assert "vaani" in client.get("/").text
+
+
+def test_uploads_over_the_limit_get_413_also_without_a_content_length():
+    """A chunked body declares no size: the limit counts bytes as they arrive."""
+    app = create_app(GatewaySettings(triton_url=f"127.0.0.1:{free_port()}", max_upload_bytes=50_000))
+
+    def chunks():
+        yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\n'
+        for _ in range(20):
+            yield b"\0" * 10_000
+
+    with TestClient(app) as client:
+        headers = {"Content-Type": "multipart/form-data; boundary=b"}
+        response = client.post("/v1/audio/transcriptions", content=chunks(), headers=headers)
+        assert response.status_code == 413, response.text
+        assert response.json()["error"]["param"] == "file"
