@@ -22,7 +22,7 @@ from vaani.audio import AudioFileError
 from vaani.gateway import errors
 from vaani.gateway.decoding import decode_async
 from vaani.gateway.errors import SERVER_ERROR, OpenAIError
-from vaani.gateway.formats import Granularity, ResponseFormat, render
+from vaani.gateway.formats import Granularity, ResponseFormat, needs_words, render
 from vaani.gateway.triton import AudioRejected, Triton, TritonFailed, TritonUnavailable
 from vaani.gateway.upload_limit import UploadLimit
 from vaani.serving.contract import SAMPLING_RATE
@@ -91,7 +91,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         except AudioFileError as error:
             raise OpenAIError(400, str(error), param="file") from None
         try:
-            transcript = await app.state.triton.transcribe(audio)
+            transcript = await app.state.triton.transcribe(audio, with_words=needs_words(response_format))
         except AudioRejected as error:
             raise OpenAIError(400, f"{name}: {error}", param="file") from None
         except TritonUnavailable as error:

@@ -34,6 +34,11 @@ class Granularity(str, Enum):
     segment = "segment"
 
 
+def needs_words(fmt: ResponseFormat) -> bool:
+    """Whether the answer carries times: `json` and `text` do not, so they do not ask for words."""
+    return fmt not in (ResponseFormat.json, ResponseFormat.text)
+
+
 def transcript_cues(transcript: Transcript, duration: float, rules: CueRules) -> list[Cue]:
     """Cues from the words, or one cue over the whole recording when there are no word times."""
     if transcript.words is not None:

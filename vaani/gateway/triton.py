@@ -78,23 +78,24 @@ class Triton:
             try:
                 metadata = await self._client.get_model_metadata(self.model, as_json=True)
             except InferenceServerException as error:
-                raise _translated(error) from None
+                raise self._translated(error) from None
             self._outputs = frozenset(output["name"] for output in metadata.get("outputs", ()))
         return WORD_OUTPUT in self._outputs
 
-    async def transcribe(self, audio: np.ndarray) -> Transcript:
-        """One recording (float32, 16 kHz, mono) → its transcript, with words when the model gives them."""
+    async def transcribe(self, audio: np.ndarray, with_words: bool = True) -> Transcript:
+        """One recording (float32, 16 kHz, mono) → its transcript, with its words when ``with_words``
+        and the model gives them (an answer that needs no times does not ask for them)."""
         audio = np.ascontiguousarray(audio, dtype=np.float32).reshape(1, -1)
         tensor = grpcclient.InferInput(contract.AUDIO, list(audio.shape), "FP32")
         tensor.set_data_from_numpy(audio)
         names = [contract.TRANSCRIPT]
-        if await self.gives_words():
+        if with_words and await self.gives_words():
             names.append(WORD_OUTPUT)
         outputs = [grpcclient.InferRequestedOutput(name) for name in names]
         try:
             result = await self._client.infer(self.model, [tensor], outputs=outputs)
         except InferenceServerException as error:
-            raise _translated(error) from None
+            raise self._translated(error) from None
         text = _first_string(result.as_numpy(contract.TRANSCRIPT))
         words = None
         if len(names) > 1:
@@ -103,20 +104,21 @@ class Triton:
             )
         return Transcript(text, words)
 
+    def _translated(self, error: InferenceServerException) -> Exception:
+        """Triton's gRPC status → the gateway's three kinds of failure. When Triton is away its
+        repository may change before it returns, so the model's outputs are asked again then."""
+        status = error.status() or ""
+        message = error.message() or str(error)
+        if status.endswith(("UNAVAILABLE", "DEADLINE_EXCEEDED", "NOT_FOUND")):
+            self._outputs = None
+            return TritonUnavailable(f"Triton at the gateway's --triton-url is unavailable: {message}")
+        if status.endswith("INVALID_ARGUMENT"):
+            return AudioRejected(message)
+        return TritonFailed(f"Triton failed: {message}")
+
 
 def _first_string(array: np.ndarray | None) -> str:
     if array is None or array.size == 0:
         raise TritonFailed("Triton's answer lacks an output the gateway asked for")
     item = array.reshape(-1)[0]
     return item.decode("utf-8") if isinstance(item, bytes) else str(item)
-
-
-def _translated(error: InferenceServerException) -> Exception:
-    """Triton's gRPC status → the gateway's three kinds of failure."""
-    status = error.status() or ""
-    message = error.message() or str(error)
-    if status.endswith(("UNAVAILABLE", "DEADLINE_EXCEEDED", "NOT_FOUND")):
-        return TritonUnavailable(f"Triton at the gateway's --triton-url is unavailable: {message}")
-    if status.endswith("INVALID_ARGUMENT"):
-        return AudioRejected(message)
-    return TritonFailed(f"Triton failed: {message}")
