@@ -85,7 +85,10 @@ BENCH_MODEL ?= models/tiny-hindi
 BENCH_ARGS ?= --acoustic-instances $(shell nproc) --threads 1 --max-batch-size 1
 PERF_ANALYZER := $(VENV)/bin/perf_analyzer
 
-.PHONY: loadtest perf bench perf-analyzer
+SOAK_CLIENTS ?= 8
+SOAK_MINUTES ?= 10
+
+.PHONY: loadtest perf bench perf-analyzer soak
 
 ## perf-analyzer: perf_analyzer 2.51.0 from the tritonclient wheel into the venv (make setup does it too)
 perf-analyzer: $(PERF_ANALYZER)
@@ -107,3 +110,8 @@ perf: setup $(PERF_ANALYZER)
 bench: setup
 	$(VAANI) bench --model $(BENCH_MODEL) --output $(OUTPUT)/bench/$(notdir $(BENCH_MODEL)) --seconds $(LOAD_SECONDS) \
 		--users $(USERS) $(BENCH_ARGS)
+
+## soak: SOAK_CLIENTS gRPC clients for SOAK_MINUTES against GRPC_URL: failures, latency per minute, RSS per process
+soak: setup
+	$(VAANI) soak --http-url $(HTTP_URL) --grpc-url $(GRPC_URL) --output $(OUTPUT) \
+		--clients $(SOAK_CLIENTS) --minutes $(SOAK_MINUTES)

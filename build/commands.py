@@ -27,6 +27,10 @@ _HELP = {
     "bucket_seconds": "pad audio to multiples of this many seconds (0: no buckets)",
     "profile_opt_batch": "TensorRT optimization profile: the batch size tuned for",
     "profile_opt_seconds": "TensorRT optimization profile: the audio length (s) tuned for",
+    "max_queue_size": "requests each step queues; more are refused at once (UNAVAILABLE, HTTP 503)",
+    "request_timeout_s": "a request queued longer is dropped before it runs (a request's own timeout wins)",
+    "max_batch_audio_seconds": "audio one engine call takes at most: bounds the peak memory of an execution",
+    "memory_arena": "keep ONNX Runtime's CPU memory arena (faster repeats, but holds its peak)",
 }
 
 
@@ -36,6 +40,9 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     for field in fields(RepositorySettings):
         option = "--" + field.name.replace("_", "-")
         kwargs = {"type": type(field.default), "default": field.default, "help": _HELP.get(field.name, "")}
+        if isinstance(field.default, bool):
+            kwargs = {"action": argparse.BooleanOptionalAction, **kwargs}
+            del kwargs["type"]
         if field.name == "engine":
             kwargs["choices"] = ENGINES
         group.add_argument(option, **kwargs)

@@ -25,11 +25,10 @@ from vaani.serving.contract import (
     NUM_SAMPLES,
     PREPROCESS,
     SAMPLING_RATE,
+    STEPS,
     TRANSCRIPT,
 )
 
-ENSEMBLE = ENSEMBLE
-STEPS = (PREPROCESS, ACOUSTIC, DECODER)
 ENGINES = ("onnxruntime", "torch", "tensorrt")
 
 
@@ -50,12 +49,24 @@ class RepositorySettings:
     # bucket up to max_batch_size and max_audio_seconds); these pick the shape tuned for.
     profile_opt_batch: int = 8
     profile_opt_seconds: float = 10.0
+    # Bounded load: each step queues at most this many requests (more are refused at once with
+    # UNAVAILABLE, HTTP 503) and drops a request that waited longer than its timeout (the default
+    # below, or the request's own `timeout` parameter) before it reaches the step.
+    max_queue_size: int = 64
+    request_timeout_s: float = 120.0
+    # Audio one call of a python-backend engine takes at most (rows are split across calls): bounds
+    # the activations, and so the peak memory, of one execution whatever the batch holds.
+    max_batch_audio_seconds: float = 240.0
+    # ONNX Runtime's CPU memory arena keeps the peak of a large batch for the life of the process.
+    memory_arena: bool = False
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
             raise ValueError(f"engine must be one of {', '.join(ENGINES)}; got {self.engine!r}")
         if self.max_batch_size < 1:
             raise ValueError("max_batch_size must be at least 1")
+        if self.max_batch_audio_seconds < self.max_audio_seconds:
+            raise ValueError("max_batch_audio_seconds must hold at least one request of max_audio_seconds")
 
     @property
     def max_samples(self) -> int:
@@ -78,12 +89,25 @@ def _parameters(config: mc.ModelConfig, values: dict[str, object]) -> None:
         config.parameters[key].string_value = str(value)
 
 
+def _batching(settings: RepositorySettings, **extra: object) -> mc.ModelDynamicBatching:
+    """The dynamic batcher of a step, with its bounded queue and timeouts (see `RepositorySettings`)."""
+    policy = mc.ModelQueuePolicy(
+        timeout_action=mc.ModelQueuePolicy.REJECT,
+        default_timeout_microseconds=round(settings.request_timeout_s * 1_000_000),
+        allow_timeout_override=True,
+        max_queue_size=settings.max_queue_size,
+    )
+    return mc.ModelDynamicBatching(
+        max_queue_delay_microseconds=settings.queue_delay_us, default_queue_policy=policy, **extra
+    )
+
+
 def _python_step(name: str, settings: RepositorySettings, kind: int = mc.ModelInstanceGroup.KIND_CPU):
     return mc.ModelConfig(
         name=name,
         backend="python",
         max_batch_size=settings.max_batch_size,
-        dynamic_batching=mc.ModelDynamicBatching(max_queue_delay_microseconds=settings.queue_delay_us),
+        dynamic_batching=_batching(settings),
         instance_group=[mc.ModelInstanceGroup(count=settings.python_instances, kind=kind)],
     )
 
@@ -125,7 +149,7 @@ def python_acoustic_config(spec: AcousticSpec, settings: RepositorySettings) -> 
         name=ACOUSTIC,
         backend="python",
         max_batch_size=settings.max_batch_size,
-        dynamic_batching=mc.ModelDynamicBatching(max_queue_delay_microseconds=settings.queue_delay_us),
+        dynamic_batching=_batching(settings),
         instance_group=[
             mc.ModelInstanceGroup(count=settings.acoustic_instances, kind=mc.ModelInstanceGroup.KIND_CPU)
         ],
@@ -133,7 +157,14 @@ def python_acoustic_config(spec: AcousticSpec, settings: RepositorySettings) -> 
     _acoustic_io(config, spec, ragged=True)
     _parameters(
         config,
-        {"engine": settings.engine, "threads": settings.threads, "max_padding": settings.max_padding},
+        {
+            "engine": settings.engine,
+            "threads": settings.threads,
+            "max_padding": settings.max_padding,
+            "max_samples": settings.max_samples,
+            "max_batch_samples": round(settings.max_batch_audio_seconds * SAMPLING_RATE),
+            "memory_arena": str(settings.memory_arena).lower(),
+        },
     )
     return config
 
@@ -209,9 +240,8 @@ def tensorrt_acoustic_config(spec: AcousticSpec, settings: RepositorySettings) -
         name=ACOUSTIC,
         platform="tensorrt_plan",
         max_batch_size=profile.max_batch,
-        dynamic_batching=mc.ModelDynamicBatching(
-            preferred_batch_size=sorted({profile.opt_batch, profile.max_batch}),
-            max_queue_delay_microseconds=settings.queue_delay_us,
+        dynamic_batching=_batching(
+            settings, preferred_batch_size=sorted({profile.opt_batch, profile.max_batch})
         ),
         instance_group=[
             mc.ModelInstanceGroup(count=settings.acoustic_instances, kind=mc.ModelInstanceGroup.KIND_GPU)

@@ -56,6 +56,13 @@ class TranscriptionClient:
         """One mono utterance (float32, 16 kHz, samples in [-1, 1]) → its transcript."""
         return self.transcribe_batch(np.asarray(audio, dtype=np.float32).reshape(1, -1))[0]
 
+    def is_live(self) -> bool:
+        """Whether a server answers at all (connection refused, DNS failure, … give False)."""
+        try:
+            return bool(self._client.is_server_live())
+        except Exception:
+            return False
+
     def is_ready(self) -> bool:
         try:
             return bool(self._client.is_model_ready(self.model))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from vaani.audio import AudioFileError, load_audio
 from vaani.client.api import PROTOCOLS, TranscriptionClient, TranscriptionError
-from vaani.errors import UserFacingError
+from vaani.errors import ServerUnreachable, UserFacingError
 from vaani.serving.contract import ENSEMBLE, SAMPLING_RATE
 
 
@@ -20,6 +20,8 @@ def register(subcommands) -> None:
     parser = subcommands.add_parser(
         "transcribe",
         help="transcribe audio files with a running server",
+        epilog="exit status: 0 every file transcribed; 1 the server refused a file (the error says why); "
+        "2 a file could not be read, or bad options; 3 no server answers at the address",
         description="Read audio files (WAV, FLAC, OGG; any rate and channel count), downmix and resample "
         "them to 16 kHz mono, send one request per file to the `asr` ensemble, print the transcripts.",
     )
@@ -76,6 +78,13 @@ def run(args: argparse.Namespace) -> int:
         audio = [load_audio(path) for path in args.files]
     except AudioFileError as error:
         raise UserFacingError(str(error)) from None
+    probe = TranscriptionClient(args.url, args.protocol, args.model)
+    live = probe.is_live()
+    probe.close()
+    if not live:
+        raise ServerUnreachable(
+            f"no server answers at {probe.url} ({args.protocol}): start one with `make serve`, or pass --url"
+        )
     local = threading.local()
 
     def client() -> TranscriptionClient:
@@ -101,8 +110,8 @@ def run(args: argparse.Namespace) -> int:
         with ThreadPoolExecutor(max(1, args.concurrency)) as pool:
             results = list(pool.map(one, range(len(audio))))
     except Exception as error:  # connection refused and the like, before any response
-        raise UserFacingError(
-            f"cannot reach the server at {args.url or 'the default address'}: {error}"
+        raise ServerUnreachable(
+            f"cannot reach the server at {args.url or 'the default address'} ({args.protocol}): {error}"
         ) from None
     failed = 0
     for result in results:

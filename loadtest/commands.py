@@ -83,6 +83,22 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     add_clip_arguments(perf)
     perf.set_defaults(func=_perf)
 
+    soak = subcommands.add_parser(
+        "soak",
+        help="a bounded soak of a running server: failures, changed transcripts, latency per minute, RSS",
+        description="Keep --clients gRPC clients sending mixed-length clips back to back for --minutes "
+        "against a running server; record failures, transcripts that change from a clip's first one, "
+        "p50/p99 latency per minute and the resident memory of tritonserver and each step's process "
+        "(sampled from /proc; the server must run on this machine). Writes soak.json, soak_minutes.csv, "
+        "soak_rss.csv and soak.png into OUTPUT/soak. Exits 1 on any failure or changed transcript.",
+        formatter_class=formatter,
+    )
+    _add_addresses(soak)
+    soak.add_argument("--clients", type=int, default=8, help="concurrent gRPC clients (closed loop)")
+    soak.add_argument("--minutes", type=float, default=10, help="length of the run")
+    add_clip_arguments(soak)
+    soak.set_defaults(func=_soak)
+
 
 def _add_addresses(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--http-url", default=DEFAULT_HTTP, help="Triton HTTP address (host:port)")
@@ -149,3 +165,33 @@ def _perf(args: argparse.Namespace) -> int:
     if rows:
         print(f"\n{args.output}/perf.csv, perf_composing.csv, perf.png")
     return code
+
+
+def _soak(args: argparse.Namespace) -> int:
+    from vaani.loadtest.clips import load_clips, manifest_from_args
+    from vaani.loadtest.soak import Soak, write_report
+
+    output = args.output / "soak"
+    clips = load_clips(manifest_from_args(args, args.output))
+    port = int(args.http_url.rsplit(":", 1)[1])
+    print(f"soak: {args.clients} gRPC clients for {args.minutes} min against {args.grpc_url}", flush=True)
+    result = Soak(args.grpc_url, port, clips, args.clients, args.minutes * 60).run()
+    settings = {
+        "clients": args.clients,
+        "minutes": args.minutes,
+        "clips": len(clips),
+        "grpc_url": args.grpc_url,
+    }
+    summary = write_report(result, settings, output)
+    for row in summary["minutes"]:
+        print(row)
+    for name, memory in summary["memory"].items():
+        print(
+            f"{name}: RSS first {memory['first_mb']} MB, peak {memory['peak_mb']} MB, "
+            f"last {memory['last_mb']} MB"
+        )
+    print(
+        f"{summary['requests']} requests, {summary['failures']} failures, "
+        f"{summary['changed_transcripts']} changed transcripts; wrote {output}"
+    )
+    return 1 if summary["failures"] or summary["changed_transcripts"] else 0

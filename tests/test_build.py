@@ -45,6 +45,7 @@ def test_non_editable_install_builds_the_steps(tmp_path):
     The fresh environment borrows this one's dependencies through a path file, so only vaani
     itself is installed, from a wheel, as a user's `pip install .` would.
     """
+    import shutil
     import site
     import subprocess
     import sys
@@ -58,9 +59,11 @@ def test_non_editable_install_builds_the_steps(tmp_path):
         capture_output=True, text=True, check=True,
     ).stdout.strip()  # fmt: skip
     (Path(purelib) / "deps.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    source_tree = tmp_path / "source"  # setuptools builds in the tree: keep the checkout clean
+    shutil.copytree(root, source_tree, ignore=shutil.ignore_patterns(".*", "data", "results", "*.egg-info"))
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-         "--target", purelib, str(root)],
+         "--target", purelib, str(source_tree)],
         check=True, cwd=tmp_path,
     )  # fmt: skip
     repository = tmp_path / "repo"

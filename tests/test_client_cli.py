@@ -82,3 +82,26 @@ def test_unreadable_file_is_a_clear_error(tmp_path, capsys):
     bogus.write_text("not audio")
     assert main(["transcribe", str(bogus)]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_truncated_directory_and_missing_files_name_the_file_and_the_problem(triton, tmp_path, capsys):
+    whole = tmp_path / "whole.wav"
+    sf.write(whole, probe_audio()[0], SAMPLING_RATE, subtype="PCM_16")
+    truncated = tmp_path / "cut.wav"
+    truncated.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    cases = {truncated: "is truncated", tmp_path: "is a directory", tmp_path / "absent.wav": "no such file"}
+    for path, problem in cases.items():
+        assert main(["transcribe", "--url", triton.http_url, str(path)]) == 2
+        err = capsys.readouterr().err
+        assert str(path) in err and problem in err, err
+
+
+def test_an_unreachable_server_is_exit_status_3_over_both_protocols(tmp_path, capsys):
+    from vaani.server.process import free_port
+
+    clip = tmp_path / "clip.wav"
+    sf.write(clip, probe_audio()[0], SAMPLING_RATE)
+    for protocol in ("http", "grpc"):
+        url = f"127.0.0.1:{free_port()}"
+        assert main(["transcribe", "--protocol", protocol, "--url", url, str(clip)]) == 3
+        assert "no server answers" in capsys.readouterr().err

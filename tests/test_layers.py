@@ -100,7 +100,7 @@ import numpy as np
 utils = types.ModuleType("triton_python_backend_utils")
 
 class TritonError(Exception):
-    INVALID_ARG = 3
+    INVALID_ARG, CANCELLED = 3, 10
     def __init__(self, message, code=0):
         super().__init__(message)
 
@@ -115,7 +115,8 @@ class InferenceResponse:
         self.outputs, self.error = list(output_tensors), error
 
 class Request(dict):
-    pass
+    def is_cancelled(self):
+        return False
 
 utils.TritonError, utils.Tensor, utils.InferenceResponse = TritonError, Tensor, InferenceResponse
 utils.get_input_tensor_by_name = lambda request, name: request.get(name)

@@ -25,8 +25,39 @@ def to_model_input(samples: np.ndarray, rate: int) -> np.ndarray:
     return np.ascontiguousarray(audio, dtype=np.float32)
 
 
+def _require_complete_wav(path: Path) -> None:
+    """Refuse a RIFF/WAVE file whose data chunk is shorter than its header says.
+
+    libsndfile reads a truncated WAV without complaint (it counts the frames that are there),
+    so a cut-off upload would be transcribed as if it were whole.
+    """
+    with path.open("rb") as handle:
+        head = handle.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return
+        while chunk := handle.read(8):
+            if len(chunk) < 8:
+                break
+            size = int.from_bytes(chunk[4:], "little")
+            if chunk[:4] == b"data":
+                present = path.stat().st_size - handle.tell()
+                if present < size:
+                    raise AudioFileError(
+                        f"{path} is truncated: its WAV header announces {size} bytes of audio, "
+                        f"the file holds {present}"
+                    )
+                return
+            handle.seek(size + (size & 1), 1)
+
+
 def load_audio(path: str | Path) -> np.ndarray:
     """WAV, FLAC, OGG, … at any rate and channel count → mono float32 at 16 kHz."""
+    path = Path(path)
+    if path.is_dir():
+        raise AudioFileError(f"{path} is a directory, not an audio file")
+    if not path.exists():
+        raise AudioFileError(f"{path}: no such file")
+    _require_complete_wav(path)
     try:
         samples, rate = sf.read(str(path), dtype="float32", always_2d=False)
     except (sf.LibsndfileError, RuntimeError, OSError) as error:

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except UserFacingError as error:
         print(f"vaani {args.command}: error: {error}", file=sys.stderr)
-        return 2
+        return error.exit_status
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ class GatewayProcess:
     def __init__(
         self, triton_url: str, port: int, host: str = "127.0.0.1", extra_args: tuple[str, ...] = ()
     ) -> None:
-        self.url = f"http://{host}:{port}"
+        reach = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # a wildcard bind answers on localhost
+        self.url = f"http://{reach}:{port}"
         command = [sys.executable, "-m", "vaani.cli", "gateway", "--triton-url", triton_url]
         command += ["--host", host, "--port", str(port), *extra_args]
         self.process = subprocess.Popen(command)

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import argparse
 import signal
+import time
+from pathlib import Path
 
 from vaani.build.commands import add_model_arguments, add_settings_arguments, settings_from_args
 from vaani.build.engine_builds import ENGINE_BUILDS
 from vaani.build.pipeline import build
+from vaani.errors import UserFacingError
 from vaani.gateway.commands import DEFAULT_PORT as GATEWAY_PORT
 from vaani.gateway.process import GatewayProcess
+from vaani.server.admin import ADMIN_HEADER, ADMIN_KEY_VARIABLE, resolve_admin_key
 from vaani.server.process import Ports, TritonProcess
+from vaani.serving.contract import ENSEMBLE
+
+MAX_RESTARTS = 5  # within RESTART_WINDOW_S: a server that cannot stay up is a fault to report
+RESTART_WINDOW_S = 60
 
 
 def register(subcommands) -> None:
@@ -18,7 +26,10 @@ def register(subcommands) -> None:
         "serve",
         help="build the repository if needed and run tritonserver in the foreground",
         description="Build the Triton repository for --model if it is out of date, then run the "
-        "tritonserver of the nvidia-pytriton wheel on it, bound to localhost. Ctrl-C stops it.",
+        "tritonserver of the nvidia-pytriton wheel on it, bound to localhost, supervised: a step whose "
+        "process dies is reloaded (readiness says not-ready meanwhile), a server that exits is started "
+        "again, model control/shared memory/logging/trace need the admin key (TRITON_ADMIN_KEY), and "
+        "Ctrl-C or SIGTERM drains in-flight requests before stopping.",
     )
     add_model_arguments(serve)
     serve.add_argument("--http-port", type=int, default=Ports.http)
@@ -31,8 +42,27 @@ def register(subcommands) -> None:
         help="port of the OpenAI-compatible gateway and web page started beside Triton (0: none)",
     )
     serve.add_argument("--skip-build", action="store_true", help="serve the repository as it is")
+    serve.add_argument(
+        "--address",
+        default="127.0.0.1",
+        help="address the server binds (default localhost only; 0.0.0.0 in a container)",
+    )
+    serve.add_argument(
+        "--exit-timeout",
+        type=int,
+        default=30,
+        help="seconds in-flight requests get to finish on Ctrl-C/SIGTERM",
+    )
     add_settings_arguments(serve)
     serve.set_defaults(func=_serve)
+
+
+class _Stop(Exception):
+    """SIGTERM (docker stop, systemd): stop the way Ctrl-C does."""
+
+
+def _raise_stop(*_: object) -> None:
+    raise _Stop
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -40,35 +70,59 @@ def _serve(args: argparse.Namespace) -> int:
     if not args.skip_build:
         build(args.model, args.repository, settings_from_args(args))
     ports = Ports(args.http_port, args.grpc_port, args.metrics_port)
-    server = TritonProcess(args.repository, ports)
-
-    def forward_sigterm(*_: object) -> None:
-        """SIGTERM (docker stop, systemd) stops the server the same way Ctrl-C does."""
-        server.process.send_signal(signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, forward_sigterm)
-    gateway = None
-    try:
-        server.wait_ready()
-        gateway_line = ""
-        if args.gateway_port:
-            gateway = GatewayProcess(server.grpc_url, args.gateway_port)
-            gateway_line = f"  gateway  {gateway.url}/ (OpenAI API: /v1/audio/transcriptions)\n"
+    key, generated = resolve_admin_key()
+    if generated:
         print(
-            f"\nvaani is serving `asr` from {args.repository}\n"
-            f"  HTTP     http://{server.http_url}/v2/models/asr/infer\n"
-            f"  gRPC     {server.grpc_url}\n"
-            f"  metrics  http://127.0.0.1:{ports.metrics}/metrics\n"
-            f"{gateway_line}"
-            f"  try:     .venv/bin/vaani transcribe some.wav\n"
-            "Ctrl-C stops the server.",
+            f"admin key for model control, shared memory, logging and trace (HTTP header "
+            f"`{ADMIN_HEADER}`), random for this start: {key}\n(set {ADMIN_KEY_VARIABLE} to choose it)",
             flush=True,
         )
-        return server.process.wait()
-    except KeyboardInterrupt:
-        print("\nstopping tritonserver …", flush=True)
-        return 0
+    signal.signal(signal.SIGTERM, _raise_stop)
+    restarts: list[float] = []
+    gateway: GatewayProcess | None = None
+    try:
+        while True:
+            server = TritonProcess(
+                args.repository, ports, address=args.address, admin_key=key, exit_timeout=args.exit_timeout
+            )
+            try:
+                server.wait_ready()
+                if args.gateway_port and gateway is None:  # started once; it reconnects across restarts
+                    gateway = GatewayProcess(server.grpc_url, args.gateway_port, host=args.address)
+                if not restarts:
+                    _banner(args.repository, server, gateway)
+                code = server.process.wait()
+            except (KeyboardInterrupt, _Stop):
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not cut the drain short
+                print("\nstopping: the ensemble refuses new requests, those in flight finish …", flush=True)
+                server.stop()
+                return 0
+            except BaseException:
+                server.stop()
+                raise
+            server.stop()
+            now = time.monotonic()
+            restarts = [t for t in restarts if now - t < RESTART_WINDOW_S] + [now]
+            if len(restarts) > MAX_RESTARTS:
+                raise UserFacingError(
+                    f"tritonserver exited {len(restarts)} times within {RESTART_WINDOW_S} s "
+                    f"(last code {code}); giving up: its log above says why"
+                )
+            print(f"vaani serve: tritonserver exited with code {code}; starting it again", flush=True)
     finally:
         if gateway is not None:
             gateway.stop()
-        server.stop()
+
+
+def _banner(repository: Path, server: TritonProcess, gateway: GatewayProcess | None) -> None:
+    gateway_line = f"  gateway  {gateway.url}/ (OpenAI API: /v1/audio/transcriptions)\n" if gateway else ""
+    print(
+        f"\nvaani is serving `{ENSEMBLE}` from {repository}\n"
+        f"  HTTP     http://{server.http_url}/v2/models/{ENSEMBLE}/infer\n"
+        f"  gRPC     {server.grpc_url}\n"
+        f"  metrics  http://{server.local_host}:{server.ports.metrics}/metrics\n"
+        f"{gateway_line}"
+        f"  try:     .venv/bin/vaani transcribe some.wav\n"
+        "Ctrl-C stops the server.",
+        flush=True,
+    )

@@ -8,6 +8,8 @@ the system one otherwise breaks imports such as ``ssl`` inside the steps).
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import shutil
 import signal
@@ -18,10 +20,17 @@ import sysconfig
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from vaani.errors import UserFacingError
+from vaani.server.admin import AdminClient, resolve_admin_key, restricted_flags
+from vaani.server.stubs import remove_regions, stubs_of
+from vaani.server.supervisor import SETTLED, Supervisor
+from vaani.serving.contract import ENSEMBLE
+
+PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
@@ -66,7 +75,16 @@ def server_environment() -> dict[str, str]:
     return env
 
 
-def command(repository: Path, ports: Ports, address: str = "127.0.0.1", log_verbose: int = 0) -> list[str]:
+def command(
+    repository: Path,
+    ports: Ports,
+    admin_key: str,
+    address: str = "127.0.0.1",
+    exit_timeout: int = 30,
+    log_verbose: int = 0,
+) -> list[str]:
+    """The server's flags: explicit model control (the supervisor reloads failed steps), strict
+    readiness, and model control, shared memory, logging and trace behind ``admin_key``."""
     binary = _pytriton_root() / "tritonserver" / "bin" / "tritonserver"
     return [
         str(binary),
@@ -80,9 +98,11 @@ def command(repository: Path, ports: Ports, address: str = "127.0.0.1", log_verb
         f"--metrics-port={ports.metrics}",
         "--allow-metrics=true",
         "--allow-gpu-metrics=false",
-        "--model-control-mode=none",
+        "--model-control-mode=explicit",
+        "--load-model=*",
         "--strict-readiness=true",
-        "--exit-timeout-secs=10",
+        f"--exit-timeout-secs={exit_timeout}",
+        *restricted_flags(admin_key),
         f"--log-verbose={log_verbose}",
     ]
 
@@ -94,28 +114,76 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class TritonProcess:
-    """A running tritonserver; a context manager that always stops it."""
+def require_free(ports: Ports, address: str) -> None:
+    """Refuse before starting when a port is taken (an orphan server would answer our ready check)."""
+    for name, port in (("http", ports.http), ("grpc", ports.grpc), ("metrics", ports.metrics)):
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((address, port))
+            except OSError:
+                raise UserFacingError(
+                    f"port {port} ({name}) on {address} is in use, by another server perhaps "
+                    f"(`ss -ltnp 'sport = :{port}'` shows which): stop it or pass --{name}-port"
+                ) from None
 
-    def __init__(self, repository: Path, ports: Ports, log_file: Path | None = None) -> None:
+
+def _end_with_parent() -> None:
+    """In the child: SIGTERM when the launcher dies, however it dies (Linux prctl PR_SET_PDEATHSIG)."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class TritonProcess:
+    """A running, supervised tritonserver; a context manager that always stops it.
+
+    Stopping drains: the ensemble is unloaded first, so new requests are refused while the ones
+    in flight finish (within ``exit_timeout``); then the server stops and any shared-memory region
+    its stubs left is removed.
+    """
+
+    def __init__(
+        self,
+        repository: Path,
+        ports: Ports,
+        log_file: Path | None = None,
+        address: str = "127.0.0.1",
+        admin_key: str | None = None,
+        exit_timeout: int = 30,
+        supervise: bool = True,
+        log: Callable[[str], None] = print,
+    ) -> None:
+        require_free(ports, address)
         self.repository = repository
         self.ports = ports
+        self.address = address
+        self.exit_timeout = exit_timeout
+        self.admin_key = admin_key or resolve_admin_key()[0]
+        self.log = log
         self._log = open(log_file, "w") if log_file else None  # noqa: SIM115 - lives as long as the server
         self.process = subprocess.Popen(
-            command(repository, ports),
+            command(repository, ports, self.admin_key, address, exit_timeout),
             env=server_environment(),
             stdout=self._log or None,
             stderr=subprocess.STDOUT if self._log else None,
             start_new_session=True,
+            preexec_fn=_end_with_parent,
         )
+        self.admin = AdminClient(self.http_url, self.admin_key)
+        self.supervisor = Supervisor(self.process.pid, self.admin, log=log) if supervise else None
+
+    @property
+    def local_host(self) -> str:
+        """Where this machine reaches the server: its address, or localhost for a wildcard bind."""
+        return "127.0.0.1" if self.address in ("0.0.0.0", "::", "") else self.address
 
     @property
     def http_url(self) -> str:
-        return f"127.0.0.1:{self.ports.http}"
+        return f"{self.local_host}:{self.ports.http}"
 
     @property
     def grpc_url(self) -> str:
-        return f"127.0.0.1:{self.ports.grpc}"
+        return f"{self.local_host}:{self.ports.grpc}"
 
     def wait_ready(self, timeout: float = 180.0) -> None:
         deadline = time.monotonic() + timeout
@@ -129,6 +197,8 @@ class TritonProcess:
             try:
                 with urllib.request.urlopen(url, timeout=2) as response:
                     if response.status == 200:
+                        if self.supervisor is not None and not self.supervisor.is_alive():
+                            self.supervisor.start()
                         return
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
@@ -136,14 +206,33 @@ class TritonProcess:
         self.stop()
         raise UserFacingError(f"tritonserver was not ready within {timeout:.0f} s")
 
+    def drain(self) -> None:
+        """Refuse new requests (the ensemble unloads) and let the ones in flight finish."""
+        try:
+            self.admin.unload(ENSEMBLE)
+            deadline = time.monotonic() + self.exit_timeout
+            while time.monotonic() < deadline and self.admin.states().get(ENSEMBLE, "") not in SETTLED:
+                time.sleep(0.1)
+        except (urllib.error.URLError, OSError, ValueError):
+            pass  # the server is not answering: nothing left to drain
+
     def stop(self) -> int:
+        regions: set[str] = set()
+        if self.supervisor is not None:
+            self.supervisor.stop()
+            regions |= self.supervisor.regions
         if self.process.poll() is None:
+            regions |= {stub.region for stub in stubs_of(self.process.pid)}
+            self.drain()
             self.process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(timeout=30)
+                self.process.wait(timeout=self.exit_timeout + 15)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        left = remove_regions(regions)
+        if left:
+            self.log(f"removed {len(left)} shared-memory region(s) the server left in /dev/shm")
         if self._log:
             self._log.close()
         return self.process.returncode

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,23 @@ Array = Any
 """An engine's array type: `numpy.ndarray` or `torch.Tensor`."""
 
 
+class InvalidRequest(ValueError):
+    """One request's tensors cannot be run; the message says why. The others of its batch go on."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request and one engine call may hold (the `wav2vec2` config's parameters)."""
+
+    min_samples: int = 1
+    max_samples: int = 2**62
+    max_batch_samples: int = 2**62
+
+
 class Engine(ABC):
     """Normalized audio ``[rows, samples]`` (FP32) with its mask in, logits ``[rows, frames, vocab]`` out."""
+
+    limits = Limits()
 
     def run_ragged(
         self,
@@ -33,30 +49,64 @@ class Engine(ABC):
         masks: Sequence[Any],
         frames: Callable[[int], int],
         max_padding: float = 1.0,
-    ) -> list[Array]:
+    ) -> list[Array | InvalidRequest]:
         """Each request's logits ``[rows_i, frames(samples_i), vocab]``, equal to running it alone.
 
         ``values[i]`` and ``masks[i]`` are ``[rows_i, samples_i]``: Triton's tensors (`pb_utils.Tensor`)
-        or the engine's own arrays; the mask is ones, then zeros, per row.
+        or the engine's own arrays; the mask is ones, then zeros, per row. A request that breaks
+        the contract or the limits gets an `InvalidRequest` in its place and is not run.
         """
-        arrays = [self.take(v) for v in values]
-        row_lengths = [self.valid_lengths(self.take(m)) for m in masks]
-        widths = [a.shape[1] for a in arrays]
-        rows = [a.shape[0] for a in arrays]
-        results: list[Array | None] = [None] * len(arrays)
+        results: list[Array | InvalidRequest | None] = [None] * len(values)
+        arrays, row_lengths = {}, {}
+        for i, (value, mask) in enumerate(zip(values, masks)):
+            try:
+                arrays[i], row_lengths[i] = self._checked(value, mask)
+            except InvalidRequest as error:
+                results[i] = error
+        order = sorted(arrays)
+        widths = [arrays[i].shape[1] for i in order]
+        rows = [arrays[i].shape[0] for i in order]
         for group in plan_groups(widths, rows, max_padding):
-            lengths = [n for i in group.requests for n in row_lengths[i]]
-            batch = self.zeros(len(lengths), group.samples)
-            start = 0
-            for i in group.requests:
-                batch[start : start + rows[i], : widths[i]] = arrays[i]
-                start += rows[i]
-            logits = self.to_host(self.forward(batch, lengths))
-            start = 0
-            for i in group.requests:
-                results[i] = self.contiguous(logits[start : start + rows[i], : frames(widths[i])])
-                start += rows[i]
+            members = [order[k] for k in group.requests]
+            per_call = max(1, self.limits.max_batch_samples // group.samples)
+            pieces = [(i, r) for i in members for r in range(arrays[i].shape[0])]
+            blocks: dict[int, list[Array]] = {i: [] for i in members}
+            for start in range(0, len(pieces), per_call):
+                chunk = pieces[start : start + per_call]
+                batch = self.zeros(len(chunk), group.samples)
+                for row, (i, r) in enumerate(chunk):
+                    batch[row, : arrays[i].shape[1]] = arrays[i][r]
+                logits = self.to_host(self.forward(batch, [row_lengths[i][r] for i, r in chunk]))
+                for row, (i, _) in enumerate(chunk):
+                    blocks[i].append(logits[row : row + 1, : frames(arrays[i].shape[1])])
+            for i in members:
+                results[i] = self.contiguous(self.concat(blocks[i]))
         return results  # type: ignore[return-value]
+
+    def _checked(self, value: Any, mask: Any) -> tuple[Array, list[int]]:
+        """The request's array and valid lengths per row, after the checks `preprocess` made upstream:
+        a client may call this step directly."""
+        array, mask = self.take(value), self.take(mask)
+        if array.ndim != 2 or tuple(mask.shape) != tuple(array.shape):
+            raise InvalidRequest(
+                f"INPUT_VALUES and ATTENTION_MASK must be [batch, samples] of one shape; got "
+                f"{list(array.shape)} and {list(mask.shape)}"
+            )
+        samples = array.shape[1]
+        if not self.limits.min_samples <= samples <= self.limits.max_samples:
+            raise InvalidRequest(
+                f"INPUT_VALUES holds {samples} samples per row; this step takes "
+                f"{self.limits.min_samples} to {self.limits.max_samples}"
+            )
+        lengths = self.valid_lengths(mask)
+        if self.mask_total(mask) != sum(lengths) or min(lengths) < self.limits.min_samples:
+            raise InvalidRequest(
+                "ATTENTION_MASK must be ones then zeros per row, with at least "
+                f"{self.limits.min_samples} ones (the model's receptive field)"
+            )
+        if not self.all_finite(array):
+            raise InvalidRequest("INPUT_VALUES contains NaN or Inf")
+        return array, lengths
 
     def __call__(self, values: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """A padded numpy batch and its mask in, numpy logits out (the parity and accuracy gates)."""
@@ -86,6 +136,18 @@ class Engine(ABC):
     def contiguous(self, logits: Array) -> Array:
         return np.ascontiguousarray(logits)
 
+    def mask_total(self, mask: Array) -> int:
+        """Ones in a mask; -1 when it holds anything but zeros and ones."""
+        if ((mask != 0) & (mask != 1)).any():
+            return -1
+        return int(np.count_nonzero(mask))
+
+    def all_finite(self, array: Array) -> bool:
+        return bool(np.isfinite(array).all())
+
+    def concat(self, blocks: list[Array]) -> Array:
+        return np.concatenate(blocks)
+
     def to_triton(self, tensor_type: Any, name: str, logits: Array) -> Any:
         """A response tensor of ``tensor_type`` (the step passes `pb_utils.Tensor`) holding ``logits``.
 
@@ -108,7 +170,11 @@ def load_engine(name: str, version_dir: Path, parameters: dict[str, str], device
     if name == "onnxruntime":
         from vaani.serving.engines.onnxruntime import OnnxRuntimeEngine
 
-        return OnnxRuntimeEngine(version_dir / "model.onnx", threads=int(parameters.get("threads", "0")))
+        return OnnxRuntimeEngine(
+            version_dir / "model.onnx",
+            threads=int(parameters.get("threads", "0")),
+            memory_arena=parameters.get("memory_arena", "false") == "true",
+        )
     if name == "torch":
         from vaani.serving.engines.torch_engine import HF_SUBDIR, TorchEngine, TorchEngineOptions
 

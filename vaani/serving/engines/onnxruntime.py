@@ -14,8 +14,11 @@ from vaani.serving.engines import Engine
 
 
 class OnnxRuntimeEngine(Engine):
-    def __init__(self, model: Path, threads: int = 0) -> None:
+    def __init__(self, model: Path, threads: int = 0, memory_arena: bool = False) -> None:
         options = ort.SessionOptions()
+        # Without the arena, memory of a large batch goes back to the allocator after the run
+        # instead of staying reserved for the life of the process.
+        options.enable_cpu_mem_arena = memory_arena
         options.intra_op_num_threads = threads  # 0: one per physical core
         options.inter_op_num_threads = 1
         # Idle intra-op threads sleep instead of spinning: under Triton they share the cores with

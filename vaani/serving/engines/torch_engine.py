@@ -422,6 +422,17 @@ class TorchEngine(Engine):
     def contiguous(self, logits: torch.Tensor) -> torch.Tensor:
         return logits.contiguous()
 
+    def mask_total(self, mask: torch.Tensor) -> int:
+        if ((mask != 0) & (mask != 1)).any():
+            return -1
+        return int(mask.count_nonzero())
+
+    def all_finite(self, array: torch.Tensor) -> bool:
+        return bool(torch.isfinite(array).all())
+
+    def concat(self, blocks: list[torch.Tensor]) -> torch.Tensor:
+        return torch.cat(blocks)
+
     def to_triton(self, tensor_type: Any, name: str, logits: torch.Tensor) -> Any:
         return tensor_type.from_dlpack(name, logits)  # no copy: Triton takes the pinned host tensor
 

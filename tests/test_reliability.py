@@ -1,0 +1,420 @@
+"""A server that stays up: hostile requests, dead step processes, restricted APIs, overload, shutdown.
+
+Everything here runs against real `tritonserver` processes started by the project's own code.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from tritonclient.grpc import service_pb2, service_pb2_grpc
+from tritonclient.utils import InferenceServerException
+
+from vaani.build.pipeline import build
+from vaani.build.repository import RepositorySettings
+from vaani.client.api import TranscriptionClient
+from vaani.server.admin import ADMIN_HEADER, GRPC_ADMIN_HEADER
+from vaani.server.process import Ports, TritonProcess, free_port
+from vaani.server.stubs import SHM_DIR, stubs_of
+from vaani.serving.contract import (
+    ACOUSTIC,
+    ATTENTION_MASK,
+    AUDIO,
+    DECODER,
+    ENSEMBLE,
+    INPUT_VALUES,
+    LOGITS,
+    NUM_SAMPLES,
+    PREPROCESS,
+    SAMPLING_RATE,
+    STEPS,
+)
+
+from .conftest import BUNDLED_MODEL
+
+pytestmark = pytest.mark.server
+
+RNG = np.random.default_rng(7)
+SPEECHLIKE = (0.1 * RNG.standard_normal((1, 3 * SAMPLING_RATE))).astype(np.float32)
+
+
+def _ready(http_url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{http_url}/v2/health/ready", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def _raw_http(
+    http_url: str, model: str, header: dict | bytes, binary: bytes | None = None
+) -> tuple[int, str]:
+    """POST an inference as bytes, so the request can lie in ways tritonclient would not let it."""
+    body = header if isinstance(header, bytes) else json.dumps(header).encode()
+    headers = {"Content-Type": "application/octet-stream"}
+    if binary is not None:
+        headers["Inference-Header-Content-Length"] = str(len(body))
+    host, port = http_url.split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=60)
+    connection.request("POST", f"/v2/models/{model}/infer", body + (binary or b""), headers)
+    response = connection.getresponse()
+    return response.status, response.read().decode(errors="replace")
+
+
+def _tensor(name: str, shape: list[int], datatype: str = "FP32", **fields: object) -> dict:
+    return {"name": name, "shape": shape, "datatype": datatype, **fields}
+
+
+HTTP_CASES = {
+    "negative dimension": ({"inputs": [_tensor(AUDIO, [1, -5], data=[])]}, None),
+    "zero samples": ({"inputs": [_tensor(AUDIO, [1, 0], data=[])]}, None),
+    "batch of zero": ({"inputs": [_tensor(AUDIO, [0, 16000], data=[])]}, None),
+    "byte count lies": (
+        {"inputs": [_tensor(AUDIO, [1, 16000], parameters={"binary_data_size": 100})]},
+        b"\0" * 100,
+    ),
+    "JSON data shorter than shape": ({"inputs": [_tensor(AUDIO, [1, 16000], data=[0.0] * 10)]}, None),
+    "rank 1": ({"inputs": [_tensor(AUDIO, [16000], data=[0.0] * 16000)]}, None),
+    "rank 3": ({"inputs": [_tensor(AUDIO, [1, 1, 800], data=[0.0] * 800)]}, None),
+    "wrong dtype": ({"inputs": [_tensor(AUDIO, [1, 800], "INT16", data=[0] * 800)]}, None),
+    "malformed JSON": (b'{"inputs": [', b""),
+    "NaN": ({"inputs": [_tensor(AUDIO, [1, 800], data=["NaN"] * 800)]}, None),
+    "too long": (
+        {"inputs": [_tensor(AUDIO, [1, 31 * SAMPLING_RATE], parameters={"binary_data_size": 31 * 64000})]},
+        b"\0" * (31 * 64000),
+    ),
+    "unknown input name": ({"inputs": [_tensor("SPEECH", [1, 800], data=[0.0] * 800)]}, None),
+    "preprocess called directly, too short": ({"inputs": [_tensor(AUDIO, [1, 10], data=[0.0] * 10)]}, None),
+    "decoder called directly, wrong vocabulary": (
+        {
+            "inputs": [
+                _tensor(LOGITS, [1, 4, 3], data=[0.0] * 12),
+                _tensor(NUM_SAMPLES, [1, 1], "INT64", data=[2000]),
+            ]
+        },
+        b"",
+    ),
+}
+MODEL_OF_CASE = {
+    "preprocess called directly, too short": PREPROCESS,
+    "decoder called directly, wrong vocabulary": DECODER,
+}
+
+
+def _acoustic_inputs(values: np.ndarray, mask: np.ndarray) -> dict:
+    return {
+        "inputs": [
+            _tensor(INPUT_VALUES, list(values.shape), data=values.ravel().tolist()),
+            _tensor(ATTENTION_MASK, list(mask.shape), "INT64", data=mask.ravel().tolist()),
+        ]
+    }
+
+
+def _acoustic_cases() -> dict[str, dict]:
+    values = RNG.standard_normal((1, 4000)).astype(np.float32)
+    ones = np.ones((1, 4000), dtype=np.int64)
+    nan = values.copy()
+    nan[0, 7] = np.nan
+    gappy = ones.copy()
+    gappy[0, 100:200] = 0
+    return {
+        "mask and values disagree": _acoustic_inputs(values, ones[:, :3000]),
+        "mask of twos": _acoustic_inputs(values, ones * 2),
+        "mask with a gap": _acoustic_inputs(values, gappy),
+        "NaN values": _acoustic_inputs(nan, ones),
+        "shorter than the receptive field": _acoustic_inputs(values[:, :100], ones[:, :100]),
+    }
+
+
+def test_hostile_http_requests_get_errors_and_leave_the_server_serving(triton):
+    client = TranscriptionClient(triton.http_url)
+    before = client.transcribe(SPEECHLIKE[0])
+    for name, (header, binary) in HTTP_CASES.items():
+        status, body = _raw_http(triton.http_url, MODEL_OF_CASE.get(name, ENSEMBLE), header, binary)
+        assert status >= 400, f"{name}: {status} {body[:200]}"
+        assert _ready(triton.http_url), f"{name} left the server not ready"
+    for name, header in _acoustic_cases().items():
+        status, body = _raw_http(triton.http_url, ACOUSTIC, header)
+        assert 400 <= status < 500, f"{name}: {status} {body[:200]}"
+    assert client.transcribe(SPEECHLIKE[0]) == before
+    client.close()
+
+
+def test_hostile_grpc_requests_get_errors_and_leave_the_server_serving(triton):
+    import grpc
+
+    channel = grpc.insecure_channel(triton.grpc_url)
+    stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+
+    def infer(model: str, shape: list[int], datatype: str, raw: bytes) -> None:
+        request = service_pb2.ModelInferRequest(model_name=model)
+        request.inputs.add(
+            name=AUDIO if model in (ENSEMBLE, PREPROCESS) else INPUT_VALUES, datatype=datatype, shape=shape
+        )
+        request.raw_input_contents.append(raw)
+        stub.ModelInfer(request, timeout=60)
+
+    cases = {
+        "byte count lies": (ENSEMBLE, [1, 16000], "FP32", b"\0" * 10),
+        "zero samples": (ENSEMBLE, [1, 0], "FP32", b""),
+        "negative dimension": (ENSEMBLE, [1, -3], "FP32", b""),
+        "rank 3": (ENSEMBLE, [1, 1, 800], "FP32", b"\0" * 3200),
+        "wrong dtype": (ENSEMBLE, [1, 800], "FP64", b"\0" * 6400),
+        "acoustic step without its mask": (ACOUSTIC, [1, 4000], "FP32", b"\0" * 16000),
+    }
+    for name, args in cases.items():
+        with pytest.raises(grpc.RpcError):
+            infer(*args)
+        assert _ready(triton.http_url), f"{name} left the server not ready"
+    channel.close()
+    client = TranscriptionClient(triton.grpc_url, protocol="grpc")
+    assert client.transcribe(SPEECHLIKE[0])
+    client.close()
+
+
+def test_a_bad_request_fails_alone_in_its_batch(triton):
+    """Good and bad requests sent straight to `wav2vec2` at once: only the bad ones fail."""
+    values = RNG.standard_normal((1, 8000)).astype(np.float32)
+    ones = np.ones((1, 8000), dtype=np.int64)
+    good = _acoustic_inputs(values, ones)
+    bad = _acoustic_inputs(values, ones * 3)
+    expected = _raw_http(triton.http_url, ACOUSTIC, good)
+    assert expected[0] == 200
+    jobs = [good] * 8 + [bad] * 3
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        results = list(pool.map(lambda body: _raw_http(triton.http_url, ACOUSTIC, body), jobs))
+    assert [status for status, _ in results[:8]] == [200] * 8
+    assert all(json.loads(body)["outputs"] == json.loads(expected[1])["outputs"] for _, body in results[:8])
+    assert all(status == 400 and "ATTENTION_MASK" in body for status, body in results[8:])
+
+
+def test_restricted_apis_need_the_admin_key(triton):
+    base = f"http://{triton.http_url}"
+
+    def status(path: str, method: str = "POST", key: str | None = None, body: bytes = b"{}") -> int:
+        headers = {ADMIN_HEADER: key} if key else {}
+        request = urllib.request.Request(
+            base + path, data=body if method == "POST" else None, method=method, headers=headers
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    register = json.dumps({"key": "/vaani_probe", "offset": 0, "byte_size": 64}).encode()
+    assert status("/v2/repository/index") == 403
+    assert status("/v2/systemsharedmemory/region/probe/register", body=register) == 403
+    assert status("/v2/cudasharedmemory/region/probe/register", body=register) == 403
+    assert status("/v2/logging", body=json.dumps({"log_error": False}).encode()) == 403
+    assert status("/v2/trace/setting", method="GET") == 403
+    assert status("/v2/repository/index", key=triton.admin_key) == 200
+    assert status("/v2/logging", method="GET", key=triton.admin_key) == 200
+    grpc_client = grpcclient.InferenceServerClient(triton.grpc_url)
+    with pytest.raises(InferenceServerException, match="restricted"):
+        grpc_client.register_system_shared_memory("probe", "/vaani_probe", 64)
+    with pytest.raises(InferenceServerException, match="restricted"):
+        grpc_client.get_model_repository_index()
+    assert grpc_client.get_model_repository_index(headers={GRPC_ADMIN_HEADER: triton.admin_key})
+    grpc_client.close()
+    assert _ready(triton.http_url)
+
+
+@pytest.fixture(scope="module")
+def own_repository(tmp_path_factory) -> Path:
+    repository = tmp_path_factory.mktemp("reliability_repository")
+    build(
+        str(BUNDLED_MODEL), repository, RepositorySettings(max_batch_size=4, threads=1, queue_delay_us=1000)
+    )
+    return repository
+
+
+def _server(repository: Path, tmp_path: Path, **kwargs) -> TritonProcess:
+    ports = Ports(free_port(), free_port(), free_port())
+    server = TritonProcess(repository, ports, log_file=tmp_path / "tritonserver.log", **kwargs)
+    server.wait_ready()
+    return server
+
+
+def test_overflowing_shape_kills_a_step_process_and_the_service_heals(own_repository, tmp_path):
+    """Triton 2.51 lets `[1, 2^62]` with 0 bytes through (the byte count overflows) and the python
+    stub dies before any step code runs: the supervisor brings the step back."""
+    with _server(own_repository, tmp_path) as server:
+        client = TranscriptionClient(server.http_url)
+        before = client.transcribe(SPEECHLIKE[0])
+        header = {"inputs": [_tensor(AUDIO, [1, 2**62], parameters={"binary_data_size": 0})]}
+        status, _ = _raw_http(server.http_url, ENSEMBLE, header, b"")
+        assert status >= 400
+        _wait(lambda: server.supervisor.recoveries, 30)
+        _wait(lambda: _ready(server.http_url), 30)
+        assert client.transcribe(SPEECHLIKE[0]) == before
+
+
+def _wait(condition, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"not within {seconds} s")
+
+
+def test_a_killed_step_comes_back_and_readiness_tells_the_truth(own_repository, tmp_path):
+    with _server(own_repository, tmp_path) as server:
+        client = TranscriptionClient(server.http_url)
+        before = client.transcribe(SPEECHLIKE[0])
+        for step in STEPS:
+            (victim,) = [stub for stub in stubs_of(server.process.pid) if stub.model == step]
+            os.kill(victim.pid, signal.SIGKILL)
+            seen_not_ready = False
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                ready = _ready(server.http_url)
+                seen_not_ready |= not ready
+                if seen_not_ready and ready:
+                    break
+                time.sleep(0.05)
+            assert seen_not_ready, f"readiness never said not-ready after {step}'s process died"
+            assert _ready(server.http_url), f"{step} did not come back within 30 s"
+            assert client.transcribe(SPEECHLIKE[0]) == before
+            assert not (SHM_DIR / victim.region).exists()
+        assert [r.models for r in server.supervisor.recoveries] == [(step,) for step in STEPS]
+
+
+def test_overload_is_refused_at_once_and_accepted_requests_finish(tmp_path_factory, tmp_path):
+    repository = tmp_path_factory.mktemp("small_queue")
+    settings = RepositorySettings(max_batch_size=1, threads=1, queue_delay_us=0, max_queue_size=2)
+    build(str(BUNDLED_MODEL), repository, settings)
+    audio = (0.1 * RNG.standard_normal(10 * SAMPLING_RATE)).astype(np.float32)
+    with _server(repository, tmp_path) as server:
+
+        def one(_: int) -> tuple[bool, float, str]:
+            client = httpclient.InferenceServerClient(server.http_url, network_timeout=300)
+            tensor = httpclient.InferInput(AUDIO, [1, audio.size], "FP32")
+            tensor.set_data_from_numpy(audio[None])
+            start = time.monotonic()
+            try:
+                client.infer(ENSEMBLE, [tensor])
+                return True, time.monotonic() - start, ""
+            except InferenceServerException as error:
+                return False, time.monotonic() - start, f"{error.status()} {error.message()}"
+            finally:
+                client.close()
+
+        with ThreadPoolExecutor(16) as pool:
+            results = list(pool.map(one, range(16)))
+        accepted = [seconds for ok, seconds, _ in results if ok]
+        refused = [(seconds, message) for ok, seconds, message in results if not ok]
+        assert accepted and refused, results
+        assert all("queue" in message.lower() for _, message in refused), refused
+        assert max(seconds for seconds, _ in refused) < max(accepted)
+        rss = sum(_rss(stub.pid) for stub in stubs_of(server.process.pid))
+        assert rss < 4 * 2**30, f"step processes hold {rss / 2**30:.1f} GiB"
+        assert _ready(server.http_url)
+
+
+def _rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def _serve(repository: Path) -> tuple[subprocess.Popen, Ports]:
+    ports = Ports(free_port(), free_port(), free_port())
+    command = [
+        sys.executable, "-m", "vaani.cli", "serve", "--skip-build", "--repository", str(repository),
+        "--http-port", str(ports.http), "--grpc-port", str(ports.grpc), "--metrics-port", str(ports.metrics),
+    ]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in process.stdout:
+        if "Ctrl-C stops the server" in line:
+            break
+    threading.Thread(target=process.stdout.read, daemon=True).start()  # keep the pipe drained
+    return process, ports
+
+
+def _server_pid(launcher: int) -> int:
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if "(tritonserver)" in stat and int(stat.rsplit(")", 1)[1].split()[1]) == launcher:
+                return int(entry.name)
+    raise AssertionError("no tritonserver under the launcher")
+
+
+def test_sigterm_lets_in_flight_requests_finish_and_leaves_nothing_behind(own_repository):
+    process, ports = _serve(own_repository)
+    try:
+        server_pid = _server_pid(process.pid)
+        regions = {stub.region for stub in stubs_of(server_pid)}
+        audio = (0.1 * RNG.standard_normal(8 * SAMPLING_RATE)).astype(np.float32)
+
+        def one(_: int) -> str:
+            client = TranscriptionClient(f"127.0.0.1:{ports.http}")
+            try:
+                return client.transcribe(audio)
+            finally:
+                client.close()
+
+        with ThreadPoolExecutor(6) as pool:
+            futures = [pool.submit(one, i) for i in range(6)]
+            time.sleep(0.5)  # the requests are in flight
+            process.send_signal(signal.SIGTERM)
+            transcripts = [future.result(timeout=120) for future in futures]
+        assert len(transcripts) == 6 and len(set(transcripts)) == 1
+        assert process.wait(timeout=90) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert not [r for r in regions if (SHM_DIR / r).exists()]
+    assert not _ready(f"127.0.0.1:{ports.http}")
+
+
+def test_the_server_ends_with_a_killed_launcher(own_repository):
+    process, ports = _serve(own_repository)
+    server_pid = _server_pid(process.pid)
+    process.kill()
+    process.wait()
+    _wait(lambda: not Path(f"/proc/{server_pid}").exists() or "Z" in _state(server_pid), 60)
+    _wait(lambda: not _ready(f"127.0.0.1:{ports.http}"), 10)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "X"
+
+
+def test_serve_refuses_a_busy_port_before_claiming_to_serve(triton, capsys):
+    from vaani.cli import main
+
+    argv = [
+        "serve",
+        "--skip-build",
+        "--repository",
+        str(triton.repository),
+        "--http-port",
+        str(triton.ports.http),
+    ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"port {triton.ports.http} (http)" in err and "in use" in err
