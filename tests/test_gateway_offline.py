@@ -5,17 +5,25 @@ from __future__ import annotations
 import io
 import shutil
 import subprocess
+import threading
+import time
+from typing import ClassVar
 
 import numpy as np
 import pytest
 import soundfile as sf
+import srt
 from fastapi.testclient import TestClient
 
 from vaani.audio import AudioFileError
 from vaani.gateway.app import GatewaySettings, create_app
 from vaani.gateway.decoding import decode
+from vaani.gateway.triton import Transcript
 from vaani.server.process import free_port
 from vaani.serving.contract import SAMPLING_RATE
+from vaani.subtitles import Word
+
+from .browser import chromium
 
 
 def _tone(rate: int, seconds: float = 1.0, channels: int = 1) -> np.ndarray:
@@ -87,3 +95,92 @@ def test_uploads_over_the_limit_get_413_also_without_a_content_length():
         response = client.post("/v1/audio/transcriptions", content=chunks(), headers=headers)
         assert response.status_code == 413, response.text
         assert response.json()["error"]["param"] == "file"
+
+
+WORDS = (Word("एक", 0.10, 0.40), Word("दो", 0.50, 0.80), Word("तीन", 2.00, 2.30), Word("चार", 2.40, 2.70))
+
+
+class FakeTriton:
+    """Stands in for Triton with word times (what `asr` answers once it gives them), and records
+    whether each request asked for them."""
+
+    asked: ClassVar[list[bool]] = []
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    async def transcribe(self, audio: np.ndarray, with_words: bool = True) -> Transcript:
+        FakeTriton.asked.append(with_words)
+        return Transcript(" ".join(w.word for w in WORDS), WORDS if with_words else None)
+
+    async def ready(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        pass
+
+
+def test_word_times_make_words_segments_and_cues():
+    app = create_app(GatewaySettings(), connect=FakeTriton)
+    upload = {"files": {"file": ("a.wav", _encoded(_tone(SAMPLING_RATE, 3.0), SAMPLING_RATE, "WAV"))}}
+    url = "/v1/audio/transcriptions"
+    with TestClient(app) as client:
+        FakeTriton.asked.clear()
+        assert client.post(url, **upload, data={"model": "m"}).json()["text"] == "एक दो तीन चार"
+        fields = {
+            "model": "m",
+            "response_format": "verbose_json",
+            "timestamp_granularities[]": ["word", "segment"],
+        }
+        body = client.post(url, **upload, data=fields).json()
+        subrip = client.post(url, **upload, data={"model": "m", "response_format": "srt"}).text
+    assert FakeTriton.asked == [False, True, True], "json needs no word times and must not ask for them"
+    assert body["words"] == [w.as_dict() for w in WORDS]
+    assert [(s["start"], s["end"], s["text"]) for s in body["segments"]] == [
+        (0.1, 0.8, "एक दो"),
+        (2.0, 2.7, "तीन चार"),
+    ]
+    assert body["duration"] == 3.0
+    assert [c.content for c in srt.parse(subrip)] == ["एक दो", "तीन चार"]
+
+
+@pytest.fixture
+def fake_gateway():
+    """The gateway with the stand-in Triton, served by uvicorn in a thread."""
+    import uvicorn
+
+    port = free_port()
+    config = uvicorn.Config(create_app(GatewaySettings(), connect=FakeTriton), port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_page_lists_timed_words_and_highlights_the_one_playing(fake_gateway, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wav = tmp_path / "tone.wav"
+    sf.write(wav, _tone(SAMPLING_RATE, 3.0), SAMPLING_RATE)
+    with chromium(tmp_path / "chromium-profile") as driver:
+        driver.get(f"{fake_gateway}/")
+        driver.find_element(By.ID, "file").send_keys(str(wav))
+        WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#words li"))
+        items = driver.find_elements(By.CSS_SELECTOR, "#words li")
+        assert [item.find_element(By.CLASS_NAME, "word").text for item in items] == [w.word for w in WORDS]
+        assert "2.00 s – 2.30 s" in items[2].text
+        WebDriverWait(driver, 30).until(
+            lambda d: d.execute_script("return document.getElementById('player').duration > 0")
+        )
+        driver.execute_script("const p = document.getElementById('player'); p.currentTime = 2.1;")
+        current = (By.CSS_SELECTOR, ".current")
+        WebDriverWait(driver, 30).until(
+            lambda d: [e.text.split()[0] for e in d.find_elements(*current)] == ["तीन"] * 2
+        )
+        driver.save_screenshot(str(tmp_path / "page-words.png"))

@@ -8,7 +8,7 @@ upload still goes through Triton's dynamic batcher.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,13 +47,14 @@ class GatewaySettings:
     cue_rules: CueRules = field(default_factory=CueRules)
 
 
-def create_app(settings: GatewaySettings) -> FastAPI:
-    """The ASGI app; its Triton connection opens and closes with the app's lifespan."""
+def create_app(settings: GatewaySettings, connect: Callable[[str], Triton] = Triton) -> FastAPI:
+    """The ASGI app; its Triton connection (``connect(settings.triton_url)``, replaceable so that the
+    page and the formats can be tested against a stand-in) opens and closes with the app's lifespan."""
     started = int(time.time())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.triton = Triton(settings.triton_url)
+        app.state.triton = connect(settings.triton_url)
         try:
             yield
         finally:

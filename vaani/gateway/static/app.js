@@ -65,7 +65,10 @@ function render(result, elapsedMs) {
     const entry = document.createElement("li");
     const time = document.createElement("time");
     time.textContent = seconds(item.start) + " – " + seconds(item.end);
-    entry.append(item.word, time);
+    const word = document.createElement("span");
+    word.className = "word";
+    word.textContent = item.word;
+    entry.append(word, " ", time);
     entry.addEventListener("click", () => { player.currentTime = item.start; player.play(); });
     list.append(entry);
     item.spans.push(span, entry);
