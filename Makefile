@@ -9,6 +9,7 @@ REPOSITORY ?= model_repository
 HTTP_PORT ?= 8000
 GRPC_PORT ?= 8001
 METRICS_PORT ?= 8002
+GATEWAY_PORT ?= 8080
 HTTP_URL ?= localhost:$(HTTP_PORT)
 GRPC_URL ?= localhost:$(GRPC_PORT)
 OUTPUT ?= results
@@ -19,7 +20,7 @@ MANIFEST ?= $(TESTSET)
 export TRITON_TAG
 SETUP_STAMP := $(VENV)/.setup-complete
 
-.PHONY: setup serve build engine testset wer test lint clean compose-check
+.PHONY: setup serve gateway build engine testset wer test lint clean compose-check
 
 ## setup: .venv with the project, its Python dependencies and the Debian packages it needs
 setup: $(SETUP_STAMP)
@@ -29,7 +30,7 @@ $(SETUP_STAMP): pyproject.toml scripts/system-packages.sh scripts/install-perf-a
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if (3, 10) <= v <= (3, 12) else f"Python 3.10-3.12 needed, {sys.version.split()[0]} found: make setup PYTHON=python3.11")'
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
-	$(VENV)/bin/python -m pip install -q -e ".[serve,build,eval,loadtest,dev]"
+	$(VENV)/bin/python -m pip install -q -e ".[serve,build,eval,loadtest,gateway,dev]"
 	scripts/install-perf-analyzer.sh $(VENV)
 	touch $@
 
@@ -37,10 +38,15 @@ $(SETUP_STAMP): pyproject.toml scripts/system-packages.sh scripts/install-perf-a
 build: setup
 	$(VAANI) build --model $(MODEL) --engine $(ENGINE) --repository $(REPOSITORY)
 
-## serve: build if needed, then run tritonserver on localhost in the foreground
+## serve: build if needed, then run tritonserver (and the gateway on GATEWAY_PORT, 0: none) on localhost
 serve: setup
 	$(VAANI) serve --model $(MODEL) --engine $(ENGINE) --repository $(REPOSITORY) \
-		--http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
+		--http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT) \
+		--gateway-port $(GATEWAY_PORT)
+
+## gateway: the OpenAI-compatible API and web page on GATEWAY_PORT, in front of a running Triton (GRPC_URL)
+gateway: setup
+	$(VAANI) gateway --triton-url $(GRPC_URL) --port $(GATEWAY_PORT)
 
 ## test: the whole suite against a real tritonserver and the CPU container stack (sets itself up)
 test: setup

@@ -11,8 +11,14 @@ real-time factor and percentiles per protocol and per user count), and prints th
     python -m locust -f loadtest/locustfile.py --headless -u 4 -t 60s --host http://127.0.0.1:8000 \
         --csv results/locust TritonHttpUser TritonGrpcUser
 
+Without class names Locust runs the Triton users (HTTP and gRPC). The users of other servers run
+only when named, with that server as ``--host``: `GatewayUser` (the OpenAI-compatible gateway,
+``--host http://127.0.0.1:8080``) and `FastApiUser` (the baseline of `vaani bench`).
+
 Environment:
-    VAANI_MANIFEST       NeMo JSONL manifest of the clips (required; `vaani loadtest` makes one)
+    VAANI_MANIFEST       NeMo JSONL manifest of the clips (default: the mixed-length clips of
+                         `vaani loadtest`, made from the synthetic corpus once and kept in VAANI_CLIPS)
+    VAANI_CLIPS          folder of those clips (default: vaani/locust-clips in the user's cache folder)
     VAANI_GRPC_URL       gRPC address of Triton (default: the --host name, port 8001)
     VAANI_SEED           seed of the users' clip orders (default 0; same seed, same requests)
     VAANI_STEP_USERS     e.g. "1,2,4,8": opt in to the step ramp, one step per user count
@@ -26,18 +32,22 @@ import grpc.experimental.gevent as grpc_gevent
 
 grpc_gevent.init_gevent()
 
+import io  # noqa: E402
 import itertools  # noqa: E402
+import json  # noqa: E402
 import os  # noqa: E402
 import random  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
 from functools import cache  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import ClassVar  # noqa: E402
 from urllib.parse import urlsplit  # noqa: E402
 
 from locust import LoadTestShape, User, constant, events, task  # noqa: E402
 from locust.env import Environment  # noqa: E402
 
-from vaani.loadtest.clips import Clip, load_clips  # noqa: E402
+from vaani.loadtest.clips import Clip, ClipPlan, load_clips, make_clips  # noqa: E402
 from vaani.loadtest.stats import RequestRecord, by_key, write_records, write_summaries  # noqa: E402
 
 LENGTH_BUCKETS = ((0, 5), (5, 10), (10, 10_000))
@@ -50,10 +60,20 @@ class EmptyTranscriptError(Exception):
 
 @cache
 def clips() -> tuple[Clip, ...]:
+    """VAANI_MANIFEST's clips, or `vaani loadtest`'s default clips, made on the first run and then reused."""
     manifest = os.environ.get("VAANI_MANIFEST")
-    if not manifest:
-        raise RuntimeError("set VAANI_MANIFEST to a NeMo JSONL manifest of clips (vaani loadtest makes one)")
-    return tuple(load_clips(Path(manifest)))
+    if manifest:
+        return tuple(load_clips(Path(manifest)))
+    cache_home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    folder = Path(os.environ.get("VAANI_CLIPS") or cache_home / "vaani" / "locust-clips")
+    return tuple(load_clips(make_clips(folder, ClipPlan())))
+
+
+def named_on_command_line(user_class: str) -> bool:
+    """Whether Locust was asked for ``user_class`` by name. Users of servers other than Triton are
+    abstract otherwise, so that a bare ``locust -f locustfile.py --host <triton>`` runs only users
+    that can succeed against Triton."""
+    return user_class in sys.argv[1:]
 
 
 def length_bucket(seconds: float) -> str:
@@ -157,6 +177,7 @@ class TritonGrpcUser(_TritonUser):
 class FastApiUser(AsrUser):
     """The FastAPI baseline (`vaani.benchmarks.fastapi_baseline`): raw float32 PCM in, JSON out."""
 
+    abstract = not named_on_command_line("FastApiUser")
     request_type = "fastapi"
 
     def on_start(self) -> None:
@@ -171,10 +192,64 @@ class FastApiUser(AsrUser):
         self._client.close()
 
     def transcribe(self, clip: Clip) -> str:
-        import json
-
         response = self._client.post(
             "/transcribe", body=clip.audio.tobytes(), headers={"Content-Type": "application/octet-stream"}
+        )
+        body = response.read()
+        if response.status_code != 200:
+            raise RuntimeError(f"HTTP {response.status_code}: {body[:200].decode('utf-8', 'replace')}")
+        return json.loads(body)["text"]
+
+
+class GatewayUser(AsrUser):
+    """The OpenAI-compatible gateway (`vaani gateway`, ``--host`` its address): each clip uploaded as a
+    WAV file to ``/v1/audio/transcriptions``, as an OpenAI client would, so the time includes the
+    upload, decoding in the gateway and the gRPC hop to Triton."""
+
+    abstract = not named_on_command_line("GatewayUser")
+    request_type = "gateway"
+    boundary = "vaani-locust-boundary"
+    _uploads: ClassVar[dict[str, bytes]] = {}
+
+    def on_start(self) -> None:
+        from geventhttpclient import HTTPClient
+
+        super().on_start()
+        self._client = HTTPClient.from_url(
+            f"http://{_address(self.host)}/", concurrency=1, connection_timeout=60, network_timeout=300
+        )
+
+    def on_stop(self) -> None:
+        self._client.close()
+
+    @classmethod
+    def upload(cls, clip: Clip) -> bytes:
+        """The multipart body for ``clip``, made once per clip so that timing excludes encoding."""
+        if clip.path not in cls._uploads:
+            cls._uploads[clip.path] = cls._multipart(clip)
+        return cls._uploads[clip.path]
+
+    @classmethod
+    def _multipart(cls, clip: Clip) -> bytes:
+        import soundfile
+
+        from vaani.serving.contract import SAMPLING_RATE
+
+        wav = io.BytesIO()
+        soundfile.write(wav, clip.audio, SAMPLING_RATE, format="WAV", subtype="FLOAT")
+        name = Path(clip.path).name
+        head = (
+            f'--{cls.boundary}\r\nContent-Disposition: form-data; name="model"\r\n\r\nvaani\r\n'
+            f'--{cls.boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+            "Content-Type: audio/wav\r\n\r\n"
+        )
+        return head.encode() + wav.getvalue() + f"\r\n--{cls.boundary}--\r\n".encode()
+
+    def transcribe(self, clip: Clip) -> str:
+        response = self._client.post(
+            "/v1/audio/transcriptions",
+            body=self.upload(clip),
+            headers={"Content-Type": f"multipart/form-data; boundary={self.boundary}"},
         )
         body = response.read()
         if response.status_code != 200:

@@ -4,13 +4,16 @@
 #   libsndfile1 soundfile's codec library (the wheel bundles one; this keeps OGG/FLAC working everywhere)
 #   libb64-0d   needed by the perf_analyzer binary
 #   docker-compose  validates docker-compose.yml without a Docker engine (tests)
+#   ffmpeg      the gateway decodes MP3, M4A and WebM uploads with it
+#   chromium chromium-driver  the gateway's web page is tested in headless Chromium (selenium)
+#   fonts-lohit-deva  a Devanagari font, so that the page's screenshots show Hindi, not empty boxes
 # `scripts/system-packages.sh containers` adds what `make compose-check` needs without a Docker daemon:
 #   podman podman-compose  the container engine and its compose tool
 #   runc                   podman's runtime here (crun refuses hosts whose cgroups run in hybrid mode)
 #   netavark aardvark-dns  compose networks whose containers find each other by name
 #   mmdebstrap             the Debian base image when no image registry is reachable
 set -euo pipefail
-packages=(espeak-ng libsndfile1 libb64-0d docker-compose)
+packages=(espeak-ng libsndfile1 libb64-0d docker-compose ffmpeg chromium chromium-driver fonts-lohit-deva)
 if [ "${1:-}" = containers ]; then
     packages+=(podman podman-compose runc netavark aardvark-dns mmdebstrap uidmap)
 fi

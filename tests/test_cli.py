@@ -29,10 +29,11 @@ def test_cli_and_serving_steps_import_without_torch_or_transformers():
 
 
 def test_serve_prints_endpoints_and_stops_cleanly_on_sigterm(triton):
-    http = free_port()
+    http, gateway = free_port(), free_port()
     command = [
         sys.executable, "-m", "vaani.cli", "serve", "--skip-build", "--repository", str(triton.repository),
         "--http-port", str(http), "--grpc-port", str(free_port()), "--metrics-port", str(free_port()),
+        "--gateway-port", str(gateway),
     ]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -45,16 +46,34 @@ def test_serve_prints_endpoints_and_stops_cleanly_on_sigterm(triton):
         assert f"http://127.0.0.1:{http}/v2/models/asr/infer" in banner, banner[-2000:]
         with urllib.request.urlopen(f"http://127.0.0.1:{http}/v2/health/ready", timeout=5) as response:
             assert response.status == 200
+        assert f"gateway  http://127.0.0.1:{gateway}/" in banner, banner[-2000:]
+        _wait_for(f"http://127.0.0.1:{gateway}/health")
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0
     finally:
         if process.poll() is None:
             process.kill()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+    for url in (f"http://127.0.0.1:{http}/v2/health/ready", f"http://127.0.0.1:{gateway}/health"):
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(url, timeout=1)
+            except OSError:
+                break
+            time.sleep(0.5)
+        else:
+            raise AssertionError(f"{url} still answers after vaani serve exited")
+
+
+def _wait_for(url: str, seconds: float = 60) -> None:
+    """Until ``url`` answers 200: the gateway starts after Triton is ready, so it may lag the banner."""
+    deadline = time.monotonic() + seconds
+    while True:
         try:
-            urllib.request.urlopen(f"http://127.0.0.1:{http}/v2/health/ready", timeout=1)
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
         except OSError:
-            return
-        time.sleep(0.5)
-    raise AssertionError("tritonserver still answers after vaani serve exited")
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(0.3)

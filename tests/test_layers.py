@@ -22,9 +22,17 @@ SOURCES = {
 # Lowest first: a module may import its own layer or a lower one, never a higher one.
 LAYERS = (
     ("vaani.serving",),
-    ("vaani.errors", "vaani.audio", "vaani.manifest", "vaani.scoring", "vaani.__version__"),
+    (
+        "vaani.errors",
+        "vaani.audio",
+        "vaani.manifest",
+        "vaani.scoring",
+        "vaani.subtitles",
+        "vaani.__version__",
+    ),
     ("vaani.build",),
     ("vaani.client",),
+    ("vaani.gateway",),
     ("vaani.server",),
     ("vaani.recipe",),
     ("vaani.loadtest",),
@@ -41,11 +49,20 @@ def layer_of(module: str) -> int:
     raise AssertionError(f"{module} belongs to no layer: add it to LAYERS")
 
 
+def _build_output(folder: Path, relative: Path) -> bool:
+    """setuptools builds a wheel in-tree, under ``build/lib`` and ``build/bdist.*`` (git-ignored; the
+    non-editable install test makes them): copies of the project, not modules of `vaani.build`."""
+    top = relative.parts[0]
+    return folder == SOURCES["vaani.build"] and (top == "lib" or top.startswith("bdist."))
+
+
 def project_modules() -> dict[str, Path]:
     modules = {}
     for package, folder in SOURCES.items():
         for path in folder.rglob("*.py"):
             relative = path.relative_to(folder).with_suffix("")
+            if _build_output(folder, relative):
+                continue
             parts = [p for p in relative.parts if p != "__init__"]
             name = ".".join([package, *parts])
             modules[name or package] = path

@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "vaani.build.commands",
     "vaani.server.commands",
     "vaani.client.commands",
+    "vaani.gateway.commands",
     "vaani.recipe.corpus.commands",
     "vaani.recipe.training.commands",
     "vaani.loadtest.commands",

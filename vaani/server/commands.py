@@ -11,6 +11,8 @@ from vaani.build.commands import add_model_arguments, add_settings_arguments, se
 from vaani.build.engine_builds import ENGINE_BUILDS
 from vaani.build.pipeline import build
 from vaani.errors import UserFacingError
+from vaani.gateway.commands import DEFAULT_PORT as GATEWAY_PORT
+from vaani.gateway.process import GatewayProcess
 from vaani.server.admin import ADMIN_HEADER, ADMIN_KEY_VARIABLE, resolve_admin_key
 from vaani.server.process import Ports, TritonProcess
 from vaani.serving.contract import ENSEMBLE
@@ -33,6 +35,12 @@ def register(subcommands) -> None:
     serve.add_argument("--http-port", type=int, default=Ports.http)
     serve.add_argument("--grpc-port", type=int, default=Ports.grpc)
     serve.add_argument("--metrics-port", type=int, default=Ports.metrics)
+    serve.add_argument(
+        "--gateway-port",
+        type=int,
+        default=GATEWAY_PORT,
+        help="port of the OpenAI-compatible gateway and web page started beside Triton (0: none)",
+    )
     serve.add_argument("--skip-build", action="store_true", help="serve the repository as it is")
     serve.add_argument(
         "--address",
@@ -71,40 +79,49 @@ def _serve(args: argparse.Namespace) -> int:
         )
     signal.signal(signal.SIGTERM, _raise_stop)
     restarts: list[float] = []
-    while True:
-        server = TritonProcess(
-            args.repository, ports, address=args.address, admin_key=key, exit_timeout=args.exit_timeout
-        )
-        try:
-            server.wait_ready()
-            if not restarts:
-                _banner(args.repository, server)
-            code = server.process.wait()
-        except (KeyboardInterrupt, _Stop):
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not cut the drain short
-            print("\nstopping: the ensemble refuses new requests, those in flight finish …", flush=True)
-            server.stop()
-            return 0
-        except BaseException:
-            server.stop()
-            raise
-        server.stop()
-        now = time.monotonic()
-        restarts = [t for t in restarts if now - t < RESTART_WINDOW_S] + [now]
-        if len(restarts) > MAX_RESTARTS:
-            raise UserFacingError(
-                f"tritonserver exited {len(restarts)} times within {RESTART_WINDOW_S} s (last code {code}); "
-                "giving up: its log above says why"
+    gateway: GatewayProcess | None = None
+    try:
+        while True:
+            server = TritonProcess(
+                args.repository, ports, address=args.address, admin_key=key, exit_timeout=args.exit_timeout
             )
-        print(f"vaani serve: tritonserver exited with code {code}; starting it again", flush=True)
+            try:
+                server.wait_ready()
+                if args.gateway_port and gateway is None:  # started once; it reconnects across restarts
+                    gateway = GatewayProcess(server.grpc_url, args.gateway_port, host=args.address)
+                if not restarts:
+                    _banner(args.repository, server, gateway)
+                code = server.process.wait()
+            except (KeyboardInterrupt, _Stop):
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not cut the drain short
+                print("\nstopping: the ensemble refuses new requests, those in flight finish …", flush=True)
+                server.stop()
+                return 0
+            except BaseException:
+                server.stop()
+                raise
+            server.stop()
+            now = time.monotonic()
+            restarts = [t for t in restarts if now - t < RESTART_WINDOW_S] + [now]
+            if len(restarts) > MAX_RESTARTS:
+                raise UserFacingError(
+                    f"tritonserver exited {len(restarts)} times within {RESTART_WINDOW_S} s "
+                    f"(last code {code}); giving up: its log above says why"
+                )
+            print(f"vaani serve: tritonserver exited with code {code}; starting it again", flush=True)
+    finally:
+        if gateway is not None:
+            gateway.stop()
 
 
-def _banner(repository: Path, server: TritonProcess) -> None:
+def _banner(repository: Path, server: TritonProcess, gateway: GatewayProcess | None) -> None:
+    gateway_line = f"  gateway  {gateway.url}/ (OpenAI API: /v1/audio/transcriptions)\n" if gateway else ""
     print(
         f"\nvaani is serving `{ENSEMBLE}` from {repository}\n"
         f"  HTTP     http://{server.http_url}/v2/models/{ENSEMBLE}/infer\n"
         f"  gRPC     {server.grpc_url}\n"
         f"  metrics  http://{server.local_host}:{server.ports.metrics}/metrics\n"
+        f"{gateway_line}"
         f"  try:     .venv/bin/vaani transcribe some.wav\n"
         "Ctrl-C stops the server.",
         flush=True,

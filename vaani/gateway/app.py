@@ -1,0 +1,126 @@
+"""The gateway: OpenAI's `POST /v1/audio/transcriptions` and a web page, in front of Triton's `asr`.
+
+Applications that already speak OpenAI's speech-to-text API (its Python and JS clients, curl
+scripts, tools built on them) get this project's model without a line of Triton code, and every
+upload still goes through Triton's dynamic batcher.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import FastAPI, File, Form, UploadFile
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from vaani.audio import AudioFileError
+from vaani.gateway import errors
+from vaani.gateway.decoding import decode_async
+from vaani.gateway.errors import SERVER_ERROR, OpenAIError
+from vaani.gateway.formats import Granularity, ResponseFormat, needs_words, render
+from vaani.gateway.triton import AudioRejected, Triton, TritonFailed, TritonUnavailable
+from vaani.gateway.upload_limit import UploadLimit
+from vaani.serving.contract import SAMPLING_RATE
+from vaani.subtitles import CueRules
+
+MODEL_ID = "vaani"
+"""The model name `/v1/models` lists. Any `model` value is accepted: the gateway serves one model,
+and clients written for OpenAI often send a fixed name."""
+
+STATIC = Path(__file__).parent / "static"
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    """Everything `vaani gateway` can be told."""
+
+    triton_url: str = "localhost:8001"
+    max_upload_bytes: int = 25 * 1024 * 1024
+    """OpenAI's own limit is 25 MB."""
+    language: str = "hindi"
+    """What `verbose_json` reports as the language: the served model's; this model does not detect it."""
+    cue_rules: CueRules = field(default_factory=CueRules)
+
+
+def create_app(settings: GatewaySettings, connect: Callable[[str], Triton] = Triton) -> FastAPI:
+    """The ASGI app; its Triton connection (``connect(settings.triton_url)``, replaceable so that the
+    page and the formats can be tested against a stand-in) opens and closes with the app's lifespan."""
+    started = int(time.time())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.triton = connect(settings.triton_url)
+        try:
+            yield
+        finally:
+            await app.state.triton.close()
+
+    app = FastAPI(
+        title="vaani gateway",
+        summary="OpenAI-compatible speech-to-text in front of Triton's `asr` ensemble",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    app.add_middleware(UploadLimit, max_bytes=settings.max_upload_bytes)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.post("/v1/audio/transcriptions", summary="Transcribe audio (OpenAI-compatible)")
+    async def transcriptions(
+        file: Annotated[
+            UploadFile, File(description="the audio file: WAV, FLAC, OGG; MP3, M4A, WebM with ffmpeg")
+        ],
+        model: Annotated[str, Form(description=f"any name; this gateway serves one model ({MODEL_ID})")],
+        language: Annotated[str | None, Form(description="accepted; the model has one language")] = None,
+        prompt: Annotated[
+            str | None, Form(description="accepted and ignored: a CTC model takes no prompt")
+        ] = None,
+        response_format: Annotated[ResponseFormat, Form()] = ResponseFormat.json,
+        temperature: Annotated[float, Form(description="accepted and ignored: decoding is greedy")] = 0.0,
+        timestamp_granularities: Annotated[
+            list[Granularity] | None,
+            Form(alias="timestamp_granularities[]", description="verbose_json only: word, segment"),
+        ] = None,
+    ) -> Response:
+        name = file.filename or "file"
+        try:
+            audio = await decode_async(await file.read(), name)
+        except AudioFileError as error:
+            raise OpenAIError(400, str(error), param="file") from None
+        try:
+            transcript = await app.state.triton.transcribe(audio, with_words=needs_words(response_format))
+        except AudioRejected as error:
+            raise OpenAIError(400, f"{name}: {error}", param="file") from None
+        except TritonUnavailable as error:
+            raise OpenAIError(503, str(error), type=SERVER_ERROR) from None
+        except TritonFailed as error:
+            raise OpenAIError(500, str(error), type=SERVER_ERROR) from None
+        return render(
+            response_format,
+            transcript,
+            len(audio) / SAMPLING_RATE,
+            granularities=set(timestamp_granularities or [Granularity.segment]),
+            language=settings.language,
+            rules=settings.cue_rules,
+        )
+
+    @app.get("/v1/models", summary="The model this gateway serves (OpenAI-compatible)")
+    async def models() -> dict[str, object]:
+        entry = {"id": MODEL_ID, "object": "model", "created": started, "owned_by": "vaani"}
+        return {"object": "list", "data": [entry]}
+
+    @app.get("/health", summary="200 when Triton and `asr` are ready, 503 otherwise")
+    async def health() -> JSONResponse:
+        if await app.state.triton.ready():
+            return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "unavailable", "triton": settings.triton_url}, status_code=503)
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    return app

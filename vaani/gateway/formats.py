@@ -1,0 +1,95 @@
+"""The five answers of OpenAI's transcription endpoint, made from one transcript.
+
+`json` is ``{"text"}``, `text` the bare text, `srt`/`vtt` subtitles, `verbose_json` the text with
+the task, language and duration, plus `words` and/or `segments` as ``timestamp_granularities[]``
+asks (segments by default). Segments are the subtitle cues of `vaani.subtitles`, so a segment and
+a subtitle cue are the same span. A CTC model has no tokens, log-probabilities or no-speech score:
+those segment fields carry neutral values so that clients that read them keep working.
+
+Without word times (a model that does not give them) the whole recording is one segment and one
+cue, and `words` is empty.
+"""
+
+from __future__ import annotations
+
+import math
+from enum import Enum
+
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+
+from vaani.gateway.triton import Transcript
+from vaani.subtitles import Cue, CueRules, cues, to_srt, to_vtt
+
+
+class ResponseFormat(str, Enum):
+    json = "json"
+    text = "text"
+    srt = "srt"
+    vtt = "vtt"
+    verbose_json = "verbose_json"
+
+
+class Granularity(str, Enum):
+    word = "word"
+    segment = "segment"
+
+
+def needs_words(fmt: ResponseFormat) -> bool:
+    """Whether the answer carries times: `json` and `text` do not, so they do not ask for words."""
+    return fmt not in (ResponseFormat.json, ResponseFormat.text)
+
+
+def transcript_cues(transcript: Transcript, duration: float, rules: CueRules) -> list[Cue]:
+    """Cues from the words, or one cue over the whole recording when there are no word times."""
+    if transcript.words is not None:
+        return cues(transcript.words, rules)
+    return [Cue(0.0, duration, transcript.text)] if transcript.text else []
+
+
+def _segment(index: int, cue: Cue) -> dict[str, object]:
+    return {
+        "id": index,
+        "seek": 0,
+        "start": cue.start,
+        "end": cue.end,
+        "text": cue.text,
+        "tokens": [],
+        "temperature": 0.0,
+        "avg_logprob": 0.0,
+        "compression_ratio": 0.0,
+        "no_speech_prob": 0.0,
+    }
+
+
+def render(
+    fmt: ResponseFormat,
+    transcript: Transcript,
+    duration: float,
+    *,
+    granularities: set[Granularity],
+    language: str,
+    rules: CueRules,
+) -> Response:
+    """The response OpenAI's endpoint would give for ``fmt``."""
+    usage = {"type": "duration", "seconds": math.ceil(duration)}
+    if fmt is ResponseFormat.json:
+        return JSONResponse({"text": transcript.text, "usage": usage})
+    if fmt is ResponseFormat.text:
+        return PlainTextResponse(transcript.text + "\n")
+    if fmt is ResponseFormat.srt:
+        return PlainTextResponse(to_srt(transcript_cues(transcript, duration, rules)))
+    if fmt is ResponseFormat.vtt:
+        return PlainTextResponse(to_vtt(transcript_cues(transcript, duration, rules)), media_type="text/vtt")
+    body: dict[str, object] = {
+        "task": "transcribe",
+        "language": language,
+        "duration": duration,
+        "text": transcript.text,
+    }
+    if Granularity.word in granularities:
+        body["words"] = [word.as_dict() for word in transcript.words or ()]
+    if Granularity.segment in granularities:
+        cue_list = transcript_cues(transcript, duration, rules)
+        body["segments"] = [_segment(index, cue) for index, cue in enumerate(cue_list)]
+    body["usage"] = usage
+    return JSONResponse(body)
