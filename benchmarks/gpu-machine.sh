@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs `python -m vaani.benchmarks.gpu_benchmark` on a bare CUDA machine that has python3 with torch and
 # transformers but no nvidia-pytriton, no tritonclient and numpy 2 (this workplace's GPU machine).
-# It needs, under $CARRY (default .gpubench/c2):
+# It needs, under $CARRY (default .gpubench/c2), what benchmarks/gpu-carry.sh prepares where PyPI is reachable:
 #   site.tar.xz   site/{pytriton/tritonserver/{bin,backends/python,python_backend_stubs/3.12},
 #                 nvidia_pytriton.libs,tritonclient,rapidjson} taken from the nvidia-pytriton 0.7.0,
 #                 tritonclient and python-rapidjson (cp312) wheels (the whole pytriton wheel is over
