@@ -26,7 +26,7 @@ the Hugging Face reference without a GPU.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,15 @@ from vaani.serving.batching import prefix_lengths
 from vaani.serving.contract import SAMPLING_RATE
 from vaani.serving.engines import Engine
 from vaani.serving.engines.torch_kernels import fused_available, fused_layer_norm, reference_layer_norm
+from vaani.serving.engines.torch_packing import (
+    DevicePacking,
+    Packing,
+    attention_per_utterance,
+    attention_varlen,
+    ranges,
+    segment_channel_norm,
+    varlen_available,
+)
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 HF_SUBDIR = "hf"  # where `vaani build` puts the model's `save_pretrained` files in the version folder
@@ -52,6 +61,9 @@ class TorchEngineOptions:
     """Knobs of the engine; each is a `wav2vec2` config parameter of the same name."""
 
     dtype: str = "bfloat16"
+    # Runs too large for a CUDA graph go through the packed forward (torch_packing): no padding
+    # anywhere, variable-length attention. False runs them as one padded batch with a mask.
+    packed: bool = True
     channels_last: bool = True
     # False runs the norms natively in the half dtype (FP32 statistics, half parameters): only
     # there to measure what the FP32 policy costs; the precision policy (docs/architecture.md) asks for FP32.
@@ -149,6 +161,7 @@ class CtcForward:
         self.masked_backends = (
             [SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH] if masked_attention == "efficient" else None
         )
+        self.attend_packed = attention_varlen if varlen_available(device, dtype) else attention_per_utterance
         model.lm_head.float()
         self.model = model
         self.device = device
@@ -190,17 +203,18 @@ class CtcForward:
         """Frames per row for ``samples`` valid samples, on the device (no host sync)."""
         return conv_frames(samples, self.kernels, self.strides)
 
-    def _features(self, values: torch.Tensor) -> torch.Tensor:
-        """The convolution feature encoder: ``[B, samples]`` → ``[B, frames, channels]``."""
+    def _features(self, values: torch.Tensor, packing: Packing | None = None) -> torch.Tensor:
+        """The convolution feature encoder: ``[B, samples]`` → ``[B, frames, channels]``.
+
+        With ``packing`` (``B`` = 1, the packed audio), a GroupNorm normalizes each utterance
+        over its own frames.
+        """
         if not self.channels_last:
             x = values[:, None]
             for index, layer in enumerate(self.conv_layers):
                 x = layer.conv(x)
                 if self.group_norm and index == 0:
-                    norm = layer.layer_norm
-                    x = F.group_norm(
-                        x.to(norm.weight.dtype), norm.num_groups, norm.weight, norm.bias, norm.eps
-                    ).to(x.dtype)
+                    x = self._group_norm(layer.layer_norm, x, packing)
                 elif not self.group_norm:
                     x = self.norm(layer.layer_norm, x.transpose(1, 2)).transpose(1, 2)
                 x = layer.activation(x)
@@ -217,6 +231,14 @@ class CtcForward:
             else:
                 x = layer.activation(self.norm(layer.layer_norm, y))
         return x
+
+    def _group_norm(self, norm: nn.GroupNorm, x: torch.Tensor, packing: Packing | None) -> torch.Tensor:
+        if packing is None:
+            return F.group_norm(
+                x.to(norm.weight.dtype), norm.num_groups, norm.weight, norm.bias, norm.eps
+            ).to(x.dtype)
+        positions, segments = (torch.from_numpy(a).to(x.device) for a in packing.segments_after(1))
+        return segment_channel_norm(x, positions, segments, len(packing.samples), norm)
 
     def _attention(self, layer: _Layer, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         batch, frames, hidden = x.shape
@@ -251,15 +273,43 @@ class CtcForward:
             x.transpose(1, 2), self.pos_conv_weight, conv.bias, padding=conv.padding, groups=conv.groups
         )
         position = self.pos_conv.activation(self.pos_conv.padding(position)).transpose(1, 2)
-        x = x + position
+        return self._encoder(x + position, lambda layer, h: self._attention(layer, h, mask))
+
+    def packed(self, audio: torch.Tensor, packing: Packing) -> torch.Tensor:
+        """Logits ``[tokens, vocab]`` (FP32) of every utterance in ``audio``, laid out by ``packing``.
+
+        Equal to running each utterance alone; no frame of padding is computed past the
+        feature encoder (see `torch_packing`).
+        """
+        conv = self.pos_conv.conv
+        index = DevicePacking.of(packing, audio.device, gap=conv.padding[0])
+        x = self._features(audio[None].to(self.dtype), packing)[0].index_select(0, index.tokens)
+        x = self.projection.projection(self.norm(self.projection.layer_norm, x))
+        gapped = x.new_zeros(index.gapped_rows, x.shape[1]).index_copy_(0, index.gapped, x)
+        position = F.conv1d(
+            gapped.t()[None], self.pos_conv_weight, conv.bias, padding=conv.padding, groups=conv.groups
+        )
+        position = self.pos_conv.activation(position[0].t().index_select(0, index.gapped))
+        return self._encoder(x + position, lambda layer, h: self._packed_attention(layer, h, index))
+
+    def _packed_attention(self, layer: _Layer, x: torch.Tensor, index: DevicePacking) -> torch.Tensor:
+        tokens, hidden = x.shape
+        q, k, v = F.linear(x, layer.qkv_weight, layer.qkv_bias).view(tokens, 3, self.heads, -1).unbind(1)
+        attended = self.attend_packed(q, k, v, index)
+        return layer.out(attended.reshape(tokens, hidden))
+
+    def _encoder(
+        self, x: torch.Tensor, attend: Callable[[_Layer, torch.Tensor], torch.Tensor]
+    ) -> torch.Tensor:
+        """The transformer and the CTC head on hidden states ``[..., hidden]`` after the positional conv."""
         if not self.stable:
             x = self.norm(self.encoder.layer_norm, x)
         for layer in self.layers:
             if self.stable:
-                x = x + self._attention(layer, self.norm(layer.norm1, x), mask)
+                x = x + attend(layer, self.norm(layer.norm1, x))
                 x = x + self._feed_forward(layer, self.norm(layer.norm2, x))
             else:
-                x = self.norm(layer.norm1, x + self._attention(layer, x, mask))
+                x = self.norm(layer.norm1, x + attend(layer, x))
                 x = self.norm(layer.norm2, x + self._feed_forward(layer, x))
         if self.stable:  # the last norm's output feeds the FP32 projection directly
             final = self.encoder.layer_norm
@@ -414,10 +464,62 @@ class TorchEngine(Engine):
     def zeros(self, rows: int, samples: int) -> torch.Tensor:
         return torch.zeros(rows, samples, device=self.device)
 
+    def packs(self, rows: int, samples: int) -> bool:
+        """Whether a run of ``rows`` × ``samples`` goes packed; else padded (a CUDA graph, or masked)."""
+        return self.options.packed and (self.graphs is None or not self.graphs.fits(rows, samples))
+
     @torch.inference_mode()
     def forward(self, batch: torch.Tensor, lengths: list[int]) -> torch.Tensor:
-        full = all(n == batch.shape[1] for n in lengths)
+        rows, samples = batch.shape
+        if self.packs(rows, samples):
+            frames = int(self.ctc.frames(torch.tensor(samples)))
+            return self._packed([batch], [lengths], [(rows, frames)]).view(rows, frames, -1)
+        full = all(n == samples for n in lengths)
         return self.logits(batch, None if full else torch.tensor(lengths, device=self.device))
+
+    def run_ragged(
+        self,
+        values: Sequence[Any],
+        masks: Sequence[Any],
+        frames: Callable[[int], int],
+        max_padding: float = 1.0,
+    ) -> list[torch.Tensor]:
+        """As `Engine.run_ragged`; a run too large for a CUDA graph is one packed forward, ungrouped."""
+        arrays = [self.take(v) for v in values]
+        if not arrays or not self.packs(sum(a.shape[0] for a in arrays), max(a.shape[1] for a in arrays)):
+            return super().run_ragged(arrays, masks, frames, max_padding)
+        row_lengths = [self.valid_lengths(self.take(m)) for m in masks]
+        shapes = [(a.shape[0], frames(a.shape[1])) for a in arrays]
+        host = self.to_host(self._packed(arrays, row_lengths, shapes))
+        results, start = [], 0
+        for rows, count in shapes:
+            results.append(host[start : start + rows * count].view(rows, count, -1))
+            start += rows * count
+        return results
+
+    @torch.inference_mode()
+    def _packed(
+        self, arrays: list[torch.Tensor], row_lengths: list[list[int]], shapes: list[tuple[int, int]]
+    ) -> torch.Tensor:
+        """One packed forward over every row's valid samples; logits laid out request after request.
+
+        Request *i* gets a ``[rows_i × frames_i, vocab]`` block of one flat tensor (``shapes[i]``
+        = (rows_i, frames_i)), each row's frames first and zeros after (padding the caller drops),
+        so the whole result crosses to the host in one copy.
+        """
+        lengths = [n for request in row_lengths for n in request]
+        packing = Packing(tuple(lengths), self.ctc.kernels, self.ctc.strides)
+        audio = torch.zeros(packing.total_samples, device=self.device)
+        starts = iter(packing.sample_starts.tolist())
+        for array, request in zip(arrays, row_lengths):
+            for row, count in enumerate(request):
+                start = next(starts)
+                audio[start : start + count] = array[row, :count]
+        logits = self.ctc.packed(audio, packing)
+        blocks = np.array([count for rows, count in shapes for _ in range(rows)], dtype=np.int64)
+        destination = ranges(np.cumsum(blocks) - blocks, packing.frames)
+        out = logits.new_zeros(int(blocks.sum()), logits.shape[1])
+        return out.index_copy_(0, torch.from_numpy(destination).to(self.device), logits)
 
     def contiguous(self, logits: torch.Tensor) -> torch.Tensor:
         return logits.contiguous()
