@@ -27,6 +27,7 @@ _HELP = {
     "bucket_seconds": "pad audio to multiples of this many seconds (0: no buckets)",
     "profile_opt_batch": "TensorRT optimization profile: the batch size tuned for",
     "profile_opt_seconds": "TensorRT optimization profile: the audio length (s) tuned for",
+    "gpus": "torch engine: one wav2vec2 instance group per GPU 0..N-1 (0: Triton uses every GPU it sees)",
 }
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from google.protobuf import text_format
 from transformers import Wav2Vec2ForCTC
 from tritonclient.grpc import model_config_pb2 as mc
 
@@ -93,11 +94,29 @@ def test_torch_config_runs_on_gpu_instances_with_ragged_inputs() -> None:
     assert all(tensor.allow_ragged_batch for tensor in config.input)
     assert config.max_batch_size == 64
     assert config.parameters["engine"].string_value == "torch"
-    assert config.parameters["dtype"].string_value == "bfloat16"
+    # The engine's knobs are written from its own defaults, and read back unchanged.
+    written = {key: value.string_value for key, value in config.parameters.items()}
+    assert TorchEngineOptions.from_parameters(written) == TorchEngineOptions()
     # The rest of the ensemble is what every engine gets.
     others = all_configs(spec, RepositorySettings(engine="onnxruntime"))
     torch_configs = all_configs(spec, settings)
     assert torch_configs[ENSEMBLE].ensemble_scheduling == others[ENSEMBLE].ensemble_scheduling
+
+
+@pytest.mark.parametrize("gpus", [1, 2, 4])
+def test_torch_config_places_one_instance_group_per_gpu(gpus: int) -> None:
+    spec = AcousticSpec(
+        vocab_size=5, conv_kernel=(10,), conv_stride=(5,), uses_attention_mask=True, blank_id=0,
+        word_delimiter="|", tokens=tuple("abcde"),
+    )  # fmt: skip
+    config = acoustic_config(spec, RepositorySettings(engine="torch", acoustic_instances=2, gpus=gpus))
+    groups = [(g.kind, g.count, list(g.gpus)) for g in config.instance_group]
+    assert groups == [(mc.ModelInstanceGroup.KIND_GPU, 2, [gpu]) for gpu in range(gpus)]
+    assert len({g.name for g in config.instance_group}) == gpus
+    text = text_format.MessageToString(config)
+    assert text.count("gpus: ") == gpus
+    with pytest.raises(ValueError, match="gpus"):
+        RepositorySettings(engine="torch", gpus=-1)
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,7 @@ the Hugging Face reference without a GPU.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ from vaani.serving.batching import prefix_lengths
 from vaani.serving.contract import SAMPLING_RATE
 from vaani.serving.engines import Engine
 from vaani.serving.engines.torch_kernels import fused_available, fused_layer_norm, reference_layer_norm
+from vaani.serving.engines.torch_options import TorchEngineOptions
 from vaani.serving.engines.torch_packing import (
     DevicePacking,
     Packing,
@@ -54,51 +55,6 @@ from vaani.serving.engines.torch_packing import (
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 HF_SUBDIR = "hf"  # where `vaani build` puts the model's `save_pretrained` files in the version folder
-
-
-@dataclass(frozen=True)
-class TorchEngineOptions:
-    """Knobs of the engine; each is a `wav2vec2` config parameter of the same name."""
-
-    dtype: str = "bfloat16"
-    # Runs too large for a CUDA graph go through the packed forward (torch_packing): no padding
-    # anywhere, variable-length attention. False runs them as one padded batch with a mask.
-    packed: bool = True
-    channels_last: bool = True
-    # False runs the norms natively in the half dtype (FP32 statistics, half parameters): only
-    # there to measure what the FP32 policy costs; the precision policy (docs/architecture.md) asks for FP32.
-    fp32_norms: bool = True
-    # Masked (padded) attention: "auto" leaves the kernel to PyTorch (cuDNN's on an H200, ~10 %
-    # faster on mixed lengths there); "efficient" forces the memory-efficient kernel.
-    masked_attention: str = "auto"
-    cuda_graphs: bool = True
-    # Graphs are used while padded batch × length stays within this many seconds; above it the
-    # GPU time hides the launch overhead and a graph would only cost memory.
-    graph_max_seconds: float = 32.0
-    # Lengths are padded up to a multiple of this for graph reuse (one graph per bucket).
-    graph_bucket_seconds: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.masked_attention not in ("efficient", "auto"):
-            raise ValueError(f"masked_attention must be 'efficient' or 'auto'; got {self.masked_attention!r}")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {self.dtype!r}")
-
-    @classmethod
-    def from_parameters(cls, parameters: dict[str, str]) -> TorchEngineOptions:
-        """Read the options from a config's string parameters; absent keys keep their defaults."""
-        values: dict[str, object] = {}
-        for field in fields(cls):
-            if field.name not in parameters:
-                continue
-            raw = parameters[field.name]
-            if field.type == "bool":
-                values[field.name] = raw.strip().lower() in ("1", "true", "yes", "on")
-            elif field.type == "float":
-                values[field.name] = float(raw)
-            else:
-                values[field.name] = raw
-        return cls(**values)  # type: ignore[arg-type]
 
 
 def _layer_norm32(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
