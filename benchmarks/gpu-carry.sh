@@ -10,8 +10,8 @@
 #                nvidia_pytriton.libs,tritonclient,rapidjson} and numpy1/ (numpy<2 for the stub),
 #                from the cp312 x86-64 wheels below; only these parts, so that the carry stays
 #                under the device tool's 64 MiB
-#   eval.npz     only with MANIFEST (a NeMo-style manifest with audio files, e.g. `vaani wer`'s
-#                test set): the bundled test set for the accuracy check
+#   eval.npz     only with MANIFEST (a NeMo-style manifest with audio files, e.g. `make testset`'s
+#                data/tiny-hindi-test/test.jsonl): its first 160 utterances, for the accuracy check
 # The wheels are pinned: these versions are the ones the recorded runs used.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -36,6 +36,7 @@ cp -r "$SERVER/bin" "$SITE/pytriton/tritonserver/"
 cp -r "$SERVER/backends/python" "$SITE/pytriton/tritonserver/backends/"
 cp -r "$SERVER/python_backend_stubs/3.12" "$SITE/pytriton/tritonserver/python_backend_stubs/"
 cp -r "$WORK/nvidia_pytriton/nvidia_pytriton.libs" "$SITE/"
+rm "$SITE"/nvidia_pytriton.libs/libpython3-*  # the 3.13 stub's Python (32 MB); the 3.12 stub uses the system's
 cp -r "$WORK/tritonclient/tritonclient" "$SITE/"
 cp -r "$WORK"/python_rapidjson/rapidjson* "$SITE/"
 # The stub's numpy: the package alone, without its tests (size).
