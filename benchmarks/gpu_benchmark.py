@@ -390,6 +390,7 @@ def engine_suite(torch, config, state: dict, timer: Timer, loads: dict[str, list
         "engine": default,
         "engine, padded (before packing)": replace(default, packed=False),
         "engine, no CUDA graphs": replace(default, cuda_graphs=False),
+        "engine, flash varlen attention": replace(default, packed_attention="flash"),
         "engine FP16": replace(default, dtype="float16"),
         "engine BF16": replace(default, dtype="bfloat16"),
     }

@@ -46,11 +46,9 @@ from vaani.serving.engines.torch_options import TorchEngineOptions
 from vaani.serving.engines.torch_packing import (
     DevicePacking,
     Packing,
-    attention_per_utterance,
-    attention_varlen,
+    packed_attention,
     ranges,
     segment_channel_norm,
-    varlen_available,
 )
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
@@ -81,6 +79,22 @@ class _Layer:
     activation: Callable[[torch.Tensor], torch.Tensor]
 
 
+def _conv_matrices(
+    weight: torch.Tensor, kernel: int, stride: int
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """A convolution's taps as matrices ``[C_out, taps × C_in]`` (first ``stride`` taps, the rest).
+
+    (None, None) where `CtcForward._conv_rows` keeps cuDNN: one input channel, or a kernel
+    outside [stride, 2 × stride].
+    """
+    if weight.shape[1] == 1 or not stride <= kernel <= 2 * stride:
+        return None, None
+    taps = weight.permute(0, 2, 1)  # [C_out, kernel, C_in]: tap-major, as the rows lie in memory
+    head = taps[:, :stride].reshape(weight.shape[0], -1).contiguous()
+    tail = taps[:, stride:].reshape(weight.shape[0], -1).contiguous() if kernel > stride else None
+    return head, tail
+
+
 class CtcForward:
     """Logits of a `Wav2Vec2ForCTC` from audio and per-row valid lengths, in mixed precision.
 
@@ -96,6 +110,7 @@ class CtcForward:
         channels_last: bool,
         fp32_norms: bool = True,
         masked_attention: str = "auto",
+        packed_kernel: str = "auto",
     ):
         config = model.config
         if getattr(config, "adapter_attn_dim", None) is not None or getattr(config, "add_adapter", False):
@@ -117,7 +132,10 @@ class CtcForward:
         self.masked_backends = (
             [SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH] if masked_attention == "efficient" else None
         )
-        self.attend_packed = attention_varlen if varlen_available(device, dtype) else attention_per_utterance
+        heads = config.num_attention_heads
+        self.attend_packed = packed_attention(
+            device, dtype, heads, config.hidden_size // heads, packed_kernel
+        )
         model.lm_head.float()
         self.model = model
         self.device = device
@@ -133,6 +151,10 @@ class CtcForward:
         self.conv_weights = [
             layer.conv.weight.unsqueeze(2).contiguous(memory_format=torch.channels_last)
             for layer in self.conv_layers
+        ]
+        self.conv_matrices = [
+            _conv_matrices(layer.conv.weight, kernel, stride)
+            for layer, kernel, stride in zip(self.conv_layers, self.kernels, self.strides)
         ]
         self.projection = base.feature_projection
         self.encoder = base.encoder
@@ -178,15 +200,42 @@ class CtcForward:
         # [B, T, C] rows are a channels-last [B, C, 1, T] image: the convolution reads and writes
         # that layout and the LayerNorm over C works on contiguous rows, with no transposed copies.
         x = values[:, :, None]
-        for layer, weight, stride in zip(self.conv_layers, self.conv_weights, self.strides):
-            image = x.transpose(1, 2).unsqueeze(2).contiguous(memory_format=torch.channels_last)
-            y = F.conv2d(image, weight, layer.conv.bias, stride=(1, stride))
-            y = y.contiguous(memory_format=torch.channels_last).squeeze(2).transpose(1, 2)
-            if self.fused_norms and self.feature_gelu:
-                x = fused_layer_norm(y, layer.layer_norm, gelu=True)
+        for index, layer in enumerate(self.conv_layers):
+            y = self._conv_rows(x, index)
+            if self.fused_norms and self.feature_gelu:  # the bias rides in the norm's one pass
+                x = fused_layer_norm(y, layer.layer_norm, gelu=True, shift=layer.conv.bias)
             else:
+                y = y if layer.conv.bias is None else y + layer.conv.bias
                 x = layer.activation(self.norm(layer.layer_norm, y))
         return x
+
+    def _conv_rows(self, x: torch.Tensor, index: int) -> torch.Tensor:
+        """Convolution ``index`` (without its bias) over rows ``[B, T, C_in]`` → ``[B, T_out, C_out]``.
+
+        One row of packed audio with channels (every layer after the first): matrix products on
+        strided views of the rows, no copy. With stride ≤ kernel ≤ 2 × stride (3/2 and 2/2 in
+        wav2vec2), output frame t is rows [s·t, s·t + s) times the first s taps, plus rows
+        [s·t + s, s·t + k) times the rest; both are views with a leading dimension of s·C.
+        cuDNN ran these layers with a generic kernel at half the matrix rate.
+        """
+        kernel, stride = self.kernels[index], self.strides[index]
+        head, tail = self.conv_matrices[index]
+        if x.shape[0] == 1 and head is not None:
+            rows, channels = x.shape[1:]
+            frames = (rows - kernel) // stride + 1
+            flat = x[0]
+            out = F.linear(flat[: frames * stride].view(frames, stride * channels), head)
+            if tail is not None:
+                rest = flat.as_strided(
+                    (frames, (kernel - stride) * channels),
+                    (stride * channels, 1),
+                    flat.storage_offset() + stride * channels,
+                )
+                out.addmm_(rest, tail.t())
+            return out[None]
+        image = x.transpose(1, 2).unsqueeze(2).contiguous(memory_format=torch.channels_last)
+        y = F.conv2d(image, self.conv_weights[index], None, stride=(1, stride))
+        return y.contiguous(memory_format=torch.channels_last).squeeze(2).transpose(1, 2)
 
     def _group_norm(self, norm: nn.GroupNorm, x: torch.Tensor, packing: Packing | None) -> torch.Tensor:
         if packing is None:
@@ -231,14 +280,16 @@ class CtcForward:
         position = self.pos_conv.activation(self.pos_conv.padding(position)).transpose(1, 2)
         return self._encoder(x + position, lambda layer, h: self._attention(layer, h, mask))
 
-    def packed(self, audio: torch.Tensor, packing: Packing) -> torch.Tensor:
+    def packed(
+        self, audio: torch.Tensor, packing: Packing, index: DevicePacking | None = None
+    ) -> torch.Tensor:
         """Logits ``[tokens, vocab]`` (FP32) of every utterance in ``audio``, laid out by ``packing``.
 
         Equal to running each utterance alone; no frame of padding is computed past the
         feature encoder (see `torch_packing`).
         """
         conv = self.pos_conv.conv
-        index = DevicePacking.of(packing, audio.device, gap=conv.padding[0])
+        index = index or DevicePacking.of(packing, audio.device, gap=conv.padding[0])
         x = self._features(audio[None].to(self.dtype), packing)[0].index_select(0, index.tokens)
         x = self.projection.projection(self.norm(self.projection.layer_norm, x))
         gapped = x.new_zeros(index.gapped_rows, x.shape[1]).index_copy_(0, index.gapped, x)
@@ -363,7 +414,9 @@ class TorchEngine(Engine):
             self.options.channels_last,
             self.options.fp32_norms,
             self.options.masked_attention,
+            self.options.packed_attention,
         )
+        self.pinned: torch.Tensor | None = None
         self.graphs: GraphCache | None = None
         if self.options.cuda_graphs and self.device.type == "cuda":
             self.graphs = GraphCache(
@@ -403,14 +456,17 @@ class TorchEngine(Engine):
         torch.cuda.current_stream(self.device).synchronize()
         return host
 
-    def take(self, tensor: object) -> torch.Tensor:
+    @staticmethod
+    def _shared(tensor: object) -> torch.Tensor:
+        """A torch view of a Triton tensor or an array, where it already is (no copy)."""
         if isinstance(tensor, torch.Tensor):
-            source = tensor
-        elif isinstance(tensor, np.ndarray):
-            source = torch.from_numpy(tensor)
-        else:  # a Triton tensor, CPU or GPU: shared through DLPack, no copy
-            source = torch.from_dlpack(tensor.to_dlpack())
-        return source.to(self.device)
+            return tensor
+        if isinstance(tensor, np.ndarray):
+            return torch.from_numpy(tensor)
+        return torch.from_dlpack(tensor.to_dlpack())  # a Triton tensor, CPU or GPU
+
+    def take(self, tensor: object) -> torch.Tensor:
+        return self._shared(tensor).to(self.device)
 
     def valid_lengths(self, mask: torch.Tensor) -> list[int]:
         if mask.device.type == "cpu":
@@ -440,11 +496,15 @@ class TorchEngine(Engine):
         frames: Callable[[int], int],
         max_padding: float = 1.0,
     ) -> list[torch.Tensor]:
-        """As `Engine.run_ragged`; a run too large for a CUDA graph is one packed forward, ungrouped."""
-        arrays = [self.take(v) for v in values]
+        """As `Engine.run_ragged`; a run too large for a CUDA graph is one packed forward, ungrouped.
+
+        Inputs are read where Triton put them: a host mask is counted on the host (never copied
+        to the GPU), host audio crosses in one pinned copy of just its valid samples.
+        """
+        arrays = [self._shared(v) for v in values]
         if not arrays or not self.packs(sum(a.shape[0] for a in arrays), max(a.shape[1] for a in arrays)):
             return super().run_ragged(arrays, masks, frames, max_padding)
-        row_lengths = [self.valid_lengths(self.take(m)) for m in masks]
+        row_lengths = [self.valid_lengths(self._shared(m)) for m in masks]
         shapes = [(a.shape[0], frames(a.shape[1])) for a in arrays]
         host = self.to_host(self._packed(arrays, row_lengths, shapes))
         results, start = [], 0
@@ -461,21 +521,47 @@ class TorchEngine(Engine):
 
         Request *i* gets a ``[rows_i × frames_i, vocab]`` block of one flat tensor (``shapes[i]``
         = (rows_i, frames_i)), each row's frames first and zeros after (padding the caller drops),
-        so the whole result crosses to the host in one copy.
+        so the whole result crosses to the host in one copy. The indices go to the device before
+        the audio, so that no host-to-device copy waits behind the forward.
         """
         lengths = [n for request in row_lengths for n in request]
         packing = Packing(tuple(lengths), self.ctc.kernels, self.ctc.strides)
-        audio = torch.zeros(packing.total_samples, device=self.device)
-        starts = iter(packing.sample_starts.tolist())
-        for array, request in zip(arrays, row_lengths):
-            for row, count in enumerate(request):
-                start = next(starts)
-                audio[start : start + count] = array[row, :count]
-        logits = self.ctc.packed(audio, packing)
         blocks = np.array([count for rows, count in shapes for _ in range(rows)], dtype=np.int64)
-        destination = ranges(np.cumsum(blocks) - blocks, packing.frames)
+        destination = torch.from_numpy(ranges(np.cumsum(blocks) - blocks, packing.frames)).to(self.device)
+        index = DevicePacking.of(packing, self.device, gap=self.ctc.pos_conv.conv.padding[0])
+        logits = self.ctc.packed(self._packed_audio(arrays, row_lengths, packing), packing, index)
         out = logits.new_zeros(int(blocks.sum()), logits.shape[1])
-        return out.index_copy_(0, torch.from_numpy(destination).to(self.device), logits)
+        return out.index_copy_(0, destination, logits)
+
+    def _packed_audio(
+        self, arrays: list[torch.Tensor], row_lengths: list[list[int]], packing: Packing
+    ) -> torch.Tensor:
+        """The packed audio on the device: each row's valid samples at its start, zeros between."""
+        on_host = self.device.type == "cuda" and all(a.device.type == "cpu" for a in arrays)
+        audio = (
+            self._staging(packing.total_samples)
+            if on_host
+            else torch.empty(packing.total_samples, device=self.device)
+        )
+        starts = packing.sample_starts.tolist()
+        ends = [*starts[1:], packing.total_samples]
+        rows = (row for array in arrays for row in array)
+        for row, count, start, end in zip(
+            rows, (n for request in row_lengths for n in request), starts, ends
+        ):
+            audio[start : start + count] = row[:count]
+            audio[start + count : end] = 0.0
+        return audio.to(self.device, non_blocking=True) if on_host else audio
+
+    def _staging(self, samples: int) -> torch.Tensor:
+        """A pinned host buffer of at least ``samples``, kept between runs (pinning costs milliseconds).
+
+        Reusing it is safe: every run ends with `to_host`, which waits for the stream, so the
+        previous run's copy out of it has finished.
+        """
+        if self.pinned is None or self.pinned.numel() < samples:
+            self.pinned = torch.empty(max(samples, 2 * SAMPLING_RATE * 64), pin_memory=True)
+        return self.pinned[:samples]
 
     def contiguous(self, logits: torch.Tensor) -> torch.Tensor:
         return logits.contiguous()

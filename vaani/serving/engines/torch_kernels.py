@@ -26,11 +26,24 @@ except ImportError:  # CPU-only installs: the PyTorch path below
 if triton is not None:
 
     @triton.jit
-    def _layer_norm_kernel(x_ptr, w_ptr, b_ptr, y_ptr, columns, eps, BLOCK: tl.constexpr, GELU: tl.constexpr):
+    def _layer_norm_kernel(
+        x_ptr,
+        shift_ptr,
+        w_ptr,
+        b_ptr,
+        y_ptr,
+        columns,
+        eps,
+        BLOCK: tl.constexpr,
+        GELU: tl.constexpr,
+        SHIFT: tl.constexpr,
+    ):
         row = tl.program_id(0).to(tl.int64)
         offsets = tl.arange(0, BLOCK)
         valid = offsets < columns
         x = tl.load(x_ptr + row * columns + offsets, mask=valid, other=0.0).to(tl.float32)
+        if SHIFT:  # a bias added before the norm (a convolution's, folded in here)
+            x = tl.where(valid, x + tl.load(shift_ptr + offsets, mask=valid, other=0.0).to(tl.float32), 0.0)
         mean = tl.sum(x, axis=0) / columns
         centred = tl.where(valid, x - mean, 0.0)
         variance = tl.sum(centred * centred, axis=0) / columns
@@ -42,22 +55,33 @@ if triton is not None:
         tl.store(y_ptr + row * columns + offsets, y.to(y_ptr.dtype.element_ty), mask=valid)
 
 
-def reference_layer_norm(x: torch.Tensor, norm: nn.LayerNorm, gelu: bool = False) -> torch.Tensor:
+def reference_layer_norm(
+    x: torch.Tensor, norm: nn.LayerNorm, gelu: bool = False, shift: torch.Tensor | None = None
+) -> torch.Tensor:
     """The same function in PyTorch operations: FP32 norm on FP32 parameters, result in x's dtype."""
+    if shift is not None:
+        x = x + shift.to(x.dtype)
     y = F.layer_norm(x.float(), norm.normalized_shape, norm.weight, norm.bias, norm.eps)
     if gelu:
         y = F.gelu(y)
     return y.to(x.dtype)
 
 
-def fused_layer_norm(x: torch.Tensor, norm: nn.LayerNorm, gelu: bool = False) -> torch.Tensor:
-    """LayerNorm over the last dimension of a contiguous tensor, in one Triton kernel."""
+def fused_layer_norm(
+    x: torch.Tensor, norm: nn.LayerNorm, gelu: bool = False, shift: torch.Tensor | None = None
+) -> torch.Tensor:
+    """LayerNorm over the last dimension of a contiguous tensor, in one Triton kernel.
+
+    ``shift`` (one value per column) is added first: a convolution's bias, which PyTorch would
+    otherwise add in a separate pass over the whole feature map.
+    """
     columns = x.shape[-1]
     rows = x.numel() // columns
     y = torch.empty_like(x)
     block = triton.next_power_of_2(columns)
     _layer_norm_kernel[(rows,)](
         x,
+        shift if shift is not None else norm.weight,
         norm.weight,
         norm.bias,
         y,
@@ -65,6 +89,7 @@ def fused_layer_norm(x: torch.Tensor, norm: nn.LayerNorm, gelu: bool = False) ->
         norm.eps,
         BLOCK=block,
         GELU=gelu,
+        SHIFT=shift is not None,
         num_warps=4 if block >= 1024 else 2,
     )
     return y
@@ -80,9 +105,16 @@ def fused_available(device: torch.device, dtype: torch.dtype) -> bool:
             norm.weight.uniform_(0.5, 1.5)
             norm.bias.uniform_(-0.5, 0.5)
         x = (torch.randn(37, 1024, device=device) * 3 + 1).to(dtype)
-        for gelu in (False, True):
-            # Same FP32 math, other summation order: equal up to the last bit of the half result.
-            torch.testing.assert_close(fused_layer_norm(x, norm, gelu), reference_layer_norm(x, norm, gelu))
+        shift = torch.randn(1024, device=device).to(dtype)
+        for gelu, bias in ((False, None), (True, None), (True, shift)):
+            # Same FP32 math, other summation order: equal up to the last bit of the half result
+            # (the reference adds the shift in the half dtype, so allow its rounding).
+            torch.testing.assert_close(
+                fused_layer_norm(x, norm, gelu, bias),
+                reference_layer_norm(x, norm, gelu, bias),
+                atol=2e-2,
+                rtol=2e-2,
+            )
     except Exception as error:  # no compiler, an old Triton, …: the engine still runs, more slowly
         print(f"torch engine: fused LayerNorm unavailable ({type(error).__name__}: {error}); using PyTorch's")
         return False

@@ -19,6 +19,9 @@ class TorchEngineOptions:
     # Runs too large for a CUDA graph go through the packed forward (torch_packing): no padding
     # anywhere, variable-length attention. False runs them as one padded batch with a mask.
     packed: bool = True
+    # The packed run's variable-length attention: "auto" times the kernels that run here when
+    # the engine starts and keeps the fastest; "cudnn" or "flash" names one.
+    packed_attention: str = "auto"
     channels_last: bool = True
     # False runs the norms natively in the half dtype (FP32 statistics, half parameters): only
     # there to measure what the FP32 policy costs; the precision policy (docs/architecture.md) asks for FP32.
@@ -36,6 +39,8 @@ class TorchEngineOptions:
     def __post_init__(self) -> None:
         if self.masked_attention not in ("efficient", "auto"):
             raise ValueError(f"masked_attention must be 'efficient' or 'auto'; got {self.masked_attention!r}")
+        if self.packed_attention not in ("auto", "cudnn", "flash"):
+            raise ValueError(f"packed_attention must be auto, cudnn or flash; got {self.packed_attention!r}")
         if self.dtype not in DTYPE_NAMES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPE_NAMES)}; got {self.dtype!r}")
 
