@@ -41,7 +41,14 @@ from vaani.serving.acoustic import conv_frames
 from vaani.serving.batching import prefix_lengths
 from vaani.serving.contract import SAMPLING_RATE
 from vaani.serving.engines import Engine
-from vaani.serving.engines.torch_kernels import fused_available, fused_layer_norm, reference_layer_norm
+from vaani.serving.engines.torch_kernels import (
+    fused_available,
+    fused_layer_norm,
+    fused_positional,
+    positional_available,
+    positional_taps,
+    reference_layer_norm,
+)
 from vaani.serving.engines.torch_options import TorchEngineOptions
 from vaani.serving.engines.torch_packing import (
     DevicePacking,
@@ -120,6 +127,13 @@ class CtcForward:
         with torch.no_grad():  # the weight norm, evaluated once instead of on every call
             self.pos_conv_weight = pos_conv.weight.detach().to(dtype).contiguous()
         model.to(dtype)
+        # The positional conv of packed tokens: one Triton kernel (conv, bias, GELU, residual) where it runs.
+        self.fused_position = config.feat_extract_activation == "gelu" and positional_available(
+            device, dtype, self.pos_conv_weight, pos_conv.bias
+        )
+        self.pos_conv_taps = (
+            positional_taps(self.pos_conv_weight, pos_conv.groups) if self.fused_position else None
+        )
         for module in model.modules():  # normalization and the final projection stay FP32
             if fp32_norms and isinstance(module, nn.LayerNorm | nn.GroupNorm):
                 module.float()
@@ -293,11 +307,14 @@ class CtcForward:
         x = self._features(audio[None].to(self.dtype), packing)[0].index_select(0, index.tokens)
         x = self.projection.projection(self.norm(self.projection.layer_norm, x))
         gapped = x.new_zeros(index.gapped_rows, x.shape[1]).index_copy_(0, index.gapped, x)
-        position = F.conv1d(
-            gapped.t()[None], self.pos_conv_weight, conv.bias, padding=conv.padding, groups=conv.groups
-        )
-        position = self.pos_conv.activation(position[0].t().index_select(0, index.gapped))
-        return self._encoder(x + position, lambda layer, h: self._packed_attention(layer, h, index))
+        if self.fused_position:
+            x = fused_positional(x, gapped, index.gapped, self.pos_conv_taps, conv.bias, index.gap)
+        else:
+            position = F.conv1d(
+                gapped.t()[None], self.pos_conv_weight, conv.bias, padding=conv.padding, groups=conv.groups
+            )
+            x = x + self.pos_conv.activation(position[0].t().index_select(0, index.gapped))
+        return self._encoder(x, lambda layer, h: self._packed_attention(layer, h, index))
 
     def _packed_attention(self, layer: _Layer, x: torch.Tensor, index: DevicePacking) -> torch.Tensor:
         tokens, hidden = x.shape
