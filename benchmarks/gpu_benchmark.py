@@ -44,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vaani.serving.acoustic import conv_frames
 from vaani.serving.contract import ACOUSTIC, AUDIO, ENSEMBLE, SAMPLING_RATE, TRANSCRIPT, version_dir
 
 WORKLOADS = {"1x5s": [5.0], "32x10s": [10.0] * 32, "64x10s": [10.0] * 64}
@@ -194,7 +195,7 @@ def engine_runner(torch, engine, clips: list[np.ndarray], max_padding: float) ->
     """What the served step does for one execute(): host requests in, host logits out."""
     values = [clip[None, :] for clip in clips]
     masks = [np.ones((1, len(clip)), dtype=np.int64) for clip in clips]
-    frames = lambda n: int(engine.ctc.frames(torch.tensor(n)))  # noqa: E731
+    frames = lambda n: conv_frames(n, engine.ctc.kernels, engine.ctc.strides)  # noqa: E731  (ints, as the step)
 
     def run():
         return engine.run_ragged(values, masks, frames, max_padding)

@@ -42,7 +42,10 @@ from vaani.serving.batching import prefix_lengths
 from vaani.serving.contract import SAMPLING_RATE
 from vaani.serving.engines import Engine
 from vaani.serving.engines.torch_kernels import (
+    first_conv_available,
+    first_conv_taps,
     fused_available,
+    fused_first_conv,
     fused_layer_norm,
     fused_positional,
     positional_available,
@@ -166,6 +169,14 @@ class CtcForward:
             layer.conv.weight.unsqueeze(2).contiguous(memory_format=torch.channels_last)
             for layer in self.conv_layers
         ]
+        first = self.conv_layers[0]
+        self.fused_first = (
+            self.fused_norms
+            and self.feature_gelu
+            and not self.group_norm
+            and first_conv_available(device, dtype, first.conv, first.layer_norm)
+        )
+        self.first_taps = first_conv_taps(first.conv.weight) if self.fused_first else None
         self.conv_matrices = [
             _conv_matrices(layer.conv.weight, kernel, stride)
             for layer, kernel, stride in zip(self.conv_layers, self.kernels, self.strides)
@@ -213,8 +224,19 @@ class CtcForward:
             return x.transpose(1, 2)
         # [B, T, C] rows are a channels-last [B, C, 1, T] image: the convolution reads and writes
         # that layout and the LayerNorm over C works on contiguous rows, with no transposed copies.
-        x = values[:, :, None]
-        for index, layer in enumerate(self.conv_layers):
+        x, first = values[:, :, None], 0
+        if self.fused_first and values.shape[0] == 1:  # one row (packed audio): conv, norm, GELU in one pass
+            layer = self.conv_layers[0]
+            x = fused_first_conv(
+                values[0],
+                self.first_taps,
+                self.kernels[0],
+                self.strides[0],
+                layer.conv.bias,
+                layer.layer_norm,
+            )[None]
+            first = 1
+        for index, layer in enumerate(self.conv_layers[first:], start=first):
             y = self._conv_rows(x, index)
             if self.fused_norms and self.feature_gelu:  # the bias rides in the norm's one pass
                 x = fused_layer_norm(y, layer.layer_norm, gelu=True, shift=layer.conv.bias)

@@ -247,3 +247,110 @@ def positional_available(
         print(f"torch engine: fused positional conv unavailable ({reason}); using cuDNN's")
         return False
     return True
+
+
+if triton is not None:
+
+    @triton.jit
+    def _first_conv_kernel(
+        x_ptr,
+        w_ptr,
+        shift_ptr,
+        lw_ptr,
+        lb_ptr,
+        y_ptr,
+        frames,
+        eps,
+        KERNEL: tl.constexpr,
+        STRIDE: tl.constexpr,
+        TAPS: tl.constexpr,
+        CHANNELS: tl.constexpr,
+        BLOCK: tl.constexpr,
+        SHIFT: tl.constexpr,
+    ):
+        frame = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        valid = frame < frames
+        tap = tl.arange(0, TAPS)
+        window = frame.to(tl.int64)[:, None] * STRIDE + tap[None, :]
+        x = tl.load(x_ptr + window, mask=valid[:, None] & (tap[None, :] < KERNEL), other=0.0)
+        channel = tl.arange(0, CHANNELS)
+        acc = tl.dot(x, tl.load(w_ptr + tap[:, None] * CHANNELS + channel[None, :]))
+        if SHIFT:
+            acc += tl.load(shift_ptr + channel).to(tl.float32)[None, :]
+        mean = tl.sum(acc, axis=1) / CHANNELS
+        centred = acc - mean[:, None]
+        variance = tl.sum(centred * centred, axis=1) / CHANNELS
+        y = centred * tl.rsqrt(variance + eps)[:, None]
+        y = y * tl.load(lw_ptr + channel)[None, :] + tl.load(lb_ptr + channel)[None, :]
+        y = 0.5 * y * (1.0 + tl.erf(y * 0.7071067811865476))
+        out = frame.to(tl.int64)[:, None] * CHANNELS + channel[None, :]
+        tl.store(y_ptr + out, y.to(y_ptr.dtype.element_ty), mask=valid[:, None])
+
+
+def first_conv_taps(weight: torch.Tensor, taps: int = 16) -> torch.Tensor:
+    """The first convolution's weight ``[C, 1, kernel]`` as ``[taps, C]``, zero rows past the kernel."""
+    channels, _, kernel = weight.shape
+    out = weight.new_zeros(taps, channels)
+    out[:kernel] = weight[:, 0].t()
+    return out.contiguous()
+
+
+def fused_first_conv(
+    audio: torch.Tensor,
+    taps: torch.Tensor,
+    kernel: int,
+    stride: int,
+    bias: torch.Tensor | None,
+    norm: nn.LayerNorm,
+) -> torch.Tensor:
+    """GELU(LayerNorm(conv(audio) + bias)) of one row of audio ``[T]`` → ``[frames, C]``, in one kernel.
+
+    Why: the feature encoder's first layer writes 512 channels for every 5 samples, its largest
+    tensor by far (1 GB for 32 × 10 s in BF16); cuDNN writes it, the LayerNorm reads it and
+    writes it again. Here the 10-tap products, bias, norm and GELU happen in registers and the
+    map is written once.
+    """
+    frames = (audio.shape[0] - kernel) // stride + 1
+    channels = taps.shape[1]
+    y = torch.empty(frames, channels, device=audio.device, dtype=audio.dtype)
+    block = 32
+    _first_conv_kernel[(triton.cdiv(frames, block),)](
+        audio,
+        taps,
+        bias if bias is not None else norm.weight,
+        norm.weight,
+        norm.bias,
+        y,
+        frames,
+        norm.eps,
+        KERNEL=kernel,
+        STRIDE=stride,
+        TAPS=taps.shape[0],
+        CHANNELS=channels,
+        BLOCK=block,
+        SHIFT=bias is not None,
+        num_warps=8,
+    )
+    return y
+
+
+def first_conv_available(
+    device: torch.device, dtype: torch.dtype, conv: nn.Conv1d, norm: nn.LayerNorm
+) -> bool:
+    """Whether `fused_first_conv` runs here and agrees with cuDNN and the norm kernel (checked once)."""
+    channels, inputs, kernel = conv.weight.shape
+    stride = conv.stride[0]
+    if triton is None or device.type != "cuda" or dtype == torch.float32:
+        return False
+    if inputs != 1 or kernel > 16 or channels & (channels - 1) or channels > 1024:
+        return False
+    try:
+        audio = torch.randn(16_000 * 3 + 7, device=device).to(dtype)
+        got = fused_first_conv(audio, first_conv_taps(conv.weight), kernel, stride, conv.bias, norm)
+        y = F.conv1d(audio[None, None], conv.weight, None, stride=stride)[0].t()
+        torch.testing.assert_close(got, reference_layer_norm(y, norm, True, conv.bias), atol=3e-2, rtol=3e-2)
+    except Exception as error:  # no compiler, an old Triton, …: cuDNN and the LayerNorm kernel
+        reason = f"{type(error).__name__}: {error}"
+        print(f"torch engine: fused first convolution unavailable ({reason}); using cuDNN's")
+        return False
+    return True
