@@ -146,9 +146,10 @@ def test_forward_in_fp32_equals_hugging_face_with_a_mask(overrides: dict, channe
         torch.testing.assert_close(got[row, :count], expected[row, :count], atol=1e-5, rtol=1e-5)
 
 
-def test_ragged_requests_equal_each_request_alone(model) -> None:
-    """Mixed lengths and rows, split into groups by max_padding: each request gets its own logits."""
-    engine = TorchEngine(copy.deepcopy(model), "cpu", FP32)
+@pytest.mark.parametrize("packed", [True, False], ids=["packed", "padded groups"])
+def test_ragged_requests_equal_each_request_alone(model, packed: bool) -> None:
+    """Mixed lengths and rows, packed or split into padded groups: each request gets its own logits."""
+    engine = TorchEngine(copy.deepcopy(model), "cpu", TorchEngineOptions(dtype="float32", packed=packed))
     lengths = [16_000, 5_200, 15_000, 30_000, 800]
     clips = _clips(lengths)
     values = [clip[None, :] for clip in clips]

@@ -41,6 +41,16 @@ class Engine(ABC):
         """
         arrays = [self.take(v) for v in values]
         row_lengths = [self.valid_lengths(self.take(m)) for m in masks]
+        return self.run_groups(arrays, row_lengths, frames, max_padding)
+
+    def run_groups(
+        self,
+        arrays: list[Array],
+        row_lengths: list[list[int]],
+        frames: Callable[[int], int],
+        max_padding: float,
+    ) -> list[Array]:
+        """`run_ragged` once the arrays are on the device and each row's valid samples are counted."""
         widths = [a.shape[1] for a in arrays]
         rows = [a.shape[0] for a in arrays]
         results: list[Array | None] = [None] * len(arrays)

@@ -428,7 +428,7 @@ class GraphCache:
         entry.lengths[:batch].copy_(lengths)
         entry.lengths[batch:].fill_(key[1])
         entry.graph.replay()
-        frames = int(self.forward.frames(torch.tensor(samples)))
+        frames = conv_frames(samples, self.forward.kernels, self.forward.strides)
         return entry.logits[:batch, :frames].clone()
 
 
@@ -541,9 +541,9 @@ class TorchEngine(Engine):
         to the GPU), host audio crosses in one pinned copy of just its valid samples.
         """
         arrays = [self._shared(v) for v in values]
-        if not arrays or not self.packs(sum(a.shape[0] for a in arrays), max(a.shape[1] for a in arrays)):
-            return super().run_ragged(arrays, masks, frames, max_padding)
         row_lengths = [self.valid_lengths(self._shared(m)) for m in masks]
+        if not arrays or not self.packs(sum(a.shape[0] for a in arrays), max(a.shape[1] for a in arrays)):
+            return self.run_groups([a.to(self.device) for a in arrays], row_lengths, frames, max_padding)
         shapes = [(a.shape[0], frames(a.shape[1])) for a in arrays]
         host = self.to_host(self._packed(arrays, row_lengths, shapes))
         results, start = [], 0
@@ -585,11 +585,13 @@ class TorchEngine(Engine):
         starts = packing.sample_starts.tolist()
         ends = [*starts[1:], packing.total_samples]
         rows = (row for array in arrays for row in array)
-        for row, count, start, end in zip(
-            rows, (n for request in row_lengths for n in request), starts, ends
-        ):
-            audio[start : start + count] = row[:count]
-            audio[start + count : end] = 0.0
+        # Host rows are copied by numpy: torch's CPU copies start its OpenMP pool, whose threads
+        # then spin against every other process of the server on the same cores.
+        target = audio.numpy() if on_host else audio
+        counts = (n for request in row_lengths for n in request)
+        for row, count, start, end in zip(rows, counts, starts, ends):
+            target[start : start + count] = row.numpy()[:count] if on_host else row[:count]
+            target[start + count : end] = 0.0
         return audio.to(self.device, non_blocking=True) if on_host else audio
 
     def _staging(self, samples: int) -> torch.Tensor:
