@@ -6,8 +6,14 @@ Why it is not `model(input_values, attention_mask)`:
   every LayerNorm/GroupNorm and the final projection run in FP32 on FP32 parameters, as
   docs/architecture.md asks (large checkpoints overflow FP16 in the norms). On a GPU the norms are one
   fused Triton kernel (`torch_kernels`), so FP32 costs no extra passes over the activations.
-  BF16 is the default because its range matches FP32; FP16 was 8× closer to FP32 on random
-  large-shaped weights at the same speed (benchmarks/results), for checkpoints known to fit.
+  BF16 is the default because its range matches FP32 and it measured fastest; FP16 is 8× closer
+  to FP32 on random large-shaped weights (benchmarks/results), for checkpoints known to fit.
+* **Packed execution.** Executions too large for a CUDA graph run every utterance in one
+  forward without padding (`torch_packing`, `CtcForward.packed`): the transformer sees only
+  real frames and attention runs per utterance through a variable-length kernel. The first
+  convolution (with its norm and GELU) and the positional convolution (with bias, GELU and the
+  residual) are one Triton kernel each; the other convolutions are matrix products on strided
+  views of the packed rows.
 * **Masks without host syncs.** The model only ever uses how many samples of each row are
   valid (Hugging Face sums the mask). The forward below takes those lengths as a tensor and
   builds the frame mask on the device, so nothing in it waits for the host and a whole
@@ -18,7 +24,7 @@ Why it is not `model(input_values, attention_mask)`:
   folded into the weight once instead of being recomputed every call.
 * **CUDA graphs per bucket.** Small batches are launch-bound (a 5 s clip is ~0.2 ms of
   arithmetic and ~700 kernel launches), so they replay a graph captured for their padded
-  (batch, length) bucket; large batches run eagerly, where launches overlap the GPU work.
+  (batch, length) bucket; larger ones run packed and eagerly, where launches overlap the GPU work.
 
 The same code runs on CPU tensors (``device="cpu"``, FP32): that is how CI checks it against
 the Hugging Face reference without a GPU.
