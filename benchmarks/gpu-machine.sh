@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
 # Runs `python -m vaani.benchmarks.gpu_benchmark` on a bare CUDA machine that has python3 with torch and
 # transformers but no nvidia-pytriton, no tritonclient and numpy 2 (this workplace's GPU machine).
-# It needs, under $CARRY (default .gpubench/c2):
+# It needs, under $CARRY (default .gpubench/c2), what benchmarks/gpu-carry.sh prepares where PyPI is reachable:
 #   site.tar.xz   site/{pytriton/tritonserver/{bin,backends/python,python_backend_stubs/3.12},
 #                 nvidia_pytriton.libs,tritonclient,rapidjson} taken from the nvidia-pytriton 0.7.0,
 #                 tritonclient and python-rapidjson (cp312) wheels (the whole pytriton wheel is over
 #                 the transfer limit), and numpy1/ = numpy 1.26.4 for cp312 without its tests: the
 #                 python-backend stub of tritonserver 2.51 needs numpy<2
+#   whl/          soundfile, soxr, cffi, pycparser wheels (cp312), installed under /tmp/whl
 #   eval.npz      optional: the bundled test set (`python -m vaani.benchmarks.gpu_benchmark --prepare-eval`)
 # Results go to $OUT (or benchmarks/results); extra arguments go to the benchmark.
 set -euo pipefail
 REPO=$PWD
 CARRY=$(realpath "${CARRY:-.gpubench/c2}")
 OUT=${OUT:-benchmarks/results}
+python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/whl "$CARRY"/whl/*.whl
 source "$REPO"/benchmarks/gpu-site.sh
-export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1
+export PYTHONPATH=/tmp/site:/tmp/whl PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total,clocks.sm --format=csv
 python3 -c "import sys, sysconfig, torch, numpy; print(sys.version.split()[0], sysconfig.get_config_var('LIBDIR'), torch.__version__, numpy.__version__, torch.cuda.get_device_name())"
 # What the python-backend stub will import, with the stub's numpy first (fails fast and says why).

@@ -35,6 +35,7 @@ _HELP = {
     "pause_seconds": "a silence this long cuts a long recording into windows (0: cut every window-seconds)",
     "windows_in_flight": "windows of one request out to the acoustic model at once",
     "memory_arena": "keep ONNX Runtime's CPU memory arena (faster repeats, but holds its peak)",
+    "gpus": "torch engine: one wav2vec2 instance group per GPU 0..N-1 (0: Triton uses every GPU it sees)",
 }
 
 

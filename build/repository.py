@@ -31,6 +31,7 @@ from vaani.serving.contract import (
     WINDOWS,
     WINDOWS_STEP,
 )
+from vaani.serving.engines.torch_options import TorchEngineOptions
 from vaani.serving.windowing import WindowPlan
 
 ENGINES = ("onnxruntime", "torch", "tensorrt")
@@ -68,6 +69,9 @@ class RepositorySettings:
     max_batch_audio_seconds: float = 240.0
     # ONNX Runtime's CPU memory arena keeps the peak of a large batch for the life of the process.
     memory_arena: bool = False
+    # torch engine: one wav2vec2 instance group per GPU 0 … gpus-1, each of acoustic_instances
+    # (0: a single group that Triton repeats on every GPU it sees).
+    gpus: int = 0
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -76,6 +80,8 @@ class RepositorySettings:
             raise ValueError("max_batch_size must be at least 1")
         if self.max_batch_audio_seconds < self.window_seconds + 2 * self.context_seconds:
             raise ValueError("max_batch_audio_seconds must hold at least one window (window + 2 × context)")
+        if self.gpus < 0:
+            raise ValueError("gpus must be 0 (every GPU Triton sees) or a count of GPUs")
 
     @property
     def max_samples(self) -> int:
@@ -301,15 +307,24 @@ def torch_acoustic_config(spec: AcousticSpec, settings: RepositorySettings) -> m
     """`wav2vec2` as the python-backend `torch` engine on the GPU (one instance group per GPU).
 
     Same tensors and ragged batching as the CPU engine; the instances are `KIND_GPU`, so
-    Triton places one per GPU and passes its device id, and the engine's precision and
-    CUDA-graph knobs travel as parameters (defaults: `TorchEngineOptions`).
+    Triton passes each its device id. With ``gpus`` each GPU gets its own group (``gpus: [i]``),
+    so that the placement is written in the config rather than left to what the server sees.
+    The engine's knobs travel as parameters, written from `TorchEngineOptions`' defaults (the
+    fastest measured variant that passes the accuracy gate) so that they can be edited in place.
     """
     config = python_acoustic_config(spec, settings)
     del config.instance_group[:]
-    config.instance_group.append(
-        mc.ModelInstanceGroup(count=settings.acoustic_instances, kind=mc.ModelInstanceGroup.KIND_GPU)
-    )
-    _parameters(config, {"dtype": "bfloat16", "cuda_graphs": "true"})
+    kind = mc.ModelInstanceGroup.KIND_GPU
+    if settings.gpus:
+        config.instance_group.extend(
+            mc.ModelInstanceGroup(
+                name=f"{ACOUSTIC}_gpu{gpu}", count=settings.acoustic_instances, kind=kind, gpus=[gpu]
+            )
+            for gpu in range(settings.gpus)
+        )
+    else:
+        config.instance_group.append(mc.ModelInstanceGroup(count=settings.acoustic_instances, kind=kind))
+    _parameters(config, TorchEngineOptions().to_parameters())
     return config
 
 

@@ -85,7 +85,7 @@ def results() -> dict:
             "top": [{"kernel": "sm90_gemm", "ms": 20.0, "calls": 96}],
         },
         "served": {
-            "scenarios": [_scenario("1x5s", 1, 400.0, 12.0), _scenario("mixed", 64, 6_500.0, 90.0)],
+            "scenarios": [_scenario("1x5s", 1, 700.0, 7.0), _scenario("mixed", 64, 6_500.0, 90.0)],
             "gpu_memory_gib": 12.0,
         },
     }
@@ -112,20 +112,21 @@ def test_table_states_time_real_time_factor_and_ceiling_share(results: dict) -> 
 
 
 def test_targets_compare_measured_with_goals(results: dict) -> None:
-    engine, ensemble, latency = targets(results)
-    assert engine.met and engine.gap() == "met"
+    mixed_engine, engine, ensemble, latency = targets(results)
+    assert mixed_engine.measured is None and mixed_engine.gap() == "not measured"  # no mixed row
+    assert engine.met and engine.gap() == "met"  # 11,034× ≥ 11,000×
     assert ensemble.met is False
-    assert ensemble.gap() == "missed: 93% of the goal (500 × real time short)"
-    assert latency.met  # 12 ms ≤ 15 ms
+    assert ensemble.gap() == "missed: 81% of the goal (1,500 × real time short)"
+    assert latency.met  # 7 ms ≤ 8 ms
     slower = copy.deepcopy(results)
-    slower["served"]["scenarios"][0]["p50_ms"] = 18.5
-    assert targets(slower)[2].gap() == "missed: 3.5 ms over"
+    slower["served"]["scenarios"][0]["p50_ms"] = 9.5
+    assert targets(slower)[3].gap() == "missed: 1.5 ms over"
 
 
 def test_targets_without_served_results_say_not_measured(results: dict) -> None:
     del results["served"]
     results["served_error"] = "RuntimeError: tritonserver exited"
-    _, ensemble, _ = targets(results)
+    _, _, ensemble, _ = targets(results)
     assert ensemble.measured is None and ensemble.gap() == "not measured"
     text = markdown(results)
     assert "(d) did not run: RuntimeError: tritonserver exited" in text

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from google.protobuf import text_format
 from transformers import Wav2Vec2ForCTC
 from tritonclient.grpc import model_config_pb2 as mc
 
@@ -27,6 +28,7 @@ from vaani.serving.engines.torch_engine import (
     TorchEngineOptions,
     save_model,
 )
+from vaani.serving.engines.torch_packing import Packing
 
 FP32 = TorchEngineOptions(dtype="float32")
 
@@ -92,11 +94,29 @@ def test_torch_config_runs_on_gpu_instances_with_ragged_inputs() -> None:
     assert all(tensor.allow_ragged_batch for tensor in config.input)
     assert config.max_batch_size == 64
     assert config.parameters["engine"].string_value == "torch"
-    assert config.parameters["dtype"].string_value == "bfloat16"
+    # The engine's knobs are written from its own defaults, and read back unchanged.
+    written = {key: value.string_value for key, value in config.parameters.items()}
+    assert TorchEngineOptions.from_parameters(written) == TorchEngineOptions()
     # The rest of the ensemble is what every engine gets.
     others = all_configs(spec, RepositorySettings(engine="onnxruntime"))
     torch_configs = all_configs(spec, settings)
     assert torch_configs[ENSEMBLE].ensemble_scheduling == others[ENSEMBLE].ensemble_scheduling
+
+
+@pytest.mark.parametrize("gpus", [1, 2, 4])
+def test_torch_config_places_one_instance_group_per_gpu(gpus: int) -> None:
+    spec = AcousticSpec(
+        vocab_size=5, conv_kernel=(10,), conv_stride=(5,), uses_attention_mask=True, blank_id=0,
+        word_delimiter="|", tokens=tuple("abcde"),
+    )  # fmt: skip
+    config = acoustic_config(spec, RepositorySettings(engine="torch", acoustic_instances=2, gpus=gpus))
+    groups = [(g.kind, g.count, list(g.gpus)) for g in config.instance_group]
+    assert groups == [(mc.ModelInstanceGroup.KIND_GPU, 2, [gpu]) for gpu in range(gpus)]
+    assert len({g.name for g in config.instance_group}) == gpus
+    text = text_format.MessageToString(config)
+    assert text.count("gpus: ") == gpus
+    with pytest.raises(ValueError, match="gpus"):
+        RepositorySettings(engine="torch", gpus=-1)
 
 
 @pytest.mark.parametrize(
@@ -126,9 +146,10 @@ def test_forward_in_fp32_equals_hugging_face_with_a_mask(overrides: dict, channe
         torch.testing.assert_close(got[row, :count], expected[row, :count], atol=1e-5, rtol=1e-5)
 
 
-def test_ragged_requests_equal_each_request_alone(model) -> None:
-    """Mixed lengths and rows, split into groups by max_padding: each request gets its own logits."""
-    engine = TorchEngine(copy.deepcopy(model), "cpu", FP32)
+@pytest.mark.parametrize("packed", [True, False], ids=["packed", "padded groups"])
+def test_ragged_requests_equal_each_request_alone(model, packed: bool) -> None:
+    """Mixed lengths and rows, packed or split into padded groups: each request gets its own logits."""
+    engine = TorchEngine(copy.deepcopy(model), "cpu", TorchEngineOptions(dtype="float32", packed=packed))
     lengths = [16_000, 5_200, 15_000, 30_000, 800]
     clips = _clips(lengths)
     values = [clip[None, :] for clip in clips]
@@ -143,6 +164,78 @@ def test_ragged_requests_equal_each_request_alone(model) -> None:
         assert result.device.type == "cpu" and result.is_contiguous()
         for row, utterance in enumerate(request):
             torch.testing.assert_close(result[row], _reference(model, utterance), atol=1e-4, rtol=1e-4)
+
+
+def _frame_boundary(model: Wav2Vec2ForCTC, frames: int) -> int:
+    """The fewest samples that give ``frames`` frames: one sample less gives one frame less."""
+    samples = frames
+    for kernel, stride in zip(reversed(model.config.conv_kernel), reversed(model.config.conv_stride)):
+        samples = (samples - 1) * stride + kernel
+    return samples
+
+
+PACKED_LAYOUTS = {
+    "frame boundary ±1": lambda b: [b - 1, b, b + 1, 3 * b + 7],
+    "single clip": lambda b: [b + 5],
+    "lengths 50× apart": lambda b: [800, 40_000, 1_600],
+}
+
+
+@pytest.mark.parametrize("layout", PACKED_LAYOUTS)
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"do_stable_layer_norm": False, "feat_extract_norm": "group"}],
+    ids=["stable, layer norm", "group norm"],
+)
+def test_packed_forward_equals_each_utterance_alone(layout: str, overrides: dict) -> None:
+    """No padding, variable-length attention, the positional conv kept inside each utterance."""
+    model = _model(**overrides)
+    boundary = _frame_boundary(model, 20)
+    frames = lambda n: int(model._get_feat_extract_output_lengths(n))  # noqa: E731
+    assert frames(boundary) == 20 and frames(boundary - 1) == 19
+    clips = _clips(PACKED_LAYOUTS[layout](boundary), seed=3)
+    engine = TorchEngine(copy.deepcopy(model), "cpu", FP32)
+    assert engine.packs(len(clips), max(c.size for c in clips))
+    results = engine.run_ragged(
+        [c[None] for c in clips], [np.ones((1, c.size), np.int64) for c in clips], frames
+    )
+    for clip, result in zip(clips, results):
+        expected = _reference(model, clip)
+        assert result.shape == (1, *expected.shape)
+        torch.testing.assert_close(result[0], expected, atol=1e-4, rtol=1e-4)
+        assert torch.equal(result[0].argmax(-1), expected.argmax(-1))  # the transcript
+
+
+def test_packed_and_padded_forwards_agree_on_a_padded_batch(model) -> None:
+    """The padded interface (the parity and accuracy gates) runs packed too, and equals the masked batch."""
+    values = np.zeros((3, 24_000), dtype=np.float32)
+    mask = np.zeros((3, 24_000), dtype=np.int64)
+    for row, clip in enumerate(_clips([24_000, 9_001, 480])):
+        values[row, : clip.size] = clip
+        mask[row, : clip.size] = 1
+    packed = TorchEngine(copy.deepcopy(model), "cpu", FP32)(values, mask)
+    padded = TorchEngine(copy.deepcopy(model), "cpu", TorchEngineOptions(dtype="float32", packed=False))(
+        values, mask
+    )
+    assert packed.shape == padded.shape
+    for row, samples in enumerate(mask.sum(1)):
+        count = int(model._get_feat_extract_output_lengths(int(samples)))
+        np.testing.assert_allclose(packed[row, :count], padded[row, :count], atol=1e-4, rtol=1e-4)
+        assert not packed[row, count:].any()  # padding frames are zeros, never another clip's
+
+
+def test_packing_places_utterances_on_whole_frames_and_apart() -> None:
+    kernels, strides = (10, 3, 3, 3, 3, 2, 2), (5, 2, 2, 2, 2, 2, 2)
+    packing = Packing((6_399, 320, 401, 16_000), kernels, strides)
+    assert packing.sample_starts.tolist() == [0, 6_400, 6_720, 7_360]
+    assert packing.total_samples == 7_360 + 16_000
+    assert packing.frames.tolist() == [19, 0, 1, 49]
+    assert packing.cu_seqlens.tolist() == [0, 19, 19, 20, 69]
+    positions = packing.token_positions()
+    assert positions[:19].tolist() == list(range(19)) and positions[19] == 21 and positions[20] == 23
+    gapped = packing.gapped_positions(gap=4)
+    assert gapped[:2].tolist() == [4, 5] and gapped[19] == 19 + 4 * 3  # a zero-frame clip keeps its gap
+    assert np.all(np.diff(gapped) >= 1)
 
 
 def test_bucket_padded_request_uses_only_its_valid_samples(model) -> None:

@@ -57,36 +57,56 @@ class Engine(ABC):
         the contract or the limits gets an `InvalidRequest` in its place and is not run.
         """
         results: list[Array | InvalidRequest | None] = [None] * len(values)
-        arrays, row_lengths = {}, {}
+        arrays, row_lengths, valid = [], [], []
         for i, (value, mask) in enumerate(zip(values, masks)):
             try:
-                arrays[i], row_lengths[i] = self._checked(value, mask)
+                array, lengths = self._checked(value, mask)
             except InvalidRequest as error:
                 results[i] = error
-        order = sorted(arrays)
-        widths = [arrays[i].shape[1] for i in order]
-        rows = [arrays[i].shape[0] for i in order]
+                continue
+            arrays.append(array)
+            row_lengths.append(lengths)
+            valid.append(i)
+        for i, logits in zip(valid, self.run_groups(arrays, row_lengths, frames, max_padding)):
+            results[i] = logits
+        return results  # type: ignore[return-value]
+
+    def run_groups(
+        self,
+        arrays: list[Array],
+        row_lengths: list[list[int]],
+        frames: Callable[[int], int],
+        max_padding: float,
+    ) -> list[Array]:
+        """Each request's logits once its tensors are checked and each row's valid samples counted.
+
+        Requests of similar lengths share a padded run; no run holds more than
+        ``limits.max_batch_samples`` samples (rows are split across runs), which bounds memory.
+        """
+        arrays = [self.take(a) for a in arrays]
+        widths = [a.shape[1] for a in arrays]
+        rows = [a.shape[0] for a in arrays]
+        results: list[Array | None] = [None] * len(arrays)
         for group in plan_groups(widths, rows, max_padding):
-            members = [order[k] for k in group.requests]
             per_call = max(1, self.limits.max_batch_samples // group.samples)
-            pieces = [(i, r) for i in members for r in range(arrays[i].shape[0])]
-            blocks: dict[int, list[Array]] = {i: [] for i in members}
+            pieces = [(i, r) for i in group.requests for r in range(rows[i])]
+            blocks: dict[int, list[Array]] = {i: [] for i in group.requests}
             for start in range(0, len(pieces), per_call):
                 chunk = pieces[start : start + per_call]
                 batch = self.zeros(len(chunk), group.samples)
                 for row, (i, r) in enumerate(chunk):
-                    batch[row, : arrays[i].shape[1]] = arrays[i][r]
+                    batch[row, : widths[i]] = arrays[i][r]
                 logits = self.to_host(self.forward(batch, [row_lengths[i][r] for i, r in chunk]))
                 for row, (i, _) in enumerate(chunk):
-                    blocks[i].append(logits[row : row + 1, : frames(arrays[i].shape[1])])
-            for i in members:
+                    blocks[i].append(logits[row : row + 1, : frames(widths[i])])
+            for i in group.requests:
                 results[i] = self.contiguous(self.concat(blocks[i]))
         return results  # type: ignore[return-value]
 
     def _checked(self, value: Any, mask: Any) -> tuple[Array, list[int]]:
         """The request's array and valid lengths per row, after the checks `preprocess` made upstream:
         a client may call this step directly."""
-        array, mask = self.take(value), self.take(mask)
+        array, mask = self.view(value), self.view(mask)
         if array.ndim != 2 or tuple(mask.shape) != tuple(array.shape):
             raise InvalidRequest(
                 f"INPUT_VALUES and ATTENTION_MASK must be [batch, samples] of one shape; got "
@@ -112,6 +132,10 @@ class Engine(ABC):
         """A padded numpy batch and its mask in, numpy logits out (the parity and accuracy gates)."""
         batch = self.take(np.ascontiguousarray(values, dtype=np.float32))
         return np.asarray(self.to_host(self.forward(batch, prefix_lengths(mask))))
+
+    def view(self, tensor: Any) -> Array:
+        """The engine's array for a Triton tensor or an array, where it already is (checks read it)."""
+        return self.take(tensor)
 
     @abstractmethod
     def take(self, tensor: Any) -> Array:

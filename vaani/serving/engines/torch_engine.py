@@ -6,8 +6,14 @@ Why it is not `model(input_values, attention_mask)`:
   every LayerNorm/GroupNorm and the final projection run in FP32 on FP32 parameters, as
   docs/architecture.md asks (large checkpoints overflow FP16 in the norms). On a GPU the norms are one
   fused Triton kernel (`torch_kernels`), so FP32 costs no extra passes over the activations.
-  BF16 is the default because its range matches FP32; FP16 was 8× closer to FP32 on random
-  large-shaped weights at the same speed (benchmarks/results), for checkpoints known to fit.
+  BF16 is the default because its range matches FP32 and it measured fastest; FP16 is 8× closer
+  to FP32 on random large-shaped weights (benchmarks/results), for checkpoints known to fit.
+* **Packed execution.** Executions too large for a CUDA graph run every utterance in one
+  forward without padding (`torch_packing`, `CtcForward.packed`): the transformer sees only
+  real frames and attention runs per utterance through a variable-length kernel. The first
+  convolution (with its norm and GELU) and the positional convolution (with bias, GELU and the
+  residual) are one Triton kernel each; the other convolutions are matrix products on strided
+  views of the packed rows.
 * **Masks without host syncs.** The model only ever uses how many samples of each row are
   valid (Hugging Face sums the mask). The forward below takes those lengths as a tensor and
   builds the frame mask on the device, so nothing in it waits for the host and a whole
@@ -18,7 +24,7 @@ Why it is not `model(input_values, attention_mask)`:
   folded into the weight once instead of being recomputed every call.
 * **CUDA graphs per bucket.** Small batches are launch-bound (a 5 s clip is ~0.2 ms of
   arithmetic and ~700 kernel launches), so they replay a graph captured for their padded
-  (batch, length) bucket; large batches run eagerly, where launches overlap the GPU work.
+  (batch, length) bucket; larger ones run packed and eagerly, where launches overlap the GPU work.
 
 The same code runs on CPU tensors (``device="cpu"``, FP32): that is how CI checks it against
 the Hugging Face reference without a GPU.
@@ -27,7 +33,7 @@ the Hugging Face reference without a GPU.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,52 +47,28 @@ from vaani.serving.acoustic import conv_frames
 from vaani.serving.batching import prefix_lengths
 from vaani.serving.contract import SAMPLING_RATE
 from vaani.serving.engines import Engine
-from vaani.serving.engines.torch_kernels import fused_available, fused_layer_norm, reference_layer_norm
+from vaani.serving.engines.torch_kernels import (
+    first_conv_available,
+    first_conv_taps,
+    fused_available,
+    fused_first_conv,
+    fused_layer_norm,
+    fused_positional,
+    positional_available,
+    positional_taps,
+    reference_layer_norm,
+)
+from vaani.serving.engines.torch_options import TorchEngineOptions
+from vaani.serving.engines.torch_packing import (
+    DevicePacking,
+    Packing,
+    packed_attention,
+    ranges,
+    segment_channel_norm,
+)
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 HF_SUBDIR = "hf"  # where `vaani build` puts the model's `save_pretrained` files in the version folder
-
-
-@dataclass(frozen=True)
-class TorchEngineOptions:
-    """Knobs of the engine; each is a `wav2vec2` config parameter of the same name."""
-
-    dtype: str = "bfloat16"
-    channels_last: bool = True
-    # False runs the norms natively in the half dtype (FP32 statistics, half parameters): only
-    # there to measure what the FP32 policy costs; the precision policy (docs/architecture.md) asks for FP32.
-    fp32_norms: bool = True
-    # Masked (padded) attention: "auto" leaves the kernel to PyTorch (cuDNN's on an H200, ~10 %
-    # faster on mixed lengths there); "efficient" forces the memory-efficient kernel.
-    masked_attention: str = "auto"
-    cuda_graphs: bool = True
-    # Graphs are used while padded batch × length stays within this many seconds; above it the
-    # GPU time hides the launch overhead and a graph would only cost memory.
-    graph_max_seconds: float = 32.0
-    # Lengths are padded up to a multiple of this for graph reuse (one graph per bucket).
-    graph_bucket_seconds: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.masked_attention not in ("efficient", "auto"):
-            raise ValueError(f"masked_attention must be 'efficient' or 'auto'; got {self.masked_attention!r}")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {self.dtype!r}")
-
-    @classmethod
-    def from_parameters(cls, parameters: dict[str, str]) -> TorchEngineOptions:
-        """Read the options from a config's string parameters; absent keys keep their defaults."""
-        values: dict[str, object] = {}
-        for field in fields(cls):
-            if field.name not in parameters:
-                continue
-            raw = parameters[field.name]
-            if field.type == "bool":
-                values[field.name] = raw.strip().lower() in ("1", "true", "yes", "on")
-            elif field.type == "float":
-                values[field.name] = float(raw)
-            else:
-                values[field.name] = raw
-        return cls(**values)  # type: ignore[arg-type]
 
 
 def _layer_norm32(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
@@ -113,6 +95,22 @@ class _Layer:
     activation: Callable[[torch.Tensor], torch.Tensor]
 
 
+def _conv_matrices(
+    weight: torch.Tensor, kernel: int, stride: int
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """A convolution's taps as matrices ``[C_out, taps × C_in]`` (first ``stride`` taps, the rest).
+
+    (None, None) where `CtcForward._conv_rows` keeps cuDNN: one input channel, or a kernel
+    outside [stride, 2 × stride].
+    """
+    if weight.shape[1] == 1 or not stride <= kernel <= 2 * stride:
+        return None, None
+    taps = weight.permute(0, 2, 1)  # [C_out, kernel, C_in]: tap-major, as the rows lie in memory
+    head = taps[:, :stride].reshape(weight.shape[0], -1).contiguous()
+    tail = taps[:, stride:].reshape(weight.shape[0], -1).contiguous() if kernel > stride else None
+    return head, tail
+
+
 class CtcForward:
     """Logits of a `Wav2Vec2ForCTC` from audio and per-row valid lengths, in mixed precision.
 
@@ -128,6 +126,7 @@ class CtcForward:
         channels_last: bool,
         fp32_norms: bool = True,
         masked_attention: str = "auto",
+        packed_kernel: str = "auto",
     ):
         config = model.config
         if getattr(config, "adapter_attn_dim", None) is not None or getattr(config, "add_adapter", False):
@@ -137,6 +136,13 @@ class CtcForward:
         with torch.no_grad():  # the weight norm, evaluated once instead of on every call
             self.pos_conv_weight = pos_conv.weight.detach().to(dtype).contiguous()
         model.to(dtype)
+        # The positional conv of packed tokens: one Triton kernel (conv, bias, GELU, residual) where it runs.
+        self.fused_position = config.feat_extract_activation == "gelu" and positional_available(
+            device, dtype, self.pos_conv_weight, pos_conv.bias
+        )
+        self.pos_conv_taps = (
+            positional_taps(self.pos_conv_weight, pos_conv.groups) if self.fused_position else None
+        )
         for module in model.modules():  # normalization and the final projection stay FP32
             if fp32_norms and isinstance(module, nn.LayerNorm | nn.GroupNorm):
                 module.float()
@@ -148,6 +154,10 @@ class CtcForward:
         self.feature_gelu = config.feat_extract_activation == "gelu"
         self.masked_backends = (
             [SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH] if masked_attention == "efficient" else None
+        )
+        heads = config.num_attention_heads
+        self.attend_packed = packed_attention(
+            device, dtype, heads, config.hidden_size // heads, packed_kernel
         )
         model.lm_head.float()
         self.model = model
@@ -164,6 +174,18 @@ class CtcForward:
         self.conv_weights = [
             layer.conv.weight.unsqueeze(2).contiguous(memory_format=torch.channels_last)
             for layer in self.conv_layers
+        ]
+        first = self.conv_layers[0]
+        self.fused_first = (
+            self.fused_norms
+            and self.feature_gelu
+            and not self.group_norm
+            and first_conv_available(device, dtype, first.conv, first.layer_norm)
+        )
+        self.first_taps = first_conv_taps(first.conv.weight) if self.fused_first else None
+        self.conv_matrices = [
+            _conv_matrices(layer.conv.weight, kernel, stride)
+            for layer, kernel, stride in zip(self.conv_layers, self.kernels, self.strides)
         ]
         self.projection = base.feature_projection
         self.encoder = base.encoder
@@ -190,33 +212,80 @@ class CtcForward:
         """Frames per row for ``samples`` valid samples, on the device (no host sync)."""
         return conv_frames(samples, self.kernels, self.strides)
 
-    def _features(self, values: torch.Tensor) -> torch.Tensor:
-        """The convolution feature encoder: ``[B, samples]`` → ``[B, frames, channels]``."""
+    def _features(self, values: torch.Tensor, packing: Packing | None = None) -> torch.Tensor:
+        """The convolution feature encoder: ``[B, samples]`` → ``[B, frames, channels]``.
+
+        With ``packing`` (``B`` = 1, the packed audio), a GroupNorm normalizes each utterance
+        over its own frames.
+        """
         if not self.channels_last:
             x = values[:, None]
             for index, layer in enumerate(self.conv_layers):
                 x = layer.conv(x)
                 if self.group_norm and index == 0:
-                    norm = layer.layer_norm
-                    x = F.group_norm(
-                        x.to(norm.weight.dtype), norm.num_groups, norm.weight, norm.bias, norm.eps
-                    ).to(x.dtype)
+                    x = self._group_norm(layer.layer_norm, x, packing)
                 elif not self.group_norm:
                     x = self.norm(layer.layer_norm, x.transpose(1, 2)).transpose(1, 2)
                 x = layer.activation(x)
             return x.transpose(1, 2)
         # [B, T, C] rows are a channels-last [B, C, 1, T] image: the convolution reads and writes
         # that layout and the LayerNorm over C works on contiguous rows, with no transposed copies.
-        x = values[:, :, None]
-        for layer, weight, stride in zip(self.conv_layers, self.conv_weights, self.strides):
-            image = x.transpose(1, 2).unsqueeze(2).contiguous(memory_format=torch.channels_last)
-            y = F.conv2d(image, weight, layer.conv.bias, stride=(1, stride))
-            y = y.contiguous(memory_format=torch.channels_last).squeeze(2).transpose(1, 2)
-            if self.fused_norms and self.feature_gelu:
-                x = fused_layer_norm(y, layer.layer_norm, gelu=True)
+        x, first = values[:, :, None], 0
+        if self.fused_first and values.shape[0] == 1:  # one row (packed audio): conv, norm, GELU in one pass
+            layer = self.conv_layers[0]
+            x = fused_first_conv(
+                values[0],
+                self.first_taps,
+                self.kernels[0],
+                self.strides[0],
+                layer.conv.bias,
+                layer.layer_norm,
+            )[None]
+            first = 1
+        for index, layer in enumerate(self.conv_layers[first:], start=first):
+            y = self._conv_rows(x, index)
+            if self.fused_norms and self.feature_gelu:  # the bias rides in the norm's one pass
+                x = fused_layer_norm(y, layer.layer_norm, gelu=True, shift=layer.conv.bias)
             else:
+                y = y if layer.conv.bias is None else y + layer.conv.bias
                 x = layer.activation(self.norm(layer.layer_norm, y))
         return x
+
+    def _conv_rows(self, x: torch.Tensor, index: int) -> torch.Tensor:
+        """Convolution ``index`` (without its bias) over rows ``[B, T, C_in]`` → ``[B, T_out, C_out]``.
+
+        One row of packed audio with channels (every layer after the first): matrix products on
+        strided views of the rows, no copy. With stride ≤ kernel ≤ 2 × stride (3/2 and 2/2 in
+        wav2vec2), output frame t is rows [s·t, s·t + s) times the first s taps, plus rows
+        [s·t + s, s·t + k) times the rest; both are views with a leading dimension of s·C.
+        cuDNN ran these layers with a generic kernel at half the matrix rate.
+        """
+        kernel, stride = self.kernels[index], self.strides[index]
+        head, tail = self.conv_matrices[index]
+        if x.shape[0] == 1 and head is not None:
+            rows, channels = x.shape[1:]
+            frames = (rows - kernel) // stride + 1
+            flat = x[0]
+            out = F.linear(flat[: frames * stride].view(frames, stride * channels), head)
+            if tail is not None:
+                rest = flat.as_strided(
+                    (frames, (kernel - stride) * channels),
+                    (stride * channels, 1),
+                    flat.storage_offset() + stride * channels,
+                )
+                out.addmm_(rest, tail.t())
+            return out[None]
+        image = x.transpose(1, 2).unsqueeze(2).contiguous(memory_format=torch.channels_last)
+        y = F.conv2d(image, self.conv_weights[index], None, stride=(1, stride))
+        return y.contiguous(memory_format=torch.channels_last).squeeze(2).transpose(1, 2)
+
+    def _group_norm(self, norm: nn.GroupNorm, x: torch.Tensor, packing: Packing | None) -> torch.Tensor:
+        if packing is None:
+            return F.group_norm(
+                x.to(norm.weight.dtype), norm.num_groups, norm.weight, norm.bias, norm.eps
+            ).to(x.dtype)
+        positions, segments = (torch.from_numpy(a).to(x.device) for a in packing.segments_after(1))
+        return segment_channel_norm(x, positions, segments, len(packing.samples), norm)
 
     def _attention(self, layer: _Layer, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         batch, frames, hidden = x.shape
@@ -251,15 +320,48 @@ class CtcForward:
             x.transpose(1, 2), self.pos_conv_weight, conv.bias, padding=conv.padding, groups=conv.groups
         )
         position = self.pos_conv.activation(self.pos_conv.padding(position)).transpose(1, 2)
-        x = x + position
+        return self._encoder(x + position, lambda layer, h: self._attention(layer, h, mask))
+
+    def packed(
+        self, audio: torch.Tensor, packing: Packing, index: DevicePacking | None = None
+    ) -> torch.Tensor:
+        """Logits ``[tokens, vocab]`` (FP32) of every utterance in ``audio``, laid out by ``packing``.
+
+        Equal to running each utterance alone; no frame of padding is computed past the
+        feature encoder (see `torch_packing`).
+        """
+        conv = self.pos_conv.conv
+        index = index or DevicePacking.of(packing, audio.device, gap=conv.padding[0])
+        x = self._features(audio[None].to(self.dtype), packing)[0].index_select(0, index.tokens)
+        x = self.projection.projection(self.norm(self.projection.layer_norm, x))
+        gapped = x.new_zeros(index.gapped_rows, x.shape[1]).index_copy_(0, index.gapped, x)
+        if self.fused_position:
+            x = fused_positional(x, gapped, index.gapped, self.pos_conv_taps, conv.bias, index.gap)
+        else:
+            position = F.conv1d(
+                gapped.t()[None], self.pos_conv_weight, conv.bias, padding=conv.padding, groups=conv.groups
+            )
+            x = x + self.pos_conv.activation(position[0].t().index_select(0, index.gapped))
+        return self._encoder(x, lambda layer, h: self._packed_attention(layer, h, index))
+
+    def _packed_attention(self, layer: _Layer, x: torch.Tensor, index: DevicePacking) -> torch.Tensor:
+        tokens, hidden = x.shape
+        q, k, v = F.linear(x, layer.qkv_weight, layer.qkv_bias).view(tokens, 3, self.heads, -1).unbind(1)
+        attended = self.attend_packed(q, k, v, index)
+        return layer.out(attended.reshape(tokens, hidden))
+
+    def _encoder(
+        self, x: torch.Tensor, attend: Callable[[_Layer, torch.Tensor], torch.Tensor]
+    ) -> torch.Tensor:
+        """The transformer and the CTC head on hidden states ``[..., hidden]`` after the positional conv."""
         if not self.stable:
             x = self.norm(self.encoder.layer_norm, x)
         for layer in self.layers:
             if self.stable:
-                x = x + self._attention(layer, self.norm(layer.norm1, x), mask)
+                x = x + attend(layer, self.norm(layer.norm1, x))
                 x = x + self._feed_forward(layer, self.norm(layer.norm2, x))
             else:
-                x = self.norm(layer.norm1, x + self._attention(layer, x, mask))
+                x = self.norm(layer.norm1, x + attend(layer, x))
                 x = self.norm(layer.norm2, x + self._feed_forward(layer, x))
         if self.stable:  # the last norm's output feeds the FP32 projection directly
             final = self.encoder.layer_norm
@@ -332,7 +434,7 @@ class GraphCache:
         entry.lengths[:batch].copy_(lengths)
         entry.lengths[batch:].fill_(key[1])
         entry.graph.replay()
-        frames = int(self.forward.frames(torch.tensor(samples)))
+        frames = conv_frames(samples, self.forward.kernels, self.forward.strides)
         return entry.logits[:batch, :frames].clone()
 
 
@@ -357,7 +459,9 @@ class TorchEngine(Engine):
             self.options.channels_last,
             self.options.fp32_norms,
             self.options.masked_attention,
+            self.options.packed_attention,
         )
+        self.pinned: torch.Tensor | None = None
         self.graphs: GraphCache | None = None
         if self.options.cuda_graphs and self.device.type == "cuda":
             self.graphs = GraphCache(
@@ -397,14 +501,17 @@ class TorchEngine(Engine):
         torch.cuda.current_stream(self.device).synchronize()
         return host
 
-    def take(self, tensor: object) -> torch.Tensor:
+    @staticmethod
+    def _shared(tensor: object) -> torch.Tensor:
+        """A torch view of a Triton tensor or an array, where it already is (no copy)."""
         if isinstance(tensor, torch.Tensor):
-            source = tensor
-        elif isinstance(tensor, np.ndarray):
-            source = torch.from_numpy(tensor)
-        else:  # a Triton tensor, CPU or GPU: shared through DLPack, no copy
-            source = torch.from_dlpack(tensor.to_dlpack())
-        return source.to(self.device)
+            return tensor
+        if isinstance(tensor, np.ndarray):
+            return torch.from_numpy(tensor)
+        return torch.from_dlpack(tensor.to_dlpack())  # a Triton tensor, CPU or GPU
+
+    def take(self, tensor: object) -> torch.Tensor:
+        return self._shared(tensor).to(self.device)
 
     def valid_lengths(self, mask: torch.Tensor) -> list[int]:
         if mask.device.type == "cpu":
@@ -414,10 +521,110 @@ class TorchEngine(Engine):
     def zeros(self, rows: int, samples: int) -> torch.Tensor:
         return torch.zeros(rows, samples, device=self.device)
 
+    def packs(self, rows: int, samples: int) -> bool:
+        """Whether a run of ``rows`` × ``samples`` goes packed; else padded (a CUDA graph, or masked)."""
+        return self.options.packed and (self.graphs is None or not self.graphs.fits(rows, samples))
+
     @torch.inference_mode()
     def forward(self, batch: torch.Tensor, lengths: list[int]) -> torch.Tensor:
-        full = all(n == batch.shape[1] for n in lengths)
+        rows, samples = batch.shape
+        if self.packs(rows, samples):
+            frames = int(self.ctc.frames(torch.tensor(samples)))
+            return self._packed([batch], [lengths], [(rows, frames)]).view(rows, frames, -1)
+        full = all(n == samples for n in lengths)
         return self.logits(batch, None if full else torch.tensor(lengths, device=self.device))
+
+    def view(self, tensor: object) -> torch.Tensor:
+        return self._shared(tensor)
+
+    def run_groups(
+        self,
+        arrays: list[torch.Tensor],
+        row_lengths: list[list[int]],
+        frames: Callable[[int], int],
+        max_padding: float = 1.0,
+    ) -> list[torch.Tensor]:
+        """As `Engine.run_groups`; a run too large for a CUDA graph goes packed, ungrouped.
+
+        Inputs are read where Triton put them: a host mask is counted on the host (never copied
+        to the GPU), host audio crosses in one pinned copy of just its valid samples. Requests
+        are packed in runs of at most ``limits.max_batch_samples`` valid samples.
+        """
+        if not arrays or not self.packs(sum(a.shape[0] for a in arrays), max(a.shape[1] for a in arrays)):
+            return super().run_groups(arrays, row_lengths, frames, max_padding)
+        results: list[torch.Tensor] = []
+        for run in self._runs(row_lengths):
+            shapes = [(arrays[i].shape[0], frames(arrays[i].shape[1])) for i in run]
+            host = self.to_host(self._packed([arrays[i] for i in run], [row_lengths[i] for i in run], shapes))
+            start = 0
+            for rows, count in shapes:
+                results.append(host[start : start + rows * count].view(rows, count, -1))
+                start += rows * count
+        return results
+
+    def _runs(self, row_lengths: list[list[int]]) -> list[list[int]]:
+        """Requests in order, cut into runs of at most ``limits.max_batch_samples`` valid samples."""
+        runs: list[list[int]] = [[]]
+        total = 0
+        for index, lengths in enumerate(row_lengths):
+            if runs[-1] and total + sum(lengths) > self.limits.max_batch_samples:
+                runs.append([])
+                total = 0
+            runs[-1].append(index)
+            total += sum(lengths)
+        return runs
+
+    @torch.inference_mode()
+    def _packed(
+        self, arrays: list[torch.Tensor], row_lengths: list[list[int]], shapes: list[tuple[int, int]]
+    ) -> torch.Tensor:
+        """One packed forward over every row's valid samples; logits laid out request after request.
+
+        Request *i* gets a ``[rows_i × frames_i, vocab]`` block of one flat tensor (``shapes[i]``
+        = (rows_i, frames_i)), each row's frames first and zeros after (padding the caller drops),
+        so the whole result crosses to the host in one copy. The indices go to the device before
+        the audio, so that no host-to-device copy waits behind the forward.
+        """
+        lengths = [n for request in row_lengths for n in request]
+        packing = Packing(tuple(lengths), self.ctc.kernels, self.ctc.strides)
+        blocks = np.array([count for rows, count in shapes for _ in range(rows)], dtype=np.int64)
+        destination = torch.from_numpy(ranges(np.cumsum(blocks) - blocks, packing.frames)).to(self.device)
+        index = DevicePacking.of(packing, self.device, gap=self.ctc.pos_conv.conv.padding[0])
+        logits = self.ctc.packed(self._packed_audio(arrays, row_lengths, packing), packing, index)
+        out = logits.new_zeros(int(blocks.sum()), logits.shape[1])
+        return out.index_copy_(0, destination, logits)
+
+    def _packed_audio(
+        self, arrays: list[torch.Tensor], row_lengths: list[list[int]], packing: Packing
+    ) -> torch.Tensor:
+        """The packed audio on the device: each row's valid samples at its start, zeros between."""
+        on_host = self.device.type == "cuda" and all(a.device.type == "cpu" for a in arrays)
+        audio = (
+            self._staging(packing.total_samples)
+            if on_host
+            else torch.empty(packing.total_samples, device=self.device)
+        )
+        starts = packing.sample_starts.tolist()
+        ends = [*starts[1:], packing.total_samples]
+        rows = (row for array in arrays for row in array)
+        # Host rows are copied by numpy: torch's CPU copies start its OpenMP pool, whose threads
+        # then spin against every other process of the server on the same cores.
+        target = audio.numpy() if on_host else audio
+        counts = (n for request in row_lengths for n in request)
+        for row, count, start, end in zip(rows, counts, starts, ends):
+            target[start : start + count] = row.numpy()[:count] if on_host else row[:count]
+            target[start + count : end] = 0.0
+        return audio.to(self.device, non_blocking=True) if on_host else audio
+
+    def _staging(self, samples: int) -> torch.Tensor:
+        """A pinned host buffer of at least ``samples``, kept between runs (pinning costs milliseconds).
+
+        Reusing it is safe: every run ends with `to_host`, which waits for the stream, so the
+        previous run's copy out of it has finished.
+        """
+        if self.pinned is None or self.pinned.numel() < samples:
+            self.pinned = torch.empty(max(samples, 2 * SAMPLING_RATE * 64), pin_memory=True)
+        return self.pinned[:samples]
 
     def contiguous(self, logits: torch.Tensor) -> torch.Tensor:
         return logits.contiguous()
