@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import tempfile
 import threading
 import time
 from dataclasses import replace
@@ -93,12 +94,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=Path("results/memory-bounds"))
     args = parser.parse_args(argv)
     args.output.mkdir(parents=True, exist_ok=True)
-    base = RepositorySettings(max_batch_size=args.rows, threads=0, max_audio_seconds=args.seconds)
+    # One window a row (no cutting), so the request reaches the acoustic model as sent.
+    base = RepositorySettings(
+        max_batch_size=args.rows, threads=0, max_audio_seconds=args.seconds, window_seconds=args.seconds
+    )
     results = {}
     for name, fields in VARIANTS.items():
-        results[name] = measure(
-            args.model, args.output / "work", replace(base, **fields), args.rows, args.seconds
-        )
+        with tempfile.TemporaryDirectory() as work:
+            results[name] = measure(args.model, Path(work), replace(base, **fields), args.rows, args.seconds)
         print(name, results[name], flush=True)
     conditions = {
         "model": args.model,

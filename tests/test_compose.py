@@ -57,7 +57,7 @@ def test_triton_reserves_gpus_shm_ports_and_health(triton):
     published = {port.rsplit(":", 1)[1] for port in triton["ports"]}
     assert published == {"8000", "8001", "8002"}
     health = triton["healthcheck"]
-    assert "/v2/health/ready" in " ".join(health["test"])
+    assert "/v2/models/asr/ready" in " ".join(health["test"])
     assert health["start_period"]
     assert "./model_repository:/models:ro" in triton["volumes"]
 
@@ -178,7 +178,7 @@ def test_cpu_triton_is_vaani_serve_with_health_and_limits():
     assert triton["command"][:3] == ["vaani", "serve", "--skip-build"]
     assert "--address=0.0.0.0" in triton["command"] and "--engine=onnxruntime" in triton["command"]
     assert "TRITON_ADMIN_KEY" in triton["environment"]
-    assert "/v2/health/ready" in " ".join(triton["healthcheck"]["test"])
+    assert "/v2/models/asr/ready" in " ".join(triton["healthcheck"]["test"])
     assert triton["volumes"] == ["${VAANI_REPOSITORY:-./model_repository}:/models:ro"]
     for service in cpu.values():
         limits = service["ulimits"]

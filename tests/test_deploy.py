@@ -66,9 +66,9 @@ def test_triton_gpu_health_repository_and_admin_key(resources):
     triton = resources[("Deployment", "vaani-triton")]
     container = _container(triton)
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
-    assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/v2/models/asr/ready"
     assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
-    assert container["startupProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert container["startupProbe"]["httpGet"]["path"] == "/v2/models/asr/ready"
     assert "--model-repository=$(MODEL_REPOSITORY)" in container["args"]
     config = resources[("ConfigMap", "vaani-triton")]
     assert config["data"]["MODEL_REPOSITORY"] == "/models"

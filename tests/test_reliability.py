@@ -54,7 +54,7 @@ SPEECHLIKE = (0.1 * RNG.standard_normal((1, 3 * SAMPLING_RATE))).astype(np.float
 
 def _ready(http_url: str) -> bool:
     try:
-        with urllib.request.urlopen(f"http://{http_url}/v2/health/ready", timeout=2) as response:
+        with urllib.request.urlopen(f"http://{http_url}/v2/models/{ENSEMBLE}/ready", timeout=2) as response:
             return response.status == 200
     except OSError:
         return False

@@ -13,6 +13,8 @@ import secrets
 import urllib.error
 import urllib.request
 
+from vaani.serving.contract import ENSEMBLE
+
 ADMIN_KEY_VARIABLE = "TRITON_ADMIN_KEY"
 ADMIN_HEADER = "admin-key"
 GRPC_ADMIN_HEADER = "triton-grpc-protocol-" + ADMIN_HEADER  # how Triton names it in gRPC metadata
@@ -63,8 +65,9 @@ class AdminClient:
         self._post(f"/v2/repository/models/{model}/unload")
 
     def ready(self) -> bool:
+        """Whether `asr` answers: the service's readiness (the server's own ignores an unloaded model)."""
         try:
-            with urllib.request.urlopen(self.base + "/v2/health/ready", timeout=5) as response:
+            with urllib.request.urlopen(self.base + f"/v2/models/{ENSEMBLE}/ready", timeout=5) as response:
                 return response.status == 200
         except (urllib.error.URLError, OSError):
             return False

@@ -187,7 +187,7 @@ class TritonProcess:
 
     def wait_ready(self, timeout: float = 180.0) -> None:
         deadline = time.monotonic() + timeout
-        url = f"http://{self.http_url}/v2/health/ready"
+        url = f"http://{self.http_url}/v2/models/{ENSEMBLE}/ready"
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise UserFacingError(

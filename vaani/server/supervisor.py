@@ -2,9 +2,12 @@
 
 The python backend does not restart a dead stub, and Triton's health endpoints keep answering
 200 while every request fails. The supervisor watches the stub processes (`vaani.server.stubs`);
-when one dies it unloads the ensemble, which turns `/v2/health/ready` not-ready at once, loads
-the step again (new instances, new processes), loads the ensemble, and removes the dead stub's
-shared-memory region. Recovery takes a few seconds; readiness is false for all of it.
+when one dies it unloads the ensemble, which turns `/v2/models/asr/ready` (the readiness that the
+compose and Kubernetes healthchecks poll) not-ready at once, loads the step again (new instances,
+new processes), loads the ensemble, and removes the dead stub's
+shared-memory region. Recovery takes a few seconds; `asr`'s readiness is false for all of it.
+(Triton's own `/v2/health/ready` leaves a model that was unloaded on purpose out of its count, so
+it turns false only while a model is loading or unloading.)
 """
 
 from __future__ import annotations
