@@ -27,6 +27,7 @@ from vaani.serving.contract import (
     SAMPLING_RATE,
     STEPS,
     TRANSCRIPT,
+    WORDS,
 )
 
 ENGINES = ("onnxruntime", "torch", "tensorrt")
@@ -177,14 +178,19 @@ def ctc_decoder_config(spec: AcousticSpec, settings: RepositorySettings) -> mc.M
             _io(mc.ModelInput, NUM_SAMPLES, mc.TYPE_INT64, [1]),
         ]
     )
-    config.output.append(_io(mc.ModelOutput, TRANSCRIPT, mc.TYPE_STRING, [1]))
+    config.output.extend(
+        [
+            _io(mc.ModelOutput, TRANSCRIPT, mc.TYPE_STRING, [1]),
+            _io(mc.ModelOutput, WORDS, mc.TYPE_STRING, [1]),
+        ]
+    )
     return config
 
 
 def ensemble_config(
     settings: RepositorySettings, acoustic_inputs: tuple[str, ...] = (INPUT_VALUES, ATTENTION_MASK)
 ) -> mc.ModelConfig:
-    """The public contract: AUDIO (FP32 [-1]) in, TRANSCRIPT (STRING [1]) out.
+    """The public contract: AUDIO (FP32 [-1]) in, TRANSCRIPT (STRING [1]) and optional WORDS out.
 
     ``acoustic_inputs`` are the inputs the `wav2vec2` step declares: a TensorRT plan of a
     model without an attention mask has no ``ATTENTION_MASK``.
@@ -195,7 +201,10 @@ def ensemble_config(
         platform="ensemble",
         max_batch_size=settings.max_batch_size,
         input=[_io(mc.ModelInput, AUDIO, mc.TYPE_FP32, [-1])],
-        output=[_io(mc.ModelOutput, TRANSCRIPT, mc.TYPE_STRING, [1])],
+        output=[
+            _io(mc.ModelOutput, TRANSCRIPT, mc.TYPE_STRING, [1]),
+            _io(mc.ModelOutput, WORDS, mc.TYPE_STRING, [1]),
+        ],
         ensemble_scheduling=mc.ModelEnsembling(
             step=[
                 step(
@@ -218,7 +227,7 @@ def ensemble_config(
                     model_name=DECODER,
                     model_version=-1,
                     input_map={LOGITS: "logits", NUM_SAMPLES: "num_samples"},
-                    output_map={TRANSCRIPT: TRANSCRIPT},
+                    output_map={TRANSCRIPT: TRANSCRIPT, WORDS: WORDS},
                 ),
             ]
         ),

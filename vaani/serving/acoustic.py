@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from vaani.serving.contract import SAMPLING_RATE
+
 Length = TypeVar("Length")
 
 
@@ -44,6 +46,14 @@ class AcousticSpec:
         for kernel, stride in zip(reversed(self.conv_kernel), reversed(self.conv_stride)):
             size = (size - 1) * stride + kernel
         return size
+
+    @property
+    def frame_seconds(self) -> float:
+        """Seconds between CTC frames: the product of the strides over the sampling rate (20 ms)."""
+        hop = 1
+        for stride in self.conv_stride:
+            hop *= stride
+        return hop / SAMPLING_RATE
 
     def frames(self, num_samples: int) -> int:
         """Frames the feature encoder emits for ``num_samples``."""

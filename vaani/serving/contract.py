@@ -20,6 +20,8 @@ STEPS = (PREPROCESS, ACOUSTIC, DECODER)
 # Public tensors of `asr`.
 AUDIO = "AUDIO"
 TRANSCRIPT = "TRANSCRIPT"
+WORDS = "WORDS"
+"""Optional output: UTF-8 JSON ``[{"word", "start", "end"}]``, seconds from the start of the audio."""
 
 # Between the steps.
 INPUT_VALUES = "INPUT_VALUES"

@@ -1,23 +1,32 @@
-"""Step 3 of `asr`: greedy CTC over each utterance's own frames, UTF-8 text out."""
+"""Step 3 of `asr`: CTC over each utterance's own frames; UTF-8 text out, and word times if asked."""
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from vaani.serving.contract import LOGITS, NUM_SAMPLES, TRANSCRIPT
-from vaani.serving.ctc import GreedyDecoder
+from vaani.serving.contract import LOGITS, NUM_SAMPLES, TRANSCRIPT, WORDS
+from vaani.serving.ctc import GreedyDecoder, words_json
 from vaani.serving.step import StepContext
+
+
+def _strings(values: list[str]) -> np.ndarray:
+    return np.array([[v.encode("utf-8")] for v in values], dtype=np.object_)
 
 
 class TritonPythonModel:
     def initialize(self, args):
-        self.decoder = GreedyDecoder(StepContext(args).spec())
+        spec = StepContext(args).spec()
+        self.decoder = GreedyDecoder(spec)
+        self.frame_seconds = spec.frame_seconds
 
     def execute(self, requests):
         responses = []
         for request in requests:
             logits = pb_utils.get_input_tensor_by_name(request, LOGITS).as_numpy()
             num_samples = pb_utils.get_input_tensor_by_name(request, NUM_SAMPLES).as_numpy()
-            texts = self.decoder.decode(logits, num_samples)
-            transcript = np.array([[t.encode("utf-8")] for t in texts], dtype=np.object_)
-            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor(TRANSCRIPT, transcript)]))
+            paths = self.decoder.best_paths(logits, num_samples)
+            outputs = [pb_utils.Tensor(TRANSCRIPT, _strings([self.decoder.decode_ids(p) for p in paths]))]
+            if WORDS in request.requested_output_names():
+                words = [words_json(self.decoder.words_ids(p), self.frame_seconds) for p in paths]
+                outputs.append(pb_utils.Tensor(WORDS, _strings(words)))
+            responses.append(pb_utils.InferenceResponse(outputs))
         return responses
