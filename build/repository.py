@@ -30,6 +30,7 @@ from vaani.serving.contract import (
     WINDOW_PLAN,
     WINDOWS,
     WINDOWS_STEP,
+    WORDS,
 )
 from vaani.serving.engines.torch_options import TorchEngineOptions
 from vaani.serving.windowing import WindowPlan
@@ -236,20 +237,28 @@ def ctc_decoder_config(spec: AcousticSpec, settings: RepositorySettings) -> mc.M
             _io(mc.ModelInput, WINDOW_PLAN, mc.TYPE_INT64, [-1], ragged=True),
         ]
     )
-    config.output.append(_io(mc.ModelOutput, TRANSCRIPT, mc.TYPE_STRING, [1]))
+    config.output.extend(
+        [
+            _io(mc.ModelOutput, TRANSCRIPT, mc.TYPE_STRING, [1]),
+            _io(mc.ModelOutput, WORDS, mc.TYPE_STRING, [1]),
+        ]
+    )
     return config
 
 
 def ensemble_config(settings: RepositorySettings) -> mc.ModelConfig:
-    """The public contract: AUDIO (FP32 [-1]) in, TRANSCRIPT (STRING [1]) out, through
-    preprocess → windows (which calls the acoustic model) → ctc_decoder."""
+    """The public contract: AUDIO (FP32 [-1]) in, TRANSCRIPT (STRING [1]) and optional WORDS out,
+    through preprocess → windows (which calls the acoustic model) → ctc_decoder."""
     step = mc.ModelEnsembling.Step
     return mc.ModelConfig(
         name=ENSEMBLE,
         platform="ensemble",
         max_batch_size=settings.max_batch_size,
         input=[_io(mc.ModelInput, AUDIO, mc.TYPE_FP32, [-1])],
-        output=[_io(mc.ModelOutput, TRANSCRIPT, mc.TYPE_STRING, [1])],
+        output=[
+            _io(mc.ModelOutput, TRANSCRIPT, mc.TYPE_STRING, [1]),
+            _io(mc.ModelOutput, WORDS, mc.TYPE_STRING, [1]),
+        ],
         ensemble_scheduling=mc.ModelEnsembling(
             step=[
                 step(
@@ -268,7 +277,7 @@ def ensemble_config(settings: RepositorySettings) -> mc.ModelConfig:
                     model_name=DECODER,
                     model_version=-1,
                     input_map={LOGITS: "logits", NUM_SAMPLES: "num_samples", WINDOW_PLAN: "window_plan"},
-                    output_map={TRANSCRIPT: TRANSCRIPT},
+                    output_map={TRANSCRIPT: TRANSCRIPT, WORDS: WORDS},
                 ),
             ]
         ),

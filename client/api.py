@@ -6,10 +6,12 @@ text = transcribe(audio)                 # float32, 16 kHz, mono; localhost:8000
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 from tritonclient.utils import InferenceServerException
 
-from vaani.serving.contract import AUDIO, ENSEMBLE, SAMPLING_RATE, TRANSCRIPT
+from vaani.serving.contract import AUDIO, ENSEMBLE, SAMPLING_RATE, TRANSCRIPT, WORDS
 
 PROTOCOLS = ("http", "grpc")
 DEFAULT_URLS = {"http": "localhost:8000", "grpc": "localhost:8001"}
@@ -38,19 +40,29 @@ class TranscriptionClient:
             self._client = module.InferenceServerClient(self.url)
         self._module = module
 
-    def transcribe_batch(self, audio: np.ndarray) -> list[str]:
-        """``[batch, samples]`` utterances of equal length → one transcript each."""
+    def _infer(self, audio: np.ndarray, outputs: tuple[str, ...]) -> dict[str, list[str]]:
         audio = np.ascontiguousarray(audio, dtype=np.float32)
         if audio.ndim != 2:
             raise ValueError(f"expected [batch, samples]; got shape {audio.shape}")
         tensor = self._module.InferInput(AUDIO, list(audio.shape), "FP32")
         tensor.set_data_from_numpy(audio)
-        output = self._module.InferRequestedOutput(TRANSCRIPT)
+        requested = [self._module.InferRequestedOutput(name) for name in outputs]
         try:
-            result = self._client.infer(self.model, [tensor], outputs=[output])
+            result = self._client.infer(self.model, [tensor], outputs=requested)
         except InferenceServerException as error:
             raise TranscriptionError(error.message()) from None
-        return [item.decode("utf-8") for item in result.as_numpy(TRANSCRIPT).reshape(-1)]
+        return {
+            name: [item.decode("utf-8") for item in result.as_numpy(name).reshape(-1)] for name in outputs
+        }
+
+    def transcribe_batch(self, audio: np.ndarray) -> list[str]:
+        """``[batch, samples]`` utterances of equal length → one transcript each."""
+        return self._infer(audio, (TRANSCRIPT,))[TRANSCRIPT]
+
+    def transcribe_words(self, audio: np.ndarray) -> list[tuple[str, list[dict]]]:
+        """``[batch, samples]`` → per utterance its transcript and words ``{"word", "start", "end"}`` (s)."""
+        result = self._infer(audio, (TRANSCRIPT, WORDS))
+        return [(text, json.loads(words)) for text, words in zip(result[TRANSCRIPT], result[WORDS])]
 
     def transcribe(self, audio: np.ndarray) -> str:
         """One mono utterance (float32, 16 kHz, samples in [-1, 1]) → its transcript."""

@@ -275,9 +275,10 @@ class StepRamp(LoadTestShape):
         return self.steps[step], float(max(self.steps))
 
 
-@events.test_start.add_listener
+@events.init.add_listener
 def _preload(environment: Environment, **_: object) -> None:
-    """Decode the clips before the first user starts, so that no request waits for disk."""
+    """Make (on a first run) and decode the clips when Locust starts, before the run's clock does:
+    no request waits for disk, and making clips does not eat into ``--run-time``."""
     from locust.runners import MasterRunner
 
     if not isinstance(environment.runner, MasterRunner):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import subprocess
 import sys
@@ -18,21 +17,22 @@ import pytest
 import requests
 import soundfile as sf
 import srt
-import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 import webvtt
 
 from vaani.audio import load_audio
+from vaani.client.api import TranscriptionClient
 from vaani.gateway.process import GatewayProcess
 from vaani.recipe.corpus import synth
 from vaani.server.process import free_port
 from vaani.serving import contract
+from vaani.subtitles import CueRules, Word, cues
 
 from .browser import chromium
 
 LOCUSTFILE = Path(__file__).resolve().parents[1] / "loadtest" / "locustfile.py"
 MAX_UPLOAD_MB = 1
-PAUSE_SECONDS = 0.8  # longer than the default cue pause, so the subtitles have one cue per sentence
+PAUSE_SECONDS = 0.8  # longer than the default cue pause: every sentence starts a new cue
 
 
 @pytest.fixture(scope="module")
@@ -60,17 +60,9 @@ def client(gateway):
     return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="not-needed", max_retries=0, timeout=120)
 
 
-def _triton(triton, audio: np.ndarray) -> tuple[str, list[dict] | None]:
-    """What Triton's `asr` answers for ``audio``: the transcript, and the words when it gives them."""
-    connection = grpcclient.InferenceServerClient(triton.grpc_url)
-    declared = {o["name"] for o in connection.get_model_metadata(contract.ENSEMBLE, as_json=True)["outputs"]}
-    names = [contract.TRANSCRIPT] + [n for n in [getattr(contract, "WORDS", None)] if n in declared]
-    tensor = grpcclient.InferInput(contract.AUDIO, [1, len(audio)], "FP32")
-    tensor.set_data_from_numpy(audio.reshape(1, -1))
-    outputs = [grpcclient.InferRequestedOutput(n) for n in names]
-    result = connection.infer(contract.ENSEMBLE, [tensor], outputs=outputs)
-    text = result.as_numpy(contract.TRANSCRIPT).reshape(-1)[0].decode()
-    words = json.loads(result.as_numpy(names[1]).reshape(-1)[0]) if len(names) > 1 else None
+def _triton(triton, audio: np.ndarray) -> tuple[str, list[dict]]:
+    """What Triton's `asr` answers for ``audio``: the transcript and the words with their times."""
+    ((text, words),) = TranscriptionClient(triton.grpc_url, "grpc").transcribe_words(audio.reshape(1, -1))
     return text, words
 
 
@@ -78,6 +70,7 @@ def _triton(triton, audio: np.ndarray) -> tuple[str, list[dict] | None]:
 def expected(triton, speech):
     text, words = _triton(triton, load_audio(speech))
     assert len(text.split()) >= 3, "the comparison needs real speech"
+    assert " ".join(w["word"] for w in words) == text
     return text, words
 
 
@@ -104,12 +97,13 @@ def test_verbose_json(client, speech, expected):
     body = result.to_dict()
     assert body["task"] == "transcribe" and body["language"] == "hindi" and body["text"] == text
     assert body["duration"] == pytest.approx(sf.info(speech).duration, abs=1e-3)
-    assert [w.model_dump() for w in result.words] == (words or [])
+    assert [w.model_dump() for w in result.words] == words
     assert " ".join(s.text for s in result.segments) == text
     assert [s.id for s in result.segments] == list(range(len(result.segments)))
     assert all(a.end <= b.start for a, b in zip(result.segments, result.segments[1:]))
-    if words:
-        assert len(result.segments) == 3, "one segment per sentence: they are separated by pauses"
+    made = cues([Word.from_dict(w) for w in words], CueRules())  # the gateway's default rules
+    assert [(s.start, s.end, s.text) for s in result.segments] == [(c.start, c.end, c.text) for c in made]
+    assert len(made) >= 3, "the pauses between the three sentences end segments"
     with speech.open("rb") as file:
         only_words = client.audio.transcriptions.create(
             file=file, model="vaani", response_format="verbose_json", timestamp_granularities=["word"]
@@ -128,9 +122,10 @@ def test_srt_and_vtt_parse(client, speech, expected):
     assert " ".join(c.content for c in srt_cues) == text
     assert " ".join(c.text for c in vtt_cues) == text
     assert [c.content for c in srt_cues] == [c.text for c in vtt_cues]
-    if words:
-        assert srt_cues[0].start.total_seconds() == pytest.approx(words[0]["start"], abs=1e-3)
-        assert srt_cues[-1].end.total_seconds() == pytest.approx(words[-1]["end"], abs=1e-3)
+    made = cues([Word.from_dict(w) for w in words], CueRules())
+    assert [c.content for c in srt_cues] == [c.text for c in made] and len(made) >= 3
+    assert srt_cues[0].start.total_seconds() == pytest.approx(words[0]["start"], abs=1e-3)
+    assert srt_cues[-1].end.total_seconds() == pytest.approx(words[-1]["end"], abs=1e-3)
 
 
 def _post(gateway, files: dict, data: dict) -> requests.Response:
@@ -210,7 +205,7 @@ def test_page_transcribes_a_file_in_headless_chromium(gateway, speech, expected,
         assert driver.find_element(By.ID, "transcript").text == text
         items = driver.find_elements(By.CSS_SELECTOR, "#words li")
         shown = [item.find_element(By.CLASS_NAME, "word").text for item in items]
-        assert shown == [w["word"] for w in words or []]
+        assert shown == [w["word"] for w in words]
         assert not driver.find_element(By.ID, "error").is_displayed()
         driver.save_screenshot(str(tmp_path / "page.png"))
     assert (tmp_path / "page.png").stat().st_size > 10_000

@@ -10,8 +10,16 @@ from tritonclient.grpc import model_config_pb2 as mc
 from vaani.build.repository import RepositorySettings, all_configs
 from vaani.serving.acoustic import AcousticSpec
 from vaani.serving.batching import plan_groups, prefix_lengths
-from vaani.serving.contract import ACOUSTIC, AUDIO, ENSEMBLE, ENSEMBLE_STEPS, SAMPLING_RATE, TRANSCRIPT
-from vaani.serving.ctc import GreedyDecoder
+from vaani.serving.contract import (
+    ACOUSTIC,
+    AUDIO,
+    ENSEMBLE,
+    ENSEMBLE_STEPS,
+    SAMPLING_RATE,
+    TRANSCRIPT,
+    WORDS,
+)
+from vaani.serving.ctc import GreedyDecoder, words_json
 from vaani.serving.engines import Engine
 from vaani.serving.preprocessing import AudioError, AudioLimits, normalize, pad_to_bucket
 
@@ -118,7 +126,10 @@ def test_ensemble_contract_and_configs_parse():
     asr = configs[ENSEMBLE]
     assert asr.platform == "ensemble" and asr.max_batch_size == 8
     assert [(i.name, i.data_type, list(i.dims)) for i in asr.input] == [(AUDIO, mc.TYPE_FP32, [-1])]
-    assert [(o.name, o.data_type, list(o.dims)) for o in asr.output] == [(TRANSCRIPT, mc.TYPE_STRING, [1])]
+    assert [(o.name, o.data_type, list(o.dims)) for o in asr.output] == [
+        (TRANSCRIPT, mc.TYPE_STRING, [1]),
+        (WORDS, mc.TYPE_STRING, [1]),
+    ]
     assert [s.model_name for s in asr.ensemble_scheduling.step] == list(ENSEMBLE_STEPS)
     assert all(i.allow_ragged_batch for i in configs[ACOUSTIC].input)
     for config in configs.values():
@@ -128,3 +139,30 @@ def test_ensemble_contract_and_configs_parse():
 def test_settings_reject_unknown_engine():
     with pytest.raises(ValueError, match="engine"):
         RepositorySettings(engine="tflite")
+
+
+def test_greedy_words_join_to_the_transcript(bundled_model):
+    spec = bundled_model.spec()
+    decoder = GreedyDecoder(spec)
+    rng = np.random.default_rng(3)
+    delimiter = bundled_model.tokenizer.convert_tokens_to_ids("|")
+    for _ in range(200):
+        ids = rng.integers(0, spec.vocab_size, size=rng.integers(0, 60))
+        ids[rng.random(ids.shape) < 0.4] = spec.blank_id
+        ids[rng.random(ids.shape) < 0.15] = delimiter
+        words = decoder.words_ids(ids)
+        assert " ".join(w.word for w in words) == decoder.decode_ids(ids)
+        bounds = [frame for w in words for frame in (w.start_frame, w.end_frame)]
+        assert bounds == sorted(bounds) and all(w.start_frame < w.end_frame for w in words)
+
+
+def test_greedy_word_frames():
+    tokens = ("<pad>", "|", "क", "ख")
+    decoder = GreedyDecoder(AcousticSpec(4, (400,), (320,), True, 0, "|", tokens))
+    # frames: क क _ ख | | _ ख ख _
+    words = decoder.words_ids(np.array([2, 2, 0, 3, 1, 1, 0, 3, 3, 0]))
+    assert [(w.word, w.start_frame, w.end_frame) for w in words] == [("कख", 0, 4), ("ख", 7, 9)]
+    assert words_json(words, 0.02) == (
+        '[{"word": "कख", "start": 0.0, "end": 0.08}, {"word": "ख", "start": 0.14, "end": 0.18}]'
+    )
+    assert AcousticSpec(4, (10, 3), (5, 64), True, 0, "|", tokens).frame_seconds == 0.02

@@ -22,9 +22,6 @@ from tritonclient.utils import InferenceServerException
 from vaani.serving import contract
 from vaani.subtitles import Word
 
-WORD_OUTPUT: str | None = getattr(contract, "WORDS", None)
-"""The name of `asr`'s word-timestamp output, once the contract has one."""
-
 HEALTH_SECONDS = 2.0
 """How long a health probe waits for Triton before calling it unavailable."""
 
@@ -72,15 +69,13 @@ class Triton:
 
     async def gives_words(self) -> bool:
         """Whether the served `asr` declares the word output; asked once, then remembered."""
-        if WORD_OUTPUT is None:
-            return False
         if self._outputs is None:
             try:
                 metadata = await self._client.get_model_metadata(self.model, as_json=True)
             except InferenceServerException as error:
                 raise self._translated(error) from None
             self._outputs = frozenset(output["name"] for output in metadata.get("outputs", ()))
-        return WORD_OUTPUT in self._outputs
+        return contract.WORDS in self._outputs
 
     async def transcribe(self, audio: np.ndarray, with_words: bool = True) -> Transcript:
         """One recording (float32, 16 kHz, mono) → its transcript, with its words when ``with_words``
@@ -90,7 +85,7 @@ class Triton:
         tensor.set_data_from_numpy(audio)
         names = [contract.TRANSCRIPT]
         if with_words and await self.gives_words():
-            names.append(WORD_OUTPUT)
+            names.append(contract.WORDS)
         outputs = [grpcclient.InferRequestedOutput(name) for name in names]
         try:
             result = await self._client.infer(self.model, [tensor], outputs=outputs)
@@ -98,10 +93,9 @@ class Triton:
             raise self._translated(error) from None
         text = _first_string(result.as_numpy(contract.TRANSCRIPT))
         words = None
-        if len(names) > 1:
-            words = tuple(
-                Word.from_dict(item) for item in json.loads(_first_string(result.as_numpy(names[1])))
-            )
+        if contract.WORDS in names:
+            items = json.loads(_first_string(result.as_numpy(contract.WORDS)))
+            words = tuple(Word.from_dict(item) for item in items)
         return Transcript(text, words)
 
     def _translated(self, error: InferenceServerException) -> Exception:

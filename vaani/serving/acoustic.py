@@ -14,6 +14,8 @@ from typing import TypeVar
 
 import numpy as np
 
+from vaani.serving.contract import SAMPLING_RATE
+
 Length = TypeVar("Length")
 
 
@@ -51,6 +53,11 @@ class AcousticSpec:
     def samples_per_frame(self) -> int:
         """Samples between two frames: the product of the convolution strides (320 for wav2vec2)."""
         return int(np.prod(self.conv_stride))
+
+    @property
+    def frame_seconds(self) -> float:
+        """Seconds between CTC frames (20 ms for wav2vec2): where word times come from."""
+        return self.samples_per_frame / SAMPLING_RATE
 
     def frames(self, num_samples: int) -> int:
         """Frames the feature encoder emits for ``num_samples``."""

@@ -22,6 +22,8 @@ STEPS = (PREPROCESS, WINDOWS_STEP, ACOUSTIC, DECODER)  # every model with a `mod
 # Public tensors of `asr`.
 AUDIO = "AUDIO"
 TRANSCRIPT = "TRANSCRIPT"
+WORDS = "WORDS"
+"""Optional output: UTF-8 JSON ``[{"word", "start", "end"}]``, seconds from the start of the audio."""
 
 # Between the steps.
 WINDOWS = "WINDOWS"  # a recording's windows, each normalized, end to end (`vaani.serving.windowing`)

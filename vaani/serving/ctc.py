@@ -1,10 +1,63 @@
-"""Greedy CTC decoding of the `ctc_decoder` step."""
+"""Greedy CTC decoding of the `ctc_decoder` step, with word times from the CTC frames."""
 
 from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from vaani.serving.acoustic import AcousticSpec
+
+
+@dataclass(frozen=True)
+class Word:
+    """One word and its span in frames: from its first character's first frame to after its last one's."""
+
+    word: str
+    start_frame: int
+    end_frame: int
+
+
+def words_json(words: list[Word], frame_seconds: float) -> str:
+    """The `WORDS` tensor's UTF-8 JSON: ``[{"word", "start", "end"}]`` in seconds from the audio's start."""
+    return json.dumps(
+        [
+            {
+                "word": w.word,
+                "start": round(w.start_frame * frame_seconds, 3),
+                "end": round(w.end_frame * frame_seconds, 3),
+            }
+            for w in words
+        ],
+        ensure_ascii=False,
+    )
+
+
+def words_from_pieces(pieces: list[tuple[str, int, int]]) -> list[Word]:
+    """Join ``(text, start_frame, end_frame)`` pieces into words, split at whitespace.
+
+    Splitting the concatenated text at whitespace is how the transcript is formed, so the
+    words joined with single spaces equal the transcript whatever the tokens hold.
+    """
+    words: list[Word] = []
+    chars: list[str] = []
+    start = end = 0
+    for text, first, last in pieces:
+        for char in text:
+            if char.isspace():
+                if chars:
+                    words.append(Word("".join(chars), start, end))
+                    chars = []
+                continue
+            if not chars:
+                start = first
+            chars.append(char)
+            end = last
+    if chars:
+        words.append(Word("".join(chars), start, end))
+    return words
 
 
 class GreedyDecoder:
@@ -23,28 +76,40 @@ class GreedyDecoder:
             for index, token in enumerate(spec.tokens)
         ]
 
-    def decode_ids(self, ids: np.ndarray) -> str:
-        """Decode one utterance's per-frame token ids."""
-        if ids.size == 0:
-            return ""
-        keep = np.ones(ids.shape, dtype=bool)
-        keep[1:] = ids[1:] != ids[:-1]
-        text = "".join(self._text[i] for i in ids[keep])
+    def _runs(self, ids: np.ndarray, breaks: Sequence[int] = (0,)) -> list[tuple[str, int, int]]:
+        """Runs of equal ids as ``(text, first frame, frame after the last)``, blanks left out.
+
+        At each of ``breaks`` (frames where a long recording was cut at a pause) the runs start
+        afresh after a word break: a repeat is not merged and a word does not run across it.
+        """
+        pieces: list[tuple[str, int, int]] = []
+        bounds = [b for b in sorted(set(breaks) | {0}) if b < ids.size]
+        for first, last in zip(bounds, [*bounds[1:], ids.size]):
+            part = ids[first:last]
+            starts = np.flatnonzero(np.r_[True, part[1:] != part[:-1]])
+            ends = np.r_[starts[1:], part.size]
+            pieces.append((" ", first, first))
+            pieces += [
+                (self._text[part[s]], first + int(s), first + int(e))
+                for s, e in zip(starts, ends)
+                if self._text[part[s]]
+            ]
+        return pieces
+
+    def decode_ids(self, ids: np.ndarray, breaks: Sequence[int] = (0,)) -> str:
+        """Decode one utterance's per-frame token ids, afresh at each of ``breaks``."""
+        text = "".join(piece for piece, _, _ in self._runs(ids, breaks))
         return " ".join(text.split())
 
-    def decode(
-        self, logits: np.ndarray, num_samples: np.ndarray, breaks: list[int] | None = None
-    ) -> list[str]:
-        """Decode a batch ``[batch, frames, vocab]``; frames past each utterance's length are padding.
+    def words_ids(self, ids: np.ndarray, breaks: Sequence[int] = (0,)) -> list[Word]:
+        """One utterance's words with their frame spans; joined with spaces they equal `decode_ids`."""
+        return words_from_pieces(self._runs(ids, breaks))
 
-        ``breaks`` are frames where decoding starts afresh (the pauses a long recording was cut
-        at): each part is decoded on its own, so a word never runs across a pause.
-        """
+    def best_paths(self, logits: np.ndarray, num_samples: np.ndarray) -> list[np.ndarray]:
+        """Each utterance's per-frame argmax over its own frames (frames past its length are padding)."""
         ids = logits.argmax(axis=-1)
-        starts = breaks or [0]
-        texts = []
-        for row, samples in zip(ids, num_samples.reshape(-1)):
-            frames = self._spec.frames(int(samples))
-            parts = zip(starts, [*starts[1:], frames])
-            texts.append(" ".join(text for a, b in parts if (text := self.decode_ids(row[a:b]))))
-        return texts
+        return [row[: self._spec.frames(int(samples))] for row, samples in zip(ids, num_samples.reshape(-1))]
+
+    def decode(self, logits: np.ndarray, num_samples: np.ndarray, breaks: Sequence[int] = (0,)) -> list[str]:
+        """Decode a batch ``[batch, frames, vocab]``, afresh at each of ``breaks`` (frames)."""
+        return [self.decode_ids(ids, breaks) for ids in self.best_paths(logits, num_samples)]
