@@ -14,6 +14,7 @@ from vaani.audio import AudioFileError, load_audio
 from vaani.client.api import PROTOCOLS, TranscriptionClient, TranscriptionError
 from vaani.errors import ServerUnreachable, UserFacingError
 from vaani.serving.contract import ENSEMBLE, SAMPLING_RATE
+from vaani.subtitles import CueRules, Word, cues, to_srt, to_vtt
 
 
 def register(subcommands) -> None:
@@ -32,7 +33,26 @@ def register(subcommands) -> None:
     parser.add_argument("--protocol", choices=PROTOCOLS, default="http")
     parser.add_argument("--concurrency", type=int, default=1, help="requests in flight at once")
     parser.add_argument(
-        "--json", action="store_true", help="one JSON object per file with duration and latency"
+        "--format",
+        choices=FORMATS,
+        default="text",
+        help="text: the transcript; json: one object per file with its words, times, duration and "
+        "latency; srt/vtt: subtitles whose cues break at pauses and at --max-cue-chars/--max-cue-seconds",
+    )
+    parser.add_argument("--json", action="store_true", help="the same as --format json")
+    parser.add_argument(
+        "--output-dir",
+        type=Path,
+        help="write <file stem>.<txt|json|srt|vtt> there for each file instead of printing",
+    )
+    rules = CueRules()
+    parser.add_argument("--max-cue-chars", type=int, default=rules.max_chars, help="characters in one cue")
+    parser.add_argument("--max-cue-seconds", type=float, default=rules.max_seconds, help="seconds of one cue")
+    parser.add_argument(
+        "--cue-pause",
+        type=float,
+        default=rules.max_pause,
+        help="a silence this long between words ends a cue",
     )
     parser.add_argument("--model", default=ENSEMBLE, help="model name on the server")
     parser.set_defaults(func=run)
@@ -92,19 +112,28 @@ def run(args: argparse.Namespace) -> int:
             local.client = TranscriptionClient(args.url, args.protocol, args.model)
         return local.client
 
+    form = "json" if args.json else args.format
+    timed = form != "text"
+
     def one(index: int) -> dict:
         start = time.perf_counter()
+        words: list[dict] | None = None
         try:
-            text, error = client().transcribe(audio[index]), None
+            if timed:
+                ((text, words),) = client().transcribe_words(audio[index][None])
+            else:
+                text = client().transcribe(audio[index])
+            error = None
         except TranscriptionError as failure:
             text, error = None, str(failure)
-        return {
+        result = {
             "file": str(args.files[index]),
             "transcript": text,
             "error": error,
             "duration_s": round(len(audio[index]) / SAMPLING_RATE, 3),
             "latency_ms": round((time.perf_counter() - start) * 1000, 2),
         }
+        return {**result, "words": words} if timed else result
 
     try:
         with ThreadPoolExecutor(max(1, args.concurrency)) as pool:
@@ -113,17 +142,40 @@ def run(args: argparse.Namespace) -> int:
         raise ServerUnreachable(
             f"cannot reach the server at {args.url or 'the default address'} ({args.protocol}): {error}"
         ) from None
+    rules = CueRules(max_pause=args.cue_pause, max_chars=args.max_cue_chars, max_seconds=args.max_cue_seconds)
     failed = 0
     for result in results:
         if result["error"]:
             failed += 1
             print(f"{result['file']}: error: {result['error']}", file=sys.stderr)
-        if args.json:
-            print(json.dumps(result, ensure_ascii=False))
-        elif not result["error"]:
+            if form != "json":
+                continue
+        rendered = render(result, form, rules)
+        if args.output_dir is not None:
+            args.output_dir.mkdir(parents=True, exist_ok=True)
+            target = args.output_dir / f"{Path(result['file']).stem}.{EXTENSIONS[form]}"
+            target.write_text(rendered, encoding="utf-8")
+            print(f"{result['file']} → {target}")
+        elif form == "text":
             prefix = f"{result['file']}\t" if len(results) > 1 else ""
-            print(prefix + result["transcript"])
+            print(prefix + rendered, end="")
+        else:
+            print(rendered, end="" if rendered.endswith("\n") else "\n")
     return 1 if failed else 0
+
+
+FORMATS = ("text", "json", "srt", "vtt")
+EXTENSIONS = {"text": "txt", "json": "json", "srt": "srt", "vtt": "vtt"}
+
+
+def render(result: dict, form: str, rules: CueRules) -> str:
+    """One file's result in ``form``: the transcript, a JSON object, or SRT/VTT cues from its words."""
+    if form == "json":
+        return json.dumps(result, ensure_ascii=False) + "\n"
+    if form == "text":
+        return result["transcript"] + "\n"
+    timed = cues([Word.from_dict(w) for w in result["words"]], rules)
+    return to_srt(timed) if form == "srt" else to_vtt(timed)
 
 
 def _wer(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from itertools import pairwise
 from math import gcd
 
 import numpy as np
@@ -105,3 +106,27 @@ def test_an_unreachable_server_is_exit_status_3_over_both_protocols(tmp_path, ca
         url = f"127.0.0.1:{free_port()}"
         assert main(["transcribe", "--protocol", protocol, "--url", url, str(clip)]) == 3
         assert "no server answers" in capsys.readouterr().err
+
+
+def test_subtitles_parse_and_hold_every_word_in_order(triton, tmp_path, capsys):
+    import srt
+    import webvtt
+
+    from vaani.recipe.corpus.recordings import long_recording
+
+    audio, _ = long_recording(8, seed=2031)
+    clip = tmp_path / "talk.wav"
+    sf.write(clip, audio, SAMPLING_RATE)
+    assert main(["transcribe", "--url", triton.http_url, "--format", "json", str(clip)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    words = [w["word"] for w in result["words"]]
+    assert words and " ".join(words) == result["transcript"]
+    out = tmp_path / "subtitles"
+    for form in ("srt", "vtt"):
+        argv = ["transcribe", "--url", triton.http_url, "--format", form, "--output-dir", str(out), str(clip)]
+        assert main(argv) == 0
+    cues = list(srt.parse((out / "talk.srt").read_text(encoding="utf-8")))
+    assert " ".join(cue.content for cue in cues).split() == words
+    assert all(a.end <= b.start for a, b in pairwise(cues))
+    captions = webvtt.read(str(out / "talk.vtt"))
+    assert " ".join(caption.text for caption in captions).split() == words

@@ -62,6 +62,23 @@ def _local_logits(audio: np.ndarray, spec: AcousticSpec) -> np.ndarray:
     return np.eye(spec.vocab_size, dtype=np.float32)[tokens]
 
 
+def test_word_times_across_the_recording(triton, recording):
+    """One request: times never go back, each sentence's first word starts within 0.15 s of its
+    onset and its last word ends before the next sentence's onset plus 0.15 s; the words are the
+    transcript."""
+    audio, placed = recording
+    ((text, words),) = TranscriptionClient(triton.http_url).transcribe_words(audio[None])
+    assert " ".join(w["word"] for w in words) == text
+    starts = [w["start"] for w in words]
+    assert starts == sorted(starts) and all(w["start"] <= w["end"] for w in words)
+    onsets = [p.onset for p in placed] + [audio.size / SAMPLING_RATE]
+    for sentence, next_onset in zip(placed, onsets[1:]):
+        mine = [w for w in words if sentence.onset - 0.15 <= w["start"] < next_onset - 0.15]
+        assert mine, f"no word of {sentence.text!r}"
+        assert abs(mine[0]["start"] - sentence.onset) <= 0.15, (sentence, mine[0])
+        assert mine[-1]["end"] <= next_onset + 0.15, (sentence, mine[-1])
+
+
 def test_cuts_inside_words_keep_every_frame_once(triton):
     """Speech with no pause, cut every 1.5 s through words with 0.5 s of context: through a model
     whose frames depend only on their own samples, the joined logits equal a single pass frame by
