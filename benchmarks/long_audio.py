@@ -22,9 +22,10 @@ import jiwer
 import numpy as np
 
 from vaani.client.api import TranscriptionClient
-from vaani.loadtest.soak import rss_mb, server_processes
+from vaani.loadtest.soak import server_processes
 from vaani.recipe.corpus.recordings import long_recording
 from vaani.scoring import normalize
+from vaani.server.stubs import rss_mb
 from vaani.serving.contract import SAMPLING_RATE
 
 

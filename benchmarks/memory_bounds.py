@@ -26,7 +26,7 @@ from vaani.build.pipeline import build
 from vaani.build.repository import RepositorySettings
 from vaani.client.api import TranscriptionClient
 from vaani.server.process import Ports, TritonProcess, free_port
-from vaani.server.stubs import stubs_of
+from vaani.server.stubs import rss_mb, stubs_of
 from vaani.serving.contract import ACOUSTIC, SAMPLING_RATE
 
 VARIANTS = {
@@ -36,13 +36,6 @@ VARIANTS = {
     "cap 240 s, no arena (default)": {"max_batch_audio_seconds": 240.0, "memory_arena": False},
     "cap 60 s, no arena": {"max_batch_audio_seconds": 60.0, "memory_arena": False},
 }
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def measure(model: str, work: Path, settings: RepositorySettings, rows: int, seconds: float) -> dict:

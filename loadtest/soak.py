@@ -20,8 +20,7 @@ import numpy as np
 
 from vaani.client.api import TranscriptionClient, TranscriptionError
 from vaani.loadtest.clips import Clip
-
-PROC = Path("/proc")
+from vaani.server.stubs import rss_mb, server_listening_on, stubs_of
 
 
 @dataclass(frozen=True)
@@ -35,40 +34,10 @@ class Sample:
 
 def server_processes(http_port: int) -> dict[int, str]:
     """The tritonserver listening on ``http_port`` and its step processes: pid → label."""
-    server = None
-    for entry in PROC.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if argv[0].endswith(b"tritonserver") and f"--http-port={http_port}".encode() in argv:
-            server = int(entry.name)
+    server = server_listening_on(http_port)
     if server is None:
         return {}
-    labels = {server: "tritonserver"}
-    for entry in PROC.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == server and len(argv) > 1:
-            labels[int(entry.name)] = Path(argv[1].decode()).parents[1].name  # <repo>/<step>/1/model.py
-    return labels
-
-
-def rss_mb(pid: int) -> float:
-    try:
-        for line in (PROC / str(pid) / "status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
+    return {server: "tritonserver", **{stub.pid: stub.model for stub in stubs_of(server)}}
 
 
 @dataclass

@@ -29,7 +29,7 @@ from vaani.build.repository import RepositorySettings
 from vaani.client.api import TranscriptionClient
 from vaani.server.admin import ADMIN_HEADER, GRPC_ADMIN_HEADER
 from vaani.server.process import Ports, TritonProcess, free_port
-from vaani.server.stubs import SHM_DIR, stubs_of
+from vaani.server.stubs import SHM_DIR, rss_mb, stubs_of
 from vaani.serving.contract import (
     ACOUSTIC,
     ATTENTION_MASK,
@@ -322,16 +322,9 @@ def test_overload_is_refused_at_once_and_accepted_requests_finish(tmp_path_facto
         assert accepted and refused, results
         assert all("queue" in message.lower() for _, message in refused), refused
         assert max(seconds for seconds, _ in refused) < max(accepted)
-        rss = sum(_rss(stub.pid) for stub in stubs_of(server.process.pid))
-        assert rss < 4 * 2**30, f"step processes hold {rss / 2**30:.1f} GiB"
+        rss = sum(rss_mb(stub.pid) for stub in stubs_of(server.process.pid))
+        assert rss < 4096, f"step processes hold {rss:.0f} MB"
         assert _ready(server.http_url)
-
-
-def _rss(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 def _serve(repository: Path) -> tuple[subprocess.Popen, Ports]:

@@ -55,6 +55,32 @@ def stubs_of(server_pid: int) -> list[Stub]:
     return stubs
 
 
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process in MB (0 when it is gone)."""
+    try:
+        for line in (PROC / str(pid) / "status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def server_listening_on(http_port: int) -> int | None:
+    """The pid of the tritonserver started with ``--http-port=<http_port>``, if one runs here."""
+    flag = f"--http-port={http_port}".encode()
+    for entry in PROC.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv[0].endswith(b"tritonserver") and flag in argv:
+            return int(entry.name)
+    return None
+
+
 def remove_regions(names: set[str]) -> list[str]:
     """Unlink these shared-memory regions from `/dev/shm`; return the ones that were there."""
     removed = []
