@@ -77,3 +77,26 @@ def _wait_for(url: str, seconds: float = 60) -> None:
             if time.monotonic() > deadline:
                 raise
         time.sleep(0.3)
+
+
+def test_the_gateway_ends_with_a_killed_launcher(triton):
+    gateway = free_port()
+    command = [
+        sys.executable, "-m", "vaani.cli", "serve", "--skip-build", "--repository", str(triton.repository),
+        "--http-port", str(free_port()), "--grpc-port", str(free_port()), "--metrics-port", str(free_port()),
+        "--gateway-port", str(gateway),
+    ]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for(f"http://127.0.0.1:{gateway}/health", seconds=120)
+    finally:
+        process.kill()
+        process.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{gateway}/health", timeout=1)
+        except OSError:
+            return
+        time.sleep(0.5)
+    raise AssertionError("the gateway outlived its killed launcher")

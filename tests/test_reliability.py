@@ -332,6 +332,7 @@ def _serve(repository: Path) -> tuple[subprocess.Popen, Ports]:
     command = [
         sys.executable, "-m", "vaani.cli", "serve", "--skip-build", "--repository", str(repository),
         "--http-port", str(ports.http), "--grpc-port", str(ports.grpc), "--metrics-port", str(ports.metrics),
+        "--gateway-port", "0",
     ]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     for line in process.stdout:

@@ -8,6 +8,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 
 from vaani.errors import UserFacingError
 
@@ -16,13 +17,20 @@ class GatewayProcess:
     """`vaani gateway` in a child process, forwarding to Triton's gRPC ``triton_url``."""
 
     def __init__(
-        self, triton_url: str, port: int, host: str = "127.0.0.1", extra_args: tuple[str, ...] = ()
+        self,
+        triton_url: str,
+        port: int,
+        host: str = "127.0.0.1",
+        extra_args: tuple[str, ...] = (),
+        preexec_fn: Callable[[], None] | None = None,
     ) -> None:
+        """``preexec_fn`` runs in the child before it starts: `vaani serve` passes the one that ends
+        the child with its launcher, however the launcher dies."""
         reach = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # a wildcard bind answers on localhost
         self.url = f"http://{reach}:{port}"
         command = [sys.executable, "-m", "vaani.cli", "gateway", "--triton-url", triton_url]
         command += ["--host", host, "--port", str(port), *extra_args]
-        self.process = subprocess.Popen(command)
+        self.process = subprocess.Popen(command, preexec_fn=preexec_fn)
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Until `/health` answers 200 (the gateway is up and Triton is ready)."""

@@ -14,7 +14,7 @@ from vaani.errors import UserFacingError
 from vaani.gateway.commands import DEFAULT_PORT as GATEWAY_PORT
 from vaani.gateway.process import GatewayProcess
 from vaani.server.admin import ADMIN_HEADER, ADMIN_KEY_VARIABLE, resolve_admin_key
-from vaani.server.process import Ports, TritonProcess
+from vaani.server.process import Ports, TritonProcess, _end_with_parent
 from vaani.serving.contract import ENSEMBLE
 
 MAX_RESTARTS = 5  # within RESTART_WINDOW_S: a server that cannot stay up is a fault to report
@@ -88,7 +88,9 @@ def _serve(args: argparse.Namespace) -> int:
             try:
                 server.wait_ready()
                 if args.gateway_port and gateway is None:  # started once; it reconnects across restarts
-                    gateway = GatewayProcess(server.grpc_url, args.gateway_port, host=args.address)
+                    gateway = GatewayProcess(
+                        server.grpc_url, args.gateway_port, host=args.address, preexec_fn=_end_with_parent
+                    )
                 if not restarts:
                     _banner(args.repository, server, gateway)
                 code = server.process.wait()
