@@ -8,7 +8,7 @@ from pathlib import Path
 
 from vaani.build import accuracy_gate
 from vaani.build.pipeline import build, clean
-from vaani.build.repository import ENGINES, RepositorySettings
+from vaani.build.repository import DECODERS, ENGINES, RepositorySettings
 from vaani.build.tensorrt import DEFAULT_MANIFEST, DEFAULT_WORK_DIR, PlanOptions
 from vaani.build.tensorrt_plan import PRECISIONS
 
@@ -27,6 +27,12 @@ _HELP = {
     "bucket_seconds": "pad audio to multiples of this many seconds (0: no buckets)",
     "profile_opt_batch": "TensorRT optimization profile: the batch size tuned for",
     "profile_opt_seconds": "TensorRT optimization profile: the audio length (s) tuned for",
+    "decoder": "CTC decoder: auto (beam with the model's language_model/ or --lm, else greedy), greedy, beam",
+    "lm": "KenLM n-gram LM for beam search: an .arpa/.bin file or a language_model/ folder (HF layout)",
+    "beam_width": "beams kept per frame by the beam-search decoder",
+    "lm_alpha": "LM weight (default: the LM's attrs.json)",
+    "lm_beta": "word insertion bonus (default: the LM's attrs.json)",
+    "decoder_instances": "ctc_decoder instances, decoding batches in parallel (0: python_instances)",
 }
 
 
@@ -38,6 +44,8 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
         kwargs = {"type": type(field.default), "default": field.default, "help": _HELP.get(field.name, "")}
         if field.name == "engine":
             kwargs["choices"] = ENGINES
+        if field.name == "decoder":
+            kwargs["choices"] = DECODERS
         group.add_argument(option, **kwargs)
 
 

@@ -98,7 +98,8 @@ class InferenceResponse:
         self.outputs, self.error = list(output_tensors), error
 
 class Request(dict):
-    pass
+    def requested_output_names(self):
+        return ["TRANSCRIPT"]
 
 utils.TritonError, utils.Tensor, utils.InferenceResponse = TritonError, Tensor, InferenceResponse
 utils.get_input_tensor_by_name = lambda request, name: request.get(name)
