@@ -4,8 +4,10 @@
 #   libsndfile1 soundfile's codec library (the wheel bundles one; this keeps OGG/FLAC working everywhere)
 #   libb64-0d   needed by the perf_analyzer binary
 #   docker-compose  validates docker-compose.yml without a Docker engine (tests)
+#   cmake, g++, libboost-*-dev, zlib1g-dev  compile `pip install kenlm` and KenLM's lmplz/build_binary (`vaani lm`)
 set -euo pipefail
-packages=(espeak-ng libsndfile1 libb64-0d docker-compose)
+packages=(espeak-ng libsndfile1 libb64-0d docker-compose cmake g++ zlib1g-dev
+    libboost-program-options-dev libboost-system-dev libboost-thread-dev libboost-test-dev)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

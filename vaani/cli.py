@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "vaani.client.commands",
     "vaani.recipe.corpus.commands",
     "vaani.recipe.training.commands",
+    "vaani.recipe.commands",
     "vaani.loadtest.commands",
     "vaani.benchmarks.commands",
 )
