@@ -75,12 +75,12 @@ def build(
         return repo
     print(f"building {repo} for {model} (engine {settings.engine})")
     hf = HfModel.load(model_dir)
-    artifacts = strategy.install(hf, version_dir(repo, ACOUSTIC), settings, plan)
     decoder = language_model.resolve_decoder(settings, lm)
-    if lm is not None and decoder == "beam":
+    if lm is not None and decoder == "beam":  # before the export: a bad LM fails the build at once
         language_model.install(lm, version_dir(repo, DECODER), hf.spec(), settings)
     else:
         shutil.rmtree(version_dir(repo, DECODER) / language_model.LM_DIR, ignore_errors=True)
+    artifacts = strategy.install(hf, version_dir(repo, ACOUSTIC), settings, plan)
     write_configs(repo, hf.spec(), settings, source_model=model, decoder=decoder)
     files = [str(p.relative_to(repo)) for p in [*repo.glob("*/config.pbtxt"), *artifacts]]
     (repo / STAMP).write_text(

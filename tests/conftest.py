@@ -32,8 +32,10 @@ def bundled_model() -> HfModel:
 
 @pytest.fixture(scope="session")
 def test_settings() -> RepositorySettings:
-    # A long batching window so that concurrent requests reliably meet in one execution.
-    return RepositorySettings(queue_delay_us=100_000, max_batch_size=16, threads=2)
+    # A long batching window so that concurrent requests reliably meet in one execution. Greedy
+    # decoding: these tests compare with the FP32 reference's greedy transcripts (the bundled LM's
+    # beam search has its own server in test_decoding.py).
+    return RepositorySettings(queue_delay_us=100_000, max_batch_size=16, threads=2, decoder="greedy")
 
 
 @pytest.fixture(scope="session")

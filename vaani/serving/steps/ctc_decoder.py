@@ -37,7 +37,7 @@ class TritonPythonModel:
                 self.spec, lm_dir if lm_dir.is_dir() else None, int(context.number("beam_width", 64))
             )
 
-    def _decode(self, request) -> pb_utils.InferenceResponse:
+    def _decode(self, request):
         logits = pb_utils.get_input_tensor_by_name(request, LOGITS).as_numpy()
         num_samples = pb_utils.get_input_tensor_by_name(request, NUM_SAMPLES).as_numpy()
         hotwords, weight = check_decoder_inputs(
