@@ -33,6 +33,15 @@ def register(subcommands) -> None:
         "--json", action="store_true", help="one JSON object per file with duration and latency"
     )
     parser.add_argument("--model", default=ENSEMBLE, help="model name on the server")
+    parser.add_argument(
+        "--hotword",
+        action="append",
+        metavar="WORD",
+        help="a word or phrase the beam-search decoder should favour in every file (repeatable)",
+    )
+    parser.add_argument(
+        "--hotword-weight", type=float, help="how strongly to favour the hotwords (server default 10)"
+    )
     parser.set_defaults(func=run)
     parser = subcommands.add_parser(
         "wer",
@@ -86,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     def one(index: int) -> dict:
         start = time.perf_counter()
         try:
-            text, error = client().transcribe(audio[index]), None
+            text, error = client().transcribe(audio[index], args.hotword, args.hotword_weight), None
         except TranscriptionError as failure:
             text, error = None, str(failure)
         return {

@@ -205,3 +205,18 @@ def test_broken_language_model_fails_the_build(tmp_path, breakage):
     print(message)
     assert "\n" not in message and ("language model" in message or "--lm" in message)
     assert not list((tmp_path / "repo").glob("wav2vec2/1/*.onnx")), "the build went on past the bad LM"
+
+
+@pytest.mark.server
+def test_transcribe_command_takes_hotwords(lm_server, tmp_path, capsys):
+    import soundfile
+
+    from vaani.cli import main
+
+    text, voice, speed, pitch = HOTWORD_SENTENCE
+    path = tmp_path / "name.wav"
+    soundfile.write(path, synth.synthesize(text, voice, speed, pitch), 16_000)
+    assert main(["transcribe", str(path), "--url", lm_server.http_url]) == 0
+    assert main(["transcribe", str(path), "--url", lm_server.http_url, "--hotword", HOTWORD]) == 0
+    plain, boosted = capsys.readouterr().out.splitlines()
+    assert HOTWORD not in plain.split() and HOTWORD in boosted.split()
