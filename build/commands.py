@@ -8,7 +8,7 @@ from pathlib import Path
 
 from vaani.build import accuracy_gate
 from vaani.build.pipeline import build, clean
-from vaani.build.repository import ENGINES, RepositorySettings
+from vaani.build.repository import DECODERS, ENGINES, RepositorySettings
 from vaani.build.tensorrt import DEFAULT_MANIFEST, DEFAULT_WORK_DIR, PlanOptions
 from vaani.build.tensorrt_plan import PRECISIONS
 
@@ -36,6 +36,12 @@ _HELP = {
     "windows_in_flight": "windows of one request out to the acoustic model at once",
     "memory_arena": "keep ONNX Runtime's CPU memory arena (faster repeats, but holds its peak)",
     "gpus": "torch engine: one wav2vec2 instance group per GPU 0..N-1 (0: Triton uses every GPU it sees)",
+    "decoder": "CTC decoder: auto (beam with the model's language_model/ or --lm, else greedy), greedy, beam",
+    "lm": "KenLM n-gram LM for beam search: an .arpa/.bin file or a language_model/ folder (HF layout)",
+    "beam_width": "beams kept per frame by the beam-search decoder",
+    "lm_alpha": "LM weight (default: the LM's attrs.json)",
+    "lm_beta": "word insertion bonus (default: the LM's attrs.json)",
+    "decoder_instances": "ctc_decoder instances, decoding batches in parallel (0: python_instances)",
 }
 
 
@@ -50,6 +56,8 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
             del kwargs["type"]
         if field.name == "engine":
             kwargs["choices"] = ENGINES
+        if field.name == "decoder":
+            kwargs["choices"] = DECODERS
         group.add_argument(option, **kwargs)
 
 

@@ -15,20 +15,23 @@ from importlib import resources
 from pathlib import Path
 
 from vaani import __version__
-from vaani.build import export, repository
+from vaani.build import export, language_model, repository
 from vaani.build.engine_builds import ENGINE_BUILDS
 from vaani.build.hf_model import HfModel
 from vaani.build.repository import RepositorySettings, write_configs
 from vaani.build.source import fingerprint, resolve
 from vaani.build.tensorrt import PlanOptions
-from vaani.serving.contract import ACOUSTIC, STEPS, VERSION, version_dir
+from vaani.serving.contract import ACOUSTIC, DECODER, STEPS, VERSION, version_dir
 
 STAMP = ".build.json"
 
 
-def _key(model_dir: Path, settings: RepositorySettings, plan: PlanOptions) -> str:
-    """Same model files, settings and generator code → same key → nothing to do."""
-    code = "".join(inspect.getsource(module) for module in (export, repository))
+def _key(model_dir: Path, settings: RepositorySettings, plan: PlanOptions, lm: Path | None = None) -> str:
+    """Same model files, LM, settings and generator code → same key → nothing to do."""
+    code = "".join(inspect.getsource(module) for module in (export, repository, language_model))
+    if lm is not None:  # LMs run to gigabytes: their names, sizes and times, not their bytes
+        files = sorted(lm.rglob("*")) if lm.is_dir() else [lm]
+        code += "".join(f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns};" for p in files)
     options = {"settings": asdict(settings), "plan": asdict(plan) if settings.engine == "tensorrt" else None}
     extra = json.dumps(options, sort_keys=True, default=str) + __version__ + code
     return fingerprint(model_dir, extra.encode())
@@ -65,14 +68,20 @@ def build(
     strategy.preflight(settings, plan)
     install_steps(repo)
     model_dir = resolve(model)
-    key = _key(model_dir, settings, plan)
+    lm = language_model.find(model_dir, settings)
+    key = _key(model_dir, settings, plan, lm)
     if not force and is_current(repo, key):
         print(f"repository {repo} is up to date for {model} (engine {settings.engine}); nothing to do")
         return repo
     print(f"building {repo} for {model} (engine {settings.engine})")
     hf = HfModel.load(model_dir)
+    decoder = language_model.resolve_decoder(settings, lm)
+    if lm is not None and decoder == "beam":  # before the export: a bad LM fails the build at once
+        language_model.install(lm, version_dir(repo, DECODER), hf.spec(), settings)
+    else:
+        shutil.rmtree(version_dir(repo, DECODER) / language_model.LM_DIR, ignore_errors=True)
     artifacts = strategy.install(hf, version_dir(repo, ACOUSTIC), settings, plan)
-    write_configs(repo, hf.spec(), settings, source_model=model)
+    write_configs(repo, hf.spec(), settings, source_model=model, decoder=decoder)
     files = [str(p.relative_to(repo)) for p in [*repo.glob("*/config.pbtxt"), *artifacts]]
     (repo / STAMP).write_text(
         json.dumps({"key": key, "model": model, "settings": asdict(settings), "files": files}, indent=1)

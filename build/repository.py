@@ -7,6 +7,7 @@ in a field name fails here rather than at server start.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from vaani.serving.contract import (
     AUDIO,
     DECODER,
     ENSEMBLE,
+    HOTWORD_WEIGHT,
+    HOTWORDS,
     INPUT_VALUES,
     LOGITS,
     NUM_SAMPLES,
@@ -36,6 +39,7 @@ from vaani.serving.engines.torch_options import TorchEngineOptions
 from vaani.serving.windowing import WindowPlan
 
 ENGINES = ("onnxruntime", "torch", "tensorrt")
+DECODERS = ("auto", "greedy", "beam")
 
 
 @dataclass(frozen=True)
@@ -73,10 +77,22 @@ class RepositorySettings:
     # torch engine: one wav2vec2 instance group per GPU 0 … gpus-1, each of acoustic_instances
     # (0: a single group that Triton repeats on every GPU it sees).
     gpus: int = 0
+    # CTC decoding: "auto" is beam search when the model folder has `language_model/` (or `lm` is
+    # given), else greedy. NaN alpha/beta mean "the LM's attrs.json".
+    decoder: str = "auto"
+    lm: str = ""
+    beam_width: int = 64
+    lm_alpha: float = math.nan
+    lm_beta: float = math.nan
+    decoder_instances: int = 0
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
             raise ValueError(f"engine must be one of {', '.join(ENGINES)}; got {self.engine!r}")
+        if self.decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {', '.join(DECODERS)}; got {self.decoder!r}")
+        if self.beam_width < 1:
+            raise ValueError("beam_width must be at least 1")
         if self.max_batch_size < 1:
             raise ValueError("max_batch_size must be at least 1")
         if self.max_batch_audio_seconds < self.window_seconds + 2 * self.context_seconds:
@@ -228,21 +244,31 @@ def python_acoustic_config(spec: AcousticSpec, settings: RepositorySettings) -> 
     return config
 
 
-def ctc_decoder_config(spec: AcousticSpec, settings: RepositorySettings) -> mc.ModelConfig:
+def ctc_decoder_config(
+    spec: AcousticSpec, settings: RepositorySettings, decoder: str = "greedy"
+) -> mc.ModelConfig:
+    """``decoder`` is what the build resolved ``settings.decoder`` to: ``greedy`` or ``beam``."""
     config = _python_step(DECODER, settings)
+    if settings.decoder_instances:
+        config.instance_group[0].count = settings.decoder_instances
     config.input.extend(
         [
             _io(mc.ModelInput, LOGITS, mc.TYPE_FP32, [-1, spec.vocab_size], ragged=True),
             _io(mc.ModelInput, NUM_SAMPLES, mc.TYPE_INT64, [1]),
             _io(mc.ModelInput, WINDOW_PLAN, mc.TYPE_INT64, [-1], ragged=True),
+            _io(mc.ModelInput, HOTWORDS, mc.TYPE_STRING, [-1], ragged=True),
+            _io(mc.ModelInput, HOTWORD_WEIGHT, mc.TYPE_FP32, [1]),
         ]
     )
+    for tensor in config.input[2:]:
+        tensor.optional = True
     config.output.extend(
         [
             _io(mc.ModelOutput, TRANSCRIPT, mc.TYPE_STRING, [1]),
             _io(mc.ModelOutput, WORDS, mc.TYPE_STRING, [1]),
         ]
     )
+    _parameters(config, {"decoder": decoder, "beam_width": settings.beam_width})
     return config
 
 
@@ -254,7 +280,11 @@ def ensemble_config(settings: RepositorySettings) -> mc.ModelConfig:
         name=ENSEMBLE,
         platform="ensemble",
         max_batch_size=settings.max_batch_size,
-        input=[_io(mc.ModelInput, AUDIO, mc.TYPE_FP32, [-1])],
+        input=[
+            _io(mc.ModelInput, AUDIO, mc.TYPE_FP32, [-1]),
+            mc.ModelInput(name=HOTWORDS, data_type=mc.TYPE_STRING, dims=[-1], optional=True),
+            mc.ModelInput(name=HOTWORD_WEIGHT, data_type=mc.TYPE_FP32, dims=[1], optional=True),
+        ],
         output=[
             _io(mc.ModelOutput, TRANSCRIPT, mc.TYPE_STRING, [1]),
             _io(mc.ModelOutput, WORDS, mc.TYPE_STRING, [1]),
@@ -276,7 +306,13 @@ def ensemble_config(settings: RepositorySettings) -> mc.ModelConfig:
                 step(
                     model_name=DECODER,
                     model_version=-1,
-                    input_map={LOGITS: "logits", NUM_SAMPLES: "num_samples", WINDOW_PLAN: "window_plan"},
+                    input_map={
+                        LOGITS: "logits",
+                        NUM_SAMPLES: "num_samples",
+                        WINDOW_PLAN: "window_plan",
+                        HOTWORDS: HOTWORDS,
+                        HOTWORD_WEIGHT: HOTWORD_WEIGHT,
+                    },
                     output_map={TRANSCRIPT: TRANSCRIPT, WORDS: WORDS},
                 ),
             ]
@@ -348,7 +384,7 @@ def acoustic_config(spec: AcousticSpec, settings: RepositorySettings) -> mc.Mode
 
 
 def all_configs(
-    spec: AcousticSpec, settings: RepositorySettings, source_model: str = ""
+    spec: AcousticSpec, settings: RepositorySettings, source_model: str = "", decoder: str = "greedy"
 ) -> dict[str, mc.ModelConfig]:
     acoustic = acoustic_config(spec, settings)
     ensemble = ensemble_config(settings)
@@ -359,15 +395,19 @@ def all_configs(
         PREPROCESS: preprocess_config(spec, settings),
         WINDOWS_STEP: windows_config(spec, settings, tuple(tensor.name for tensor in acoustic.input)),
         ACOUSTIC: acoustic,
-        DECODER: ctc_decoder_config(spec, settings),
+        DECODER: ctc_decoder_config(spec, settings, decoder),
     }
 
 
 def write_configs(
-    repository: Path, spec: AcousticSpec, settings: RepositorySettings, source_model: str = ""
+    repository: Path,
+    spec: AcousticSpec,
+    settings: RepositorySettings,
+    source_model: str = "",
+    decoder: str = "greedy",
 ) -> None:
     """Write every `config.pbtxt` and give each step its copy of `acoustic.json`."""
-    for name, config in all_configs(spec, settings, source_model).items():
+    for name, config in all_configs(spec, settings, source_model, decoder).items():
         version_dir = repository / name / "1"
         version_dir.mkdir(parents=True, exist_ok=True)
         (repository / name / "config.pbtxt").write_text(text_format.MessageToString(config), encoding="utf-8")

@@ -55,6 +55,15 @@ def register(subcommands) -> None:
         help="a silence this long between words ends a cue",
     )
     parser.add_argument("--model", default=ENSEMBLE, help="model name on the server")
+    parser.add_argument(
+        "--hotword",
+        action="append",
+        metavar="WORD",
+        help="a word or phrase the beam-search decoder should favour in every file (repeatable)",
+    )
+    parser.add_argument(
+        "--hotword-weight", type=float, help="how strongly to favour the hotwords (server default 10)"
+    )
     parser.set_defaults(func=run)
     parser = subcommands.add_parser(
         "wer",
@@ -89,6 +98,16 @@ def register(subcommands) -> None:
         help="also transcribe the same audio with this save_pretrained model in FP32 PyTorch and "
         "report its WER/CER and how many transcripts are identical to the served ones",
     )
+    parser.add_argument(
+        "--compare-decoders",
+        type=Path,
+        metavar="MODEL_DIR",
+        help="also decode this save_pretrained model's FP32 logits of the same audio greedily, with beam "
+        "search and with beam search + its language_model/ (or --lm): WER, CER and decoder time",
+    )
+    parser.add_argument(
+        "--lm", type=Path, help="KenLM .arpa/.bin or language_model/ folder for --compare-decoders"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=_wer)
 
@@ -120,9 +139,11 @@ def run(args: argparse.Namespace) -> int:
         words: list[dict] | None = None
         try:
             if timed:
-                ((text, words),) = client().transcribe_words(audio[index][None])
+                ((text, words),) = client().transcribe_words(
+                    audio[index][None], args.hotword, args.hotword_weight
+                )
             else:
-                text = client().transcribe(audio[index])
+                text = client().transcribe(audio[index], args.hotword, args.hotword_weight)
             error = None
         except TranscriptionError as failure:
             text, error = None, str(failure)
@@ -195,5 +216,10 @@ def _wer(args: argparse.Namespace) -> int:
         reference_model=args.reference,
     )
     print(format_summary(summary))
+    if args.compare_decoders is not None:
+        from vaani.client.decoders import compare_decoders, format_decoders
+
+        rows = compare_decoders(args.manifest, args.compare_decoders, args.lm)
+        print("\ndecoders on the FP32 reference's logits of the same audio:\n" + format_decoders(rows))
     print(f"\nwrote {args.output / 'summary.json'}, utterances.csv and report.png")
     return 0

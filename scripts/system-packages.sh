@@ -12,8 +12,10 @@
 #   runc                   podman's runtime here (crun refuses hosts whose cgroups run in hybrid mode)
 #   netavark aardvark-dns  compose networks whose containers find each other by name
 #   mmdebstrap             the Debian base image when no image registry is reachable
+#   cmake, g++, libboost-*-dev, zlib1g-dev  compile `pip install kenlm` and KenLM's lmplz/build_binary (`vaani lm`)
 set -euo pipefail
-packages=(espeak-ng libsndfile1 libb64-0d docker-compose ffmpeg chromium chromium-driver fonts-lohit-deva)
+packages=(espeak-ng libsndfile1 libb64-0d docker-compose ffmpeg chromium chromium-driver fonts-lohit-deva
+    cmake g++ zlib1g-dev libboost-program-options-dev libboost-system-dev libboost-thread-dev libboost-test-dev)
 if [ "${1:-}" = containers ]; then
     packages+=(podman podman-compose runc netavark aardvark-dns mmdebstrap uidmap)
 fi

@@ -15,6 +15,8 @@ from vaani.serving.contract import (
     AUDIO,
     ENSEMBLE,
     ENSEMBLE_STEPS,
+    HOTWORD_WEIGHT,
+    HOTWORDS,
     SAMPLING_RATE,
     TRANSCRIPT,
     WORDS,
@@ -125,7 +127,11 @@ def test_ensemble_contract_and_configs_parse():
     configs = all_configs(spec, RepositorySettings(max_batch_size=8))
     asr = configs[ENSEMBLE]
     assert asr.platform == "ensemble" and asr.max_batch_size == 8
-    assert [(i.name, i.data_type, list(i.dims)) for i in asr.input] == [(AUDIO, mc.TYPE_FP32, [-1])]
+    assert [(i.name, i.data_type, list(i.dims), i.optional) for i in asr.input] == [
+        (AUDIO, mc.TYPE_FP32, [-1], False),
+        (HOTWORDS, mc.TYPE_STRING, [-1], True),
+        (HOTWORD_WEIGHT, mc.TYPE_FP32, [1], True),
+    ]
     assert [(o.name, o.data_type, list(o.dims)) for o in asr.output] == [
         (TRANSCRIPT, mc.TYPE_STRING, [1]),
         (WORDS, mc.TYPE_STRING, [1]),

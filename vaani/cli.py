@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "vaani.gateway.commands",
     "vaani.recipe.corpus.commands",
     "vaani.recipe.training.commands",
+    "vaani.recipe.commands",
     "vaani.loadtest.commands",
     "vaani.benchmarks.commands",
     "vaani.stack.commands",

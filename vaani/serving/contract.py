@@ -24,6 +24,10 @@ AUDIO = "AUDIO"
 TRANSCRIPT = "TRANSCRIPT"
 WORDS = "WORDS"
 """Optional output: UTF-8 JSON ``[{"word", "start", "end"}]``, seconds from the start of the audio."""
+HOTWORDS = "HOTWORDS"
+"""Optional input: words or phrases the beam search favours for this request (STRING, one per element)."""
+HOTWORD_WEIGHT = "HOTWORD_WEIGHT"
+"""Optional input: how strongly (FP32, one per request; pyctcdecode's default 10)."""
 
 # Between the steps.
 WINDOWS = "WINDOWS"  # a recording's windows, each normalized, end to end (`vaani.serving.windowing`)

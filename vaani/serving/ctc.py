@@ -113,3 +113,63 @@ class GreedyDecoder:
     def decode(self, logits: np.ndarray, num_samples: np.ndarray, breaks: Sequence[int] = (0,)) -> list[str]:
         """Decode a batch ``[batch, frames, vocab]``, afresh at each of ``breaks`` (frames)."""
         return [self.decode_ids(ids, breaks) for ids in self.best_paths(logits, num_samples)]
+
+
+class DecoderInputError(ValueError):
+    """A request's decoder inputs are malformed; the message names the problem."""
+
+
+MAX_HOTWORDS = 100
+MAX_HOTWORD_CHARS = 100
+MAX_HOTWORD_WEIGHT = 100.0
+
+
+def check_decoder_inputs(
+    spec: AcousticSpec,
+    logits: np.ndarray,
+    num_samples: np.ndarray,
+    hotwords: np.ndarray | None = None,
+    weight: np.ndarray | None = None,
+) -> tuple[list[str] | None, float]:
+    """Refuse what `preprocess` and `wav2vec2` would never send; return the hotwords and their weight.
+
+    The step can be called directly, so it checks shapes, ranges and that each utterance's
+    frames fit the logits, instead of trusting its upstream steps.
+    """
+    if logits.ndim != 3 or logits.shape[2] != spec.vocab_size:
+        raise DecoderInputError(
+            f"LOGITS must be [batch, frames, {spec.vocab_size}]; got {list(logits.shape)}"
+        )
+    if logits.dtype != np.float32 or not np.isfinite(logits).all():
+        raise DecoderInputError("LOGITS must be finite FP32 values (found NaN/Inf or another dtype)")
+    if num_samples.shape not in ((logits.shape[0], 1), (logits.shape[0],)):
+        raise DecoderInputError(
+            f"NUM_SAMPLES must be [batch, 1] with batch {logits.shape[0]}; got {list(num_samples.shape)}"
+        )
+    for samples in num_samples.reshape(-1):
+        if samples < spec.receptive_field or spec.frames(int(samples)) > logits.shape[1]:
+            raise DecoderInputError(
+                f"NUM_SAMPLES {int(samples)} does not fit the logits: needs {spec.receptive_field} or more "
+                f"samples and at most {logits.shape[1]} frames"
+            )
+    words = None
+    if hotwords is not None:
+        if hotwords.size > MAX_HOTWORDS:
+            raise DecoderInputError(f"at most {MAX_HOTWORDS} HOTWORDS per request; got {hotwords.size}")
+        try:
+            words = [w.decode("utf-8") if isinstance(w, bytes) else str(w) for w in hotwords.reshape(-1)]
+        except UnicodeDecodeError:
+            raise DecoderInputError("HOTWORDS must be UTF-8") from None
+        # One request's rows share the hotwords: keep each phrase once, in order.
+        words = list(dict.fromkeys(" ".join(w.split()) for w in words))
+        if any(len(w) > MAX_HOTWORD_CHARS or not w for w in words):
+            raise DecoderInputError(f"each of HOTWORDS must be 1 to {MAX_HOTWORD_CHARS} characters")
+    value = 10.0
+    if weight is not None:
+        values = weight.reshape(-1).astype(np.float64)
+        if values.size == 0 or not np.isfinite(values).all() or not (values >= 0).all():
+            raise DecoderInputError(f"HOTWORD_WEIGHT must be a finite number in [0, {MAX_HOTWORD_WEIGHT:g}]")
+        if (values > MAX_HOTWORD_WEIGHT).any():
+            raise DecoderInputError(f"HOTWORD_WEIGHT must be a finite number in [0, {MAX_HOTWORD_WEIGHT:g}]")
+        value = float(values[0])
+    return words, value

@@ -1,0 +1,80 @@
+"""`vaani wer --compare-decoders`: greedy vs beam without LM vs beam with LM on the same logits.
+
+The logits come from the FP32 PyTorch model once, so the three rows differ only in the decoder;
+decoder time is one process on one core, reported as audio-seconds decoded per second.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vaani.audio import load_audio
+from vaani.manifest import read_manifest
+from vaani.scoring import score
+from vaani.serving.beam import LM_DIR, BeamDecoder
+from vaani.serving.contract import SAMPLING_RATE
+from vaani.serving.ctc import GreedyDecoder
+
+
+def compare_decoders(
+    manifest: Path, model_dir: Path, lm: Path | None = None, beam_width: int = 64
+) -> list[dict[str, Any]]:
+    """One row per decoder: WER, CER, decoder seconds and audio-seconds per second on one core."""
+    from vaani.build.hf_model import HfModel
+
+    hf = HfModel.load(model_dir)
+    spec = hf.spec()
+    entries = read_manifest(manifest)
+    logits, seconds = [], 0.0
+    for entry in entries:
+        audio = load_audio(entry.audio_path)
+        seconds += len(audio) / SAMPLING_RATE
+        values, mask = hf.features([audio])
+        logits.append(hf.logits(values, mask)[0][: spec.frames(len(audio))])
+    references = [e.text for e in entries]
+    lm = lm or (model_dir / LM_DIR if (model_dir / LM_DIR).is_dir() else None)
+    greedy = GreedyDecoder(spec)
+    decoders = {"greedy": lambda x: greedy.decode_ids(np.argmax(x, axis=-1))}
+    decoders["beam, no LM"] = _beam(BeamDecoder(spec, None, beam_width))
+    if lm is not None:
+        decoders[f"beam + LM ({lm})"] = _beam(BeamDecoder(spec, lm, beam_width))
+    rows = []
+    for name, decode in decoders.items():
+        start = time.perf_counter()
+        hypotheses = [decode(x) for x in logits]
+        elapsed = time.perf_counter() - start
+        result = score(references, hypotheses)
+        rows.append(
+            {
+                "decoder": name,
+                "utterances": len(entries),
+                "audio_s": round(seconds, 1),
+                "wer": result.wer,
+                "cer": result.cer,
+                "decoder_s": round(elapsed, 3),
+                "audio_s_per_s_per_core": round(seconds / elapsed, 1),
+            }
+        )
+    return rows
+
+
+def _beam(decoder: BeamDecoder):
+    return lambda x: decoder.decode_one(x)[0]
+
+
+def format_decoders(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| decoder | WER % | CER % | decoder time (s) | audio-s per s, one core |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['decoder']} | {100 * row['wer']:.2f} | {100 * row['cer']:.2f} | {row['decoder_s']:.2f} "
+            f"| {row['audio_s_per_s_per_core']:,.0f} |"
+        )
+    first = rows[0]
+    return f"{first['utterances']} utterances, {first['audio_s']} s of audio\n" + "\n".join(lines)
