@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=Path("results/long-audio"))
     args = parser.parse_args(argv)
     audio, placed = long_recording(args.sentences)
-    repeats = max(1, round(args.minutes * 60 * SAMPLING_RATE / audio.size))
+    repeats = max(1, int(args.minutes * 60 * SAMPLING_RATE // audio.size))  # within the server maximum
     audio = np.tile(audio, repeats)
     reference = " ".join([" ".join(p.text for p in placed)] * repeats)
     seconds = audio.size / SAMPLING_RATE

@@ -13,9 +13,12 @@ ENV DEBIAN_FRONTEND=noninteractive \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PATH=/opt/vaani/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-# libpython3.11: the python backend stub links the interpreter's shared library.
+# libpython3.11: the python backend stub links the interpreter's shared library. g++, cmake, zlib
+# and boost: pip compiles `kenlm`, the LM of the beam-search decoder (the bundled model ships one).
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates python3 python3-venv libpython3.11 libsndfile1 \
+        python3-dev g++ cmake zlib1g-dev libboost-program-options-dev libboost-system-dev \
+        libboost-thread-dev libboost-test-dev \
     && rm -rf /var/lib/apt/lists/* \
     && python3 -m venv /opt/vaani \
     && useradd --uid 1000 --create-home vaani
