@@ -172,3 +172,41 @@ def test_greedy_word_frames():
         '[{"word": "कख", "start": 0.0, "end": 0.08}, {"word": "ख", "start": 0.14, "end": 0.18}]'
     )
     assert AcousticSpec(4, (10, 3), (5, 64), True, 0, "|", tokens).frame_seconds == 0.02
+
+
+def test_decoder_input_checks_name_the_problem():
+    from vaani.serving.ctc import DecoderInputError, check_decoder_inputs
+
+    spec = AcousticSpec(4, (400,), (320,), True, 0, "|", ("<pad>", "|", "क", "ख"))
+    logits, samples = np.zeros((1, 10, 4), np.float32), np.array([[3_000]], np.int64)
+    assert check_decoder_inputs(spec, logits, samples) == (None, 10.0)
+    words = np.array([["राम".encode(), b"  a   b "]], dtype=np.object_)
+    assert check_decoder_inputs(spec, logits, samples, words, np.array([[2.5]], np.float32)) == (
+        ["राम", "a b"],
+        2.5,
+    )
+    cases = {
+        "LOGITS must be": (np.zeros((10, 4), np.float32), samples, None, None),
+        "finite": (np.full((1, 10, 4), np.inf, np.float32), samples, None, None),
+        "NUM_SAMPLES must be": (logits, np.array([[3_000], [3_000]]), None, None),
+        "does not fit": (logits, np.array([[399]]), None, None),
+        "at most": (logits, samples, np.array([[b"x"] * 101], dtype=np.object_), None),
+        "characters": (logits, samples, np.array([[b"x" * 101]], dtype=np.object_), None),
+        "UTF-8": (logits, samples, np.array([[b"\xff"]], dtype=np.object_), None),
+        "HOTWORD_WEIGHT": (logits, samples, None, np.array([[1e6]], np.float32)),
+    }
+    for message, (lg, n, hot, weight) in cases.items():
+        with pytest.raises(DecoderInputError, match=message):
+            check_decoder_inputs(spec, lg, n, hot, weight)
+
+
+def test_decoder_settings_reach_the_config():
+    spec = AcousticSpec(32, (10, 3, 3, 3, 3, 2, 2), (5, 2, 2, 2, 2, 2, 2), True, 1, "|", tuple("x" * 32))
+    config = all_configs(spec, RepositorySettings(decoder_instances=3, beam_width=16), decoder="beam")[
+        DECODER
+    ]
+    assert config.instance_group[0].count == 3
+    assert config.parameters["decoder"].string_value == "beam"
+    assert config.parameters["beam_width"].string_value == "16"
+    with pytest.raises(ValueError, match="decoder"):
+        RepositorySettings(decoder="viterbi")
