@@ -13,6 +13,7 @@ from vaani.serving.batching import plan_groups, prefix_lengths
 from vaani.serving.contract import (
     ACOUSTIC,
     AUDIO,
+    DECODER,
     ENSEMBLE,
     ENSEMBLE_STEPS,
     HOTWORD_WEIGHT,

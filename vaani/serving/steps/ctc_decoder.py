@@ -52,12 +52,11 @@ class TritonPythonModel:
         hotwords, weight = check_decoder_inputs(
             self.spec, logits, num_samples, _optional(request, HOTWORDS), _optional(request, HOTWORD_WEIGHT)
         )
-        plan = pb_utils.get_input_tensor_by_name(request, WINDOW_PLAN).as_numpy()
-        if plan.ndim != 2 or plan.shape[1] == 0 or plan.shape[1] % FIELDS:
-            raise DecoderInputError(
-                f"WINDOW_PLAN must be [batch, {FIELDS} × windows]; got {list(plan.shape)}"
-            )
-        cuts = breaks(from_tensor(plan), self.spec.samples_per_frame)
+        plan = _optional(request, WINDOW_PLAN)  # a direct caller may send none: one window
+        if plan is not None and (plan.ndim != 2 or plan.shape[1] == 0 or plan.shape[1] % FIELDS):
+            shape = list(plan.shape)
+            raise DecoderInputError(f"WINDOW_PLAN must be [batch, {FIELDS} × windows]; got {shape}")
+        cuts = [0] if plan is None else breaks(from_tensor(plan), self.spec.samples_per_frame)
         if self.beam is not None:
             decoded = self.beam.decode(logits, num_samples, cuts, hotwords=hotwords, weight=weight)
         else:
