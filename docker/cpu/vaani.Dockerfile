@@ -17,7 +17,7 @@ ENV DEBIAN_FRONTEND=noninteractive \
 # and boost: pip compiles `kenlm`, the LM of the beam-search decoder (the bundled model ships one).
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates python3 python3-venv libpython3.11 libsndfile1 \
-        python3-dev g++ cmake zlib1g-dev libboost-program-options-dev libboost-system-dev \
+        python3-dev build-essential cmake zlib1g-dev libboost-program-options-dev libboost-system-dev \
         libboost-thread-dev libboost-test-dev \
     && rm -rf /var/lib/apt/lists/* \
     && python3 -m venv /opt/vaani \
