@@ -10,14 +10,15 @@
 # `scripts/system-packages.sh containers` adds what `make compose-check` needs without a Docker daemon:
 #   podman podman-compose  the container engine and its compose tool
 #   runc                   podman's runtime here (crun refuses hosts whose cgroups run in hybrid mode)
-#   netavark aardvark-dns  compose networks whose containers find each other by name
+#   netavark aardvark-dns iptables  compose networks whose containers find each other by name
+#                          (netavark sets the bridge up with iptables and fails without it)
 #   mmdebstrap             the Debian base image when no image registry is reachable
 #   cmake, g++, libboost-*-dev, zlib1g-dev  compile `pip install kenlm` and KenLM's lmplz/build_binary (`vaani lm`)
 set -euo pipefail
 packages=(espeak-ng libsndfile1 libb64-0d docker-compose ffmpeg chromium chromium-driver fonts-lohit-deva
     cmake g++ zlib1g-dev libboost-program-options-dev libboost-system-dev libboost-thread-dev libboost-test-dev)
 if [ "${1:-}" = containers ]; then
-    packages+=(podman podman-compose runc netavark aardvark-dns mmdebstrap uidmap)
+    packages+=(podman podman-compose runc netavark aardvark-dns iptables mmdebstrap uidmap)
 fi
 missing=()
 for package in "${packages[@]}"; do

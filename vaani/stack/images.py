@@ -86,8 +86,14 @@ def ca_bundle() -> Path | None:
 
 
 def build(engine: Engine, spec: ImageSpec, base: str) -> None:
-    """``spec`` on ``base``; layers are cached, so an unchanged tree rebuilds in seconds."""
-    args = ["build", "-f", str(spec.dockerfile), "-t", spec.tag, "--build-arg", f"BASE_IMAGE={base}"]
+    """``spec`` on ``base``; layers are cached, so an unchanged tree rebuilds in seconds.
+
+    Build steps use the host's network: apt and pip then resolve names as the host does. On a
+    bridge they depend on the engine's NAT and DNS forwarding, which failed in CI ("Temporary
+    failure resolving 'deb.debian.org'") on a host where the host itself resolved fine.
+    """
+    args = ["build", "--network", "host", "-f", str(spec.dockerfile), "-t", spec.tag]
+    args += ["--build-arg", f"BASE_IMAGE={base}"]
     bundle = ca_bundle()
     if bundle:
         args += ["--secret", f"id={CA_SECRET},src={bundle}"]
