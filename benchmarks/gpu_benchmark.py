@@ -32,9 +32,11 @@ import math
 import multiprocessing
 import os
 import platform
+import re
 import shutil
 import site
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -194,11 +196,11 @@ def eager_runner(torch, model, clips: list[np.ndarray], dtype) -> Callable[[], o
 def engine_runner(torch, engine, clips: list[np.ndarray], max_padding: float) -> Callable[[], object]:
     """What the served step does for one execute(): host requests in, host logits out."""
     values = [clip[None, :] for clip in clips]
-    masks = [np.ones((1, len(clip)), dtype=np.int64) for clip in clips]
+    lengths = [np.array([[len(clip)]], dtype=np.int64) for clip in clips]
     frames = lambda n: conv_frames(n, engine.ctc.kernels, engine.ctc.strides)  # noqa: E731  (ints, as the step)
 
     def run():
-        return engine.run_ragged(values, masks, frames, max_padding)
+        return engine.run_ragged(values, lengths, frames, max_padding)
 
     return run
 
@@ -541,6 +543,41 @@ def step_delta(before: dict, after: dict) -> dict[str, dict[str, float]]:
     return delta
 
 
+def perf_breakdown(url: str, clips: list[np.ndarray], workdir: Path, concurrency: int = 64) -> dict:
+    """perf_analyzer on `asr` at ``concurrency`` over ``clips``: its totals and per-step breakdown.
+
+    Its "Composing models" block is Triton's own account of each step (queue, input copies,
+    compute, output copies), which is what changes when the data between the steps changes.
+    """
+    from vaani.errors import UserFacingError
+    from vaani.loadtest import perf
+    from vaani.loadtest.clips import Clip
+
+    try:
+        perf.binary()
+    except UserFacingError as error:
+        return {"skipped": str(error)}
+    data = workdir / "perf-input.json"
+    mean = perf.write_input_data([Clip(f"clip-{i}", "", c) for i, c in enumerate(clips)], data)
+    argv = perf.command(
+        url, data, workdir / "perf.csv", f"{concurrency}:{concurrency}:1", window_requests=4 * concurrency
+    )
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=240, check=False)
+    throughput = re.search(r"Throughput: ([\d.]+) infer/sec", done.stdout)
+    rows = perf.parse_composing(done.stdout)
+    result = {
+        "command": " ".join(["perf_analyzer", *argv[1:]]),
+        "returncode": done.returncode,
+        "mean_clip_seconds": mean,
+        "infer_per_s": float(throughput[1]) if throughput else None,
+        "rtf": float(throughput[1]) * mean if throughput else None,
+        "composing": rows,
+        "output_tail": (done.stdout + done.stderr)[-3000:],
+    }
+    print(f"  perf_analyzer c={concurrency}: {result['rtf'] or 0:.0f}× real time; steps {rows}")
+    return result
+
+
 def _is_error(line: str) -> bool:
     return line.startswith("E") or any(k in line for k in ("rror", "Traceback", "failed", 'File "'))
 
@@ -615,6 +652,9 @@ def served_suite(
                 f"  ({result['requests']} requests)\n    {result['steps']}"
             )
             results["scenarios"].append(result)
+        results["perf_analyzer"] = perf_breakdown(
+            server.grpc_url, speechlike(mixed_seconds(seed=5), seed=5)[:24], workdir
+        )
         results["gpu_memory_gib"] = (
             torch.cuda.mem_get_info()[1] / 2**30 - torch.cuda.mem_get_info()[0] / 2**30
         )
@@ -670,10 +710,11 @@ def run(args: argparse.Namespace) -> dict:
         f"model {results['model']['parameters'] / 1e6:.1f} M parameters, "
         f"{results['model']['flops_per_audio_second'] / 1e9:.1f} GFLOP per audio-second"
     )
-    results["packed_check"] = packed_check(torch, config)
     loads = workloads()
     results["workload_seconds"] = loads
-    results.update(engine_suite(torch, config, state, Timer(torch, budget_s=args.budget), loads))
+    if not args.skip_engine:
+        results["packed_check"] = packed_check(torch, config)
+        results.update(engine_suite(torch, config, state, Timer(torch, budget_s=args.budget), loads))
     if args.eval_file and args.eval_model:
         try:
             bundled = bundled_accuracy(torch, Path(args.eval_model), Path(args.eval_file), args.eval_limit)
@@ -693,6 +734,7 @@ def run(args: argparse.Namespace) -> dict:
             ]
             results["served"] = {
                 "settings": [run["settings"] for run in runs],
+                "perf_analyzer": [run["perf_analyzer"] for run in runs],
                 "scenarios": [scenario for run in runs for scenario in run["scenarios"]],
                 "gpu_memory_gib": max(run.get("gpu_memory_gib", 0.0) for run in runs),
             }
@@ -710,6 +752,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=1.0, help="seconds of timed repeats per case")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of measured load per scenario")
     parser.add_argument("--skip-server", action="store_true", help="leave out (d), the served ensemble")
+    parser.add_argument(
+        "--skip-engine",
+        action="store_true",
+        help="leave out (a)-(c), the engine alone and its eager baselines: the served ensemble only",
+    )
     parser.add_argument(
         "--acoustic-instances",
         type=lambda text: [int(n) for n in text.split(",")],

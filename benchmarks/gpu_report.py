@@ -265,6 +265,8 @@ def write_report(results: dict, out_dir: Path) -> list[Path]:
     stem = out_dir / slug(results)
     paths = [stem.with_suffix(".json"), stem.with_suffix(".md"), stem.with_suffix(".png")]
     paths[0].write_text(json.dumps(results, indent=1, ensure_ascii=False), encoding="utf-8")
+    if "workloads" not in results:  # a served-only run (--skip-engine): the served report is `served_report`
+        return paths[:1]
     paths[1].write_text(markdown(results), encoding="utf-8")
     plot(results, paths[2])
     return paths

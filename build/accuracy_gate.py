@@ -25,7 +25,7 @@ import numpy as np
 from vaani.errors import UserFacingError
 from vaani.serving.acoustic import AcousticSpec
 from vaani.serving.ctc import GreedyDecoder
-from vaani.serving.preprocessing import normalize, pad_to_bucket
+from vaani.serving.preprocessing import normalize, pad_to_bucket, sample_mask
 
 Runner = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -75,8 +75,8 @@ def transcribe(
     decoder = GreedyDecoder(spec)
     texts = []
     for samples in audio:
-        values, mask = pad_to_bucket(normalize(samples[np.newaxis, :]), bucket_samples)
-        logits = runner(values, mask)
+        values = pad_to_bucket(normalize(samples[np.newaxis, :]), bucket_samples)
+        logits = runner(values, sample_mask(1, values.shape[1], samples.shape[0]))
         texts.append(decoder.decode(logits, np.array([samples.shape[0]]))[0])
     return texts
 

@@ -21,6 +21,7 @@ from vaani.serving.contract import (
     AUDIO,
     DECODER,
     ENSEMBLE,
+    FRAME_TOKENS,
     HOTWORD_WEIGHT,
     HOTWORDS,
     INPUT_VALUES,
@@ -165,7 +166,10 @@ def _window_parameters(spec: AcousticSpec, settings: RepositorySettings) -> dict
     }
 
 
-def preprocess_config(spec: AcousticSpec, settings: RepositorySettings) -> mc.ModelConfig:
+def preprocess_config(
+    spec: AcousticSpec, settings: RepositorySettings, normalize: bool = True
+) -> mc.ModelConfig:
+    """``normalize`` False when the acoustic engine normalizes on its own device (`torch`)."""
     config = _python_step(PREPROCESS, settings)
     config.input.append(_io(mc.ModelInput, AUDIO, mc.TYPE_FP32, [-1], ragged=True))
     config.output.extend(
@@ -175,17 +179,32 @@ def preprocess_config(spec: AcousticSpec, settings: RepositorySettings) -> mc.Mo
             _io(mc.ModelOutput, NUM_SAMPLES, mc.TYPE_INT64, [1]),
         ]
     )
-    _parameters(config, {"min_samples": spec.receptive_field, **_window_parameters(spec, settings)})
+    _parameters(
+        config,
+        {
+            "min_samples": spec.receptive_field,
+            "normalize": str(normalize).lower(),
+            **_window_parameters(spec, settings),
+        },
+    )
     return config
 
 
+def decoder_input(decoder: str) -> str:
+    """What the decoder reads: each frame's best token for greedy, the logits for beam search."""
+    return FRAME_TOKENS if decoder == "greedy" else LOGITS
+
+
 def windows_config(
-    spec: AcousticSpec, settings: RepositorySettings, acoustic_inputs: tuple[str, ...]
+    spec: AcousticSpec,
+    settings: RepositorySettings,
+    acoustic_inputs: tuple[str, ...],
+    decoder: str = "greedy",
 ) -> mc.ModelConfig:
     """The BLS step between `preprocess` and the decoder: windows to `wav2vec2`, logits joined.
 
-    ``acoustic_inputs`` are the inputs the acoustic model declares (a TensorRT plan of a model
-    without an attention mask has no ``ATTENTION_MASK``).
+    ``acoustic_inputs`` are the inputs the acoustic model declares (python engines take
+    ``NUM_SAMPLES``, a TensorRT plan ``ATTENTION_MASK`` when its model has one).
     """
     config = _python_step(WINDOWS_STEP, settings)
     config.input.extend(
@@ -195,11 +214,15 @@ def windows_config(
             _io(mc.ModelInput, NUM_SAMPLES, mc.TYPE_INT64, [1]),
         ]
     )
-    config.output.append(_io(mc.ModelOutput, LOGITS, mc.TYPE_FP32, [-1, spec.vocab_size]))
+    if decoder_input(decoder) == FRAME_TOKENS:
+        config.output.append(_io(mc.ModelOutput, FRAME_TOKENS, mc.TYPE_INT32, [-1]))
+    else:
+        config.output.append(_io(mc.ModelOutput, LOGITS, mc.TYPE_FP32, [-1, spec.vocab_size]))
     _parameters(
         config,
         {
             **_window_parameters(spec, settings),
+            "decoder_input": decoder_input(decoder),
             "bucket_samples": settings.bucket_samples,
             "windows_in_flight": settings.windows_in_flight,
             "acoustic_inputs": ",".join(acoustic_inputs),
@@ -208,11 +231,16 @@ def windows_config(
     return config
 
 
-def _acoustic_io(config: mc.ModelConfig, spec: AcousticSpec, ragged: bool) -> None:
+def _acoustic_io(config: mc.ModelConfig, spec: AcousticSpec, ragged: bool, lengths: str) -> None:
+    """Audio, how much of each row is audio (``lengths``: a tensor name), and the logits.
+
+    Python engines take ``NUM_SAMPLES`` (one int64 per row); a TensorRT plan takes the
+    ``ATTENTION_MASK`` it was exported with (one int64 per sample).
+    """
     config.input.extend(
         [
             _io(mc.ModelInput, INPUT_VALUES, mc.TYPE_FP32, [-1], ragged=ragged),
-            _io(mc.ModelInput, ATTENTION_MASK, mc.TYPE_INT64, [-1], ragged=ragged),
+            _io(mc.ModelInput, lengths, mc.TYPE_INT64, [1] if lengths == NUM_SAMPLES else [-1], ragged),
         ]
     )
     config.output.append(_io(mc.ModelOutput, LOGITS, mc.TYPE_FP32, [-1, spec.vocab_size]))
@@ -229,7 +257,7 @@ def python_acoustic_config(spec: AcousticSpec, settings: RepositorySettings) -> 
             mc.ModelInstanceGroup(count=settings.acoustic_instances, kind=mc.ModelInstanceGroup.KIND_CPU)
         ],
     )
-    _acoustic_io(config, spec, ragged=True)
+    _acoustic_io(config, spec, ragged=True, lengths=NUM_SAMPLES)
     _parameters(
         config,
         {
@@ -253,14 +281,15 @@ def ctc_decoder_config(
         config.instance_group[0].count = settings.decoder_instances
     config.input.extend(
         [
-            _io(mc.ModelInput, LOGITS, mc.TYPE_FP32, [-1, spec.vocab_size], ragged=True),
             _io(mc.ModelInput, NUM_SAMPLES, mc.TYPE_INT64, [1]),
+            _io(mc.ModelInput, LOGITS, mc.TYPE_FP32, [-1, spec.vocab_size], ragged=True),
+            _io(mc.ModelInput, FRAME_TOKENS, mc.TYPE_INT32, [-1], ragged=True),
             _io(mc.ModelInput, WINDOW_PLAN, mc.TYPE_INT64, [-1], ragged=True),
             _io(mc.ModelInput, HOTWORDS, mc.TYPE_STRING, [-1], ragged=True),
             _io(mc.ModelInput, HOTWORD_WEIGHT, mc.TYPE_FP32, [1]),
         ]
     )
-    for tensor in config.input[2:]:
+    for tensor in config.input[1:]:  # `windows` sends one of LOGITS and FRAME_TOKENS; callers may
         tensor.optional = True
     config.output.extend(
         [
@@ -272,10 +301,11 @@ def ctc_decoder_config(
     return config
 
 
-def ensemble_config(settings: RepositorySettings) -> mc.ModelConfig:
+def ensemble_config(settings: RepositorySettings, decoder: str = "greedy") -> mc.ModelConfig:
     """The public contract: AUDIO (FP32 [-1]) in, TRANSCRIPT (STRING [1]) and optional WORDS out,
     through preprocess → windows (which calls the acoustic model) → ctc_decoder."""
     step = mc.ModelEnsembling.Step
+    scores = decoder_input(decoder)
     return mc.ModelConfig(
         name=ENSEMBLE,
         platform="ensemble",
@@ -301,13 +331,13 @@ def ensemble_config(settings: RepositorySettings) -> mc.ModelConfig:
                     model_name=WINDOWS_STEP,
                     model_version=-1,
                     input_map={WINDOWS: "windows", WINDOW_PLAN: "window_plan", NUM_SAMPLES: "num_samples"},
-                    output_map={LOGITS: "logits"},
+                    output_map={scores: "scores"},
                 ),
                 step(
                     model_name=DECODER,
                     model_version=-1,
                     input_map={
-                        LOGITS: "logits",
+                        scores: "scores",
                         NUM_SAMPLES: "num_samples",
                         WINDOW_PLAN: "window_plan",
                         HOTWORDS: HOTWORDS,
@@ -342,7 +372,7 @@ def tensorrt_acoustic_config(spec: AcousticSpec, settings: RepositorySettings) -
             mc.ModelInstanceGroup(count=settings.acoustic_instances, kind=mc.ModelInstanceGroup.KIND_GPU)
         ],
     )
-    _acoustic_io(config, spec, ragged=False)
+    _acoustic_io(config, spec, ragged=False, lengths=ATTENTION_MASK)
     if not spec.uses_attention_mask:  # a plan's inputs must match the config's exactly
         del config.input[[i.name for i in config.input].index(ATTENTION_MASK)]
     return config
@@ -383,17 +413,23 @@ def acoustic_config(spec: AcousticSpec, settings: RepositorySettings) -> mc.Mode
     raise NotImplementedError(f"config generation for engine {settings.engine!r} is not written yet")
 
 
+def _normalizes(acoustic: mc.ModelConfig) -> bool:
+    """Whether the acoustic engine normalizes its audio itself (`TorchEngineOptions.normalize`)."""
+    parameter = acoustic.parameters.get("normalize")
+    return parameter is not None and parameter.string_value == "true"
+
+
 def all_configs(
     spec: AcousticSpec, settings: RepositorySettings, source_model: str = "", decoder: str = "greedy"
 ) -> dict[str, mc.ModelConfig]:
     acoustic = acoustic_config(spec, settings)
-    ensemble = ensemble_config(settings)
+    ensemble = ensemble_config(settings, decoder)
     if source_model:  # clients (`vaani wer`) read which model is served from here
         _parameters(ensemble, {"source_model": source_model})
     return {
         ENSEMBLE: ensemble,
-        PREPROCESS: preprocess_config(spec, settings),
-        WINDOWS_STEP: windows_config(spec, settings, tuple(tensor.name for tensor in acoustic.input)),
+        PREPROCESS: preprocess_config(spec, settings, normalize=not _normalizes(acoustic)),
+        WINDOWS_STEP: windows_config(spec, settings, tuple(t.name for t in acoustic.input), decoder),
         ACOUSTIC: acoustic,
         DECODER: ctc_decoder_config(spec, settings, decoder),
     }

@@ -198,7 +198,7 @@ import asyncio
 (logits,) = asyncio.run(windows.execute([Request(tensors)]))
 assert logits.error is None, logits.error
 inputs = {{k: tensors[k] for k in ("NUM_SAMPLES", "WINDOW_PLAN")}}
-(text,) = decoder.execute([Request(LOGITS=logits.outputs[0], **inputs)])
+(text,) = decoder.execute([Request(**{{logits.outputs[0].name: logits.outputs[0]}}, **inputs)])
 assert text.outputs[0].name == "TRANSCRIPT"
 (bad,) = pre.execute([Request(AUDIO=Tensor("AUDIO", audio[:, :10]))])
 assert bad.error is not None

@@ -32,7 +32,6 @@ from vaani.server.process import Ports, TritonProcess, free_port
 from vaani.server.stubs import SHM_DIR, rss_mb, stubs_of
 from vaani.serving.contract import (
     ACOUSTIC,
-    ATTENTION_MASK,
     AUDIO,
     DECODER,
     ENSEMBLE,
@@ -115,28 +114,25 @@ MODEL_OF_CASE = {
 }
 
 
-def _acoustic_inputs(values: np.ndarray, mask: np.ndarray) -> dict:
+def _acoustic_inputs(values: np.ndarray, lengths: np.ndarray) -> dict:
     return {
         "inputs": [
             _tensor(INPUT_VALUES, list(values.shape), data=values.ravel().tolist()),
-            _tensor(ATTENTION_MASK, list(mask.shape), "INT64", data=mask.ravel().tolist()),
+            _tensor(NUM_SAMPLES, list(lengths.shape), "INT64", data=lengths.ravel().tolist()),
         ]
     }
 
 
 def _acoustic_cases() -> dict[str, dict]:
     values = RNG.standard_normal((1, 4000)).astype(np.float32)
-    ones = np.ones((1, 4000), dtype=np.int64)
     nan = values.copy()
     nan[0, 7] = np.nan
-    gappy = ones.copy()
-    gappy[0, 100:200] = 0
     return {
-        "mask and values disagree": _acoustic_inputs(values, ones[:, :3000]),
-        "mask of twos": _acoustic_inputs(values, ones * 2),
-        "mask with a gap": _acoustic_inputs(values, gappy),
-        "NaN values": _acoustic_inputs(nan, ones),
-        "shorter than the receptive field": _acoustic_inputs(values[:, :100], ones[:, :100]),
+        "lengths and values disagree": _acoustic_inputs(values, np.array([[4000], [4000]])),
+        "length past the row": _acoustic_inputs(values, np.array([[4001]])),
+        "negative length": _acoustic_inputs(values, np.array([[-1]])),
+        "NaN values": _acoustic_inputs(nan, np.array([[4000]])),
+        "shorter than the receptive field": _acoustic_inputs(values[:, :100], np.array([[100]])),
     }
 
 
@@ -174,7 +170,7 @@ def test_hostile_grpc_requests_get_errors_and_leave_the_server_serving(triton):
         "negative dimension": (ENSEMBLE, [1, -3], "FP32", b""),
         "rank 3": (ENSEMBLE, [1, 1, 800], "FP32", b"\0" * 3200),
         "wrong dtype": (ENSEMBLE, [1, 800], "FP64", b"\0" * 6400),
-        "acoustic step without its mask": (ACOUSTIC, [1, 4000], "FP32", b"\0" * 16000),
+        "acoustic step without its lengths": (ACOUSTIC, [1, 4000], "FP32", b"\0" * 16000),
     }
     for name, args in cases.items():
         with pytest.raises(grpc.RpcError):
@@ -189,9 +185,8 @@ def test_hostile_grpc_requests_get_errors_and_leave_the_server_serving(triton):
 def test_a_bad_request_fails_alone_in_its_batch(triton):
     """Good and bad requests sent straight to `wav2vec2` at once: only the bad ones fail."""
     values = RNG.standard_normal((1, 8000)).astype(np.float32)
-    ones = np.ones((1, 8000), dtype=np.int64)
-    good = _acoustic_inputs(values, ones)
-    bad = _acoustic_inputs(values, ones * 3)
+    good = _acoustic_inputs(values, np.array([[8000]]))
+    bad = _acoustic_inputs(values, np.array([[9000]]))
     expected = _raw_http(triton.http_url, ACOUSTIC, good)
     assert expected[0] == 200
     jobs = [good] * 8 + [bad] * 3
@@ -199,7 +194,7 @@ def test_a_bad_request_fails_alone_in_its_batch(triton):
         results = list(pool.map(lambda body: _raw_http(triton.http_url, ACOUSTIC, body), jobs))
     assert [status for status, _ in results[:8]] == [200] * 8
     assert all(json.loads(body)["outputs"] == json.loads(expected[1])["outputs"] for _, body in results[:8])
-    assert all(status == 400 and "ATTENTION_MASK" in body for status, body in results[8:])
+    assert all(status == 400 and "NUM_SAMPLES" in body for status, body in results[8:])
 
 
 def test_restricted_apis_need_the_admin_key(triton):

@@ -10,7 +10,7 @@ import tritonclient.http as httpclient
 
 from vaani.build.parity import probe_audio
 from vaani.client.api import TranscriptionClient
-from vaani.serving.contract import ACOUSTIC, ATTENTION_MASK, INPUT_VALUES, LOGITS
+from vaani.serving.contract import ACOUSTIC, INPUT_VALUES, LOGITS, NUM_SAMPLES
 
 CLIPS = probe_audio((0.8, 1.9, 3.1, 4.4, 2.2, 1.3), seed=7)
 
@@ -19,10 +19,10 @@ def _wav2vec2(triton, values: np.ndarray, mask: np.ndarray) -> np.ndarray:
     client = httpclient.InferenceServerClient(triton.http_url)
     inputs = [
         httpclient.InferInput(INPUT_VALUES, list(values.shape), "FP32"),
-        httpclient.InferInput(ATTENTION_MASK, list(mask.shape), "INT64"),
+        httpclient.InferInput(NUM_SAMPLES, [values.shape[0], 1], "INT64"),
     ]
     inputs[0].set_data_from_numpy(values)
-    inputs[1].set_data_from_numpy(mask)
+    inputs[1].set_data_from_numpy(mask.sum(axis=1, keepdims=True).astype(np.int64))
     return client.infer(ACOUSTIC, inputs).as_numpy(LOGITS)
 
 

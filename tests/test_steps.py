@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from google.protobuf import text_format
@@ -9,7 +11,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from vaani.build.repository import RepositorySettings, all_configs
 from vaani.serving.acoustic import AcousticSpec
-from vaani.serving.batching import plan_groups, prefix_lengths
+from vaani.serving.batching import plan_groups
 from vaani.serving.contract import (
     ACOUSTIC,
     AUDIO,
@@ -23,8 +25,8 @@ from vaani.serving.contract import (
     WORDS,
 )
 from vaani.serving.ctc import GreedyDecoder, words_json
-from vaani.serving.engines import Engine
-from vaani.serving.preprocessing import AudioError, AudioLimits, normalize, pad_to_bucket
+from vaani.serving.engines import Engine, InvalidRequest
+from vaani.serving.preprocessing import AudioError, AudioLimits, normalize, pad_to_bucket, sample_mask
 
 
 def test_normalize_matches_feature_extractor(bundled_model):
@@ -54,10 +56,11 @@ def test_limits_name_the_problem():
 
 
 def test_bucket_padding_keeps_samples_and_marks_them():
-    values, mask = pad_to_bucket(np.ones((2, 1000), np.float32), 800)
+    values = pad_to_bucket(np.ones((2, 1000), np.float32), 800)
+    mask = sample_mask(2, values.shape[1], 1000)
     assert values.shape == mask.shape == (2, 1600)
     assert mask[:, :1000].all() and not mask[:, 1000:].any() and not values[:, 1000:].any()
-    assert pad_to_bucket(np.ones((1, 1000), np.float32), 0)[0].shape == (1, 1000)
+    assert pad_to_bucket(np.ones((1, 1000), np.float32), 0).shape == (1, 1000)
 
 
 def test_plan_groups_bounds_padding():
@@ -80,9 +83,6 @@ class SumEngine(Engine):
     def take(self, tensor):
         return np.asarray(tensor)
 
-    def valid_lengths(self, mask):
-        return prefix_lengths(mask)
-
     def zeros(self, rows, samples):
         return np.zeros((rows, samples), dtype=np.float32)
 
@@ -97,11 +97,24 @@ def test_run_ragged_equals_running_alone():
     engine = SumEngine()
     rng = np.random.default_rng(1)
     requests = [rng.standard_normal((rows, n)).astype(np.float32) for rows, n in [(1, 50), (2, 80), (1, 30)]]
-    masks = [np.ones_like(r, dtype=np.int64) for r in requests]
-    out = engine.run_ragged(requests, masks, lambda n: n // 10, max_padding=1.0)
+    lengths = [np.full((r.shape[0], 1), r.shape[1], dtype=np.int64) for r in requests]
+    out = engine.run_ragged(requests, lengths, lambda n: n // 10, max_padding=1.0)
     assert len(engine.calls) == 1 and engine.calls[0] == (4, 80)
-    for got, values, mask in zip(out, requests, masks):
-        np.testing.assert_allclose(got, engine(values, mask), rtol=1e-6)
+    for got, values in zip(out, requests):
+        np.testing.assert_allclose(got, engine(values, np.ones_like(values, dtype=np.int64)), rtol=1e-6)
+
+
+def test_run_ragged_refuses_lengths_that_do_not_fit():
+    engine = SumEngine()
+    values = np.ones((2, 100), np.float32)
+    cases = {
+        "NUM_SAMPLES \\[batch, 1\\]": np.array([100, 100]),
+        "integers": np.array([[100.0], [100.0]]),
+        "from 1": np.array([[100], [101]]),
+    }
+    for message, lengths in cases.items():
+        (out,) = engine.run_ragged([values], [lengths], lambda n: n // 10)
+        assert isinstance(out, InvalidRequest) and re.search(message, str(out)), (message, out)
 
 
 def test_greedy_decoder_matches_the_tokenizer(bundled_model):
@@ -181,6 +194,7 @@ def test_decoder_input_checks_name_the_problem():
     spec = AcousticSpec(4, (400,), (320,), True, 0, "|", ("<pad>", "|", "क", "ख"))
     logits, samples = np.zeros((1, 10, 4), np.float32), np.array([[3_000]], np.int64)
     assert check_decoder_inputs(spec, logits, samples) == (None, 10.0)
+    assert check_decoder_inputs(spec, np.zeros((1, 10), np.int32), samples) == (None, 10.0)
     words = np.array([["राम".encode(), b"  a   b "]], dtype=np.object_)
     assert check_decoder_inputs(spec, logits, samples, words, np.array([[2.5]], np.float32)) == (
         ["राम", "a b"],
@@ -195,6 +209,9 @@ def test_decoder_input_checks_name_the_problem():
         "characters": (logits, samples, np.array([[b"x" * 101]], dtype=np.object_), None),
         "UTF-8": (logits, samples, np.array([[b"\xff"]], dtype=np.object_), None),
         "HOTWORD_WEIGHT": (logits, samples, None, np.array([[1e6]], np.float32)),
+        "FRAME_TOKENS must be \\[batch, frames\\] INT32": (np.zeros((1, 10), np.int64), samples, None, None),
+        "token ids from 0 to 3": (np.full((1, 10), 4, np.int32), samples, None, None),
+        "fit the frames": (np.zeros((1, 5), np.int32), samples, None, None),
     }
     for message, (lg, n, hot, weight) in cases.items():
         with pytest.raises(DecoderInputError, match=message):

@@ -29,6 +29,7 @@ from vaani.serving.engines.torch_engine import (
     save_model,
 )
 from vaani.serving.engines.torch_packing import Packing
+from vaani.serving.preprocessing import normalize
 
 FP32 = TorchEngineOptions(dtype="float32")
 
@@ -39,8 +40,14 @@ def _model(seed: int = 0, **overrides) -> Wav2Vec2ForCTC:
 
 
 def _clips(lengths: list[int], seed: int = 1) -> list[np.ndarray]:
+    """Normalized clips, as the model takes them (the engine's own normalization leaves them be)."""
     rng = np.random.default_rng(seed)
-    return [rng.standard_normal(n).astype(np.float32) for n in lengths]
+    return [normalize(rng.standard_normal((1, n)).astype(np.float32))[0] for n in lengths]
+
+
+def _lengths(values: list[np.ndarray]) -> list[np.ndarray]:
+    """``NUM_SAMPLES`` of requests whose rows are audio in full."""
+    return [np.full((v.shape[0], 1), v.shape[1], dtype=np.int64) for v in values]
 
 
 def _reference(model: Wav2Vec2ForCTC, clip: np.ndarray) -> torch.Tensor:
@@ -154,9 +161,8 @@ def test_ragged_requests_equal_each_request_alone(model, packed: bool) -> None:
     clips = _clips(lengths)
     values = [clip[None, :] for clip in clips]
     values[1] = np.stack([clips[1], clips[1][::-1].copy()])  # a request of two utterances
-    masks = [np.ones(v.shape, dtype=np.int64) for v in values]
     spec_frames = lambda n: int(model._get_feat_extract_output_lengths(n))  # noqa: E731
-    results = engine.run_ragged(values, masks, spec_frames, max_padding=0.35)
+    results = engine.run_ragged(values, _lengths(values), spec_frames, max_padding=0.35)
     assert [r.shape for r in results] == [
         (v.shape[0], spec_frames(v.shape[1]), model.config.vocab_size) for v in values
     ]
@@ -196,9 +202,8 @@ def test_packed_forward_equals_each_utterance_alone(layout: str, overrides: dict
     clips = _clips(PACKED_LAYOUTS[layout](boundary), seed=3)
     engine = TorchEngine(copy.deepcopy(model), "cpu", FP32)
     assert engine.packs(len(clips), max(c.size for c in clips))
-    results = engine.run_ragged(
-        [c[None] for c in clips], [np.ones((1, c.size), np.int64) for c in clips], frames
-    )
+    requests = [c[None] for c in clips]
+    results = engine.run_ragged(requests, _lengths(requests), frames)
     for clip, result in zip(clips, results):
         expected = _reference(model, clip)
         assert result.shape == (1, *expected.shape)
@@ -239,15 +244,14 @@ def test_packing_places_utterances_on_whole_frames_and_apart() -> None:
 
 
 def test_bucket_padded_request_uses_only_its_valid_samples(model) -> None:
-    """A request padded by `preprocess` to a bucket: the mask's zeros are padding, not audio."""
+    """A request padded to a bucket: past ``NUM_SAMPLES`` is padding, not audio."""
     engine = TorchEngine(copy.deepcopy(model), "cpu", FP32)
     clip = _clips([12_345])[0]
     padded = np.zeros((1, 16_000), dtype=np.float32)
     padded[0, : clip.size] = clip
-    mask = np.zeros((1, 16_000), dtype=np.int64)
-    mask[0, : clip.size] = 1
+    padded[0, clip.size :] = 7.0  # whatever lies past the length must not count
     frames = lambda n: int(model._get_feat_extract_output_lengths(n))  # noqa: E731
-    (result,) = engine.run_ragged([padded], [mask], frames)
+    (result,) = engine.run_ragged([padded], [np.array([[clip.size]])], frames)
     assert result.shape[1] == frames(16_000)
     valid = frames(clip.size)
     torch.testing.assert_close(result[0, :valid], _reference(model, clip), atol=1e-4, rtol=1e-4)
@@ -318,3 +322,28 @@ def test_build_installs_the_model_for_the_torch_engine(tmp_path: Path) -> None:
     assert (version / HF_SUBDIR / "model.safetensors").exists()
     assert not (version / "model.onnx").exists()  # no export for this engine
     assert "KIND_GPU" in (repository / ACOUSTIC / "config.pbtxt").read_text()
+
+
+@pytest.mark.parametrize("packed", [True, False], ids=["packed", "padded"])
+def test_engine_normalizes_raw_audio_as_preprocess_would(model, packed: bool) -> None:
+    """Raw audio (offset, scaled, lengths apart) in: each row gets the logits of its normalized self."""
+    engine = TorchEngine(copy.deepcopy(model), "cpu", TorchEngineOptions(dtype="float32", packed=packed))
+    assert engine.normalizes
+    rng = np.random.default_rng(5)
+    raw = [(0.3 + 0.05 * rng.standard_normal((1, n))).astype(np.float32) for n in (16_000, 3_217, 9_000)]
+    frames = lambda n: int(model._get_feat_extract_output_lengths(n))  # noqa: E731
+    results = engine.run_ragged(raw, _lengths(raw), frames, max_padding=1.0)
+    for audio, result in zip(raw, results):
+        expected = _reference(model, normalize(audio)[0])
+        torch.testing.assert_close(result[0], expected, atol=1e-4, rtol=1e-4)
+        assert torch.equal(result[0].argmax(-1), expected.argmax(-1))
+
+
+def test_preprocess_leaves_normalization_to_the_torch_engine() -> None:
+    spec = AcousticSpec(5, (10,), (5,), True, 0, "|", tuple("abcde"))
+    for engine, normalizes in (("torch", True), ("onnxruntime", False)):
+        configs = all_configs(spec, RepositorySettings(engine=engine))
+        preprocess = configs["preprocess"].parameters["normalize"].string_value
+        assert preprocess == str(not normalizes).lower()
+        inputs = [tensor.name for tensor in configs[ACOUSTIC].input]
+        assert inputs == ["INPUT_VALUES", "NUM_SAMPLES"]  # one length per row, no sample mask

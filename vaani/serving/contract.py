@@ -36,6 +36,8 @@ INPUT_VALUES = "INPUT_VALUES"
 ATTENTION_MASK = "ATTENTION_MASK"
 NUM_SAMPLES = "NUM_SAMPLES"
 LOGITS = "LOGITS"
+FRAME_TOKENS = "FRAME_TOKENS"
+"""The most probable token of each frame (INT32): all greedy decoding needs, 1/vocab of LOGITS' bytes."""
 
 VERSION = "1"
 """The one model version `vaani build` writes for every step."""

@@ -60,6 +60,11 @@ def words_from_pieces(pieces: list[tuple[str, int, int]]) -> list[Word]:
     return words
 
 
+def best_tokens(logits: np.ndarray) -> np.ndarray:
+    """``[rows, frames, vocab]`` logits → ``[rows, frames]`` INT32: the argmax greedy decoding reads."""
+    return logits.argmax(axis=-1).astype(np.int32)
+
+
 class GreedyDecoder:
     """Best path: argmax per frame, merge repeats, then drop blanks and special tokens.
 
@@ -107,8 +112,11 @@ class GreedyDecoder:
 
     def best_paths(self, logits: np.ndarray, num_samples: np.ndarray) -> list[np.ndarray]:
         """Each utterance's per-frame argmax over its own frames (frames past its length are padding)."""
-        ids = logits.argmax(axis=-1)
-        return [row[: self._spec.frames(int(samples))] for row, samples in zip(ids, num_samples.reshape(-1))]
+        return self.own_frames(best_tokens(logits), num_samples)
+
+    def own_frames(self, tokens: np.ndarray, num_samples: np.ndarray) -> list[np.ndarray]:
+        """Each utterance's row of ``tokens`` ``[batch, frames]`` cut to its own frames."""
+        return [row[: self._spec.frames(int(n))] for row, n in zip(tokens, num_samples.reshape(-1))]
 
     def decode(self, logits: np.ndarray, num_samples: np.ndarray, breaks: Sequence[int] = (0,)) -> list[str]:
         """Decode a batch ``[batch, frames, vocab]``, afresh at each of ``breaks`` (frames)."""
@@ -124,33 +132,49 @@ MAX_HOTWORD_CHARS = 100
 MAX_HOTWORD_WEIGHT = 100.0
 
 
-def check_decoder_inputs(
-    spec: AcousticSpec,
-    logits: np.ndarray,
-    num_samples: np.ndarray,
-    hotwords: np.ndarray | None = None,
-    weight: np.ndarray | None = None,
-) -> tuple[list[str] | None, float]:
-    """Refuse what `preprocess` and `wav2vec2` would never send; return the hotwords and their weight.
+def check_frame_tokens(spec: AcousticSpec, tokens: np.ndarray) -> None:
+    """``FRAME_TOKENS`` as `windows` sends them: ``[batch, frames]`` INT32 ids of the vocabulary."""
+    if tokens.ndim != 2 or tokens.dtype != np.int32:
+        raise DecoderInputError(f"FRAME_TOKENS must be [batch, frames] INT32; got {list(tokens.shape)}")
+    if tokens.size and (tokens.min() < 0 or tokens.max() >= spec.vocab_size):
+        raise DecoderInputError(f"FRAME_TOKENS must be token ids from 0 to {spec.vocab_size - 1}")
 
-    The step can be called directly, so it checks shapes, ranges and that each utterance's
-    frames fit the logits, instead of trusting its upstream steps.
-    """
+
+def check_logits(spec: AcousticSpec, logits: np.ndarray) -> None:
     if logits.ndim != 3 or logits.shape[2] != spec.vocab_size:
         raise DecoderInputError(
             f"LOGITS must be [batch, frames, {spec.vocab_size}]; got {list(logits.shape)}"
         )
     if logits.dtype != np.float32 or not np.isfinite(logits).all():
         raise DecoderInputError("LOGITS must be finite FP32 values (found NaN/Inf or another dtype)")
-    if num_samples.shape not in ((logits.shape[0], 1), (logits.shape[0],)):
+
+
+def check_decoder_inputs(
+    spec: AcousticSpec,
+    scores: np.ndarray,
+    num_samples: np.ndarray,
+    hotwords: np.ndarray | None = None,
+    weight: np.ndarray | None = None,
+) -> tuple[list[str] | None, float]:
+    """Refuse what `preprocess` and `windows` would never send; return the hotwords and their weight.
+
+    ``scores`` are the frames' logits ``[batch, frames, vocab]`` (floats) or their best tokens
+    ``[batch, frames]`` (integers). The step can be called directly, so it checks shapes, ranges and that
+    each utterance's frames fit, instead of trusting its upstream steps.
+    """
+    if scores.dtype.kind in "iu":
+        check_frame_tokens(spec, scores)
+    else:
+        check_logits(spec, scores)
+    if num_samples.shape not in ((scores.shape[0], 1), (scores.shape[0],)):
         raise DecoderInputError(
-            f"NUM_SAMPLES must be [batch, 1] with batch {logits.shape[0]}; got {list(num_samples.shape)}"
+            f"NUM_SAMPLES must be [batch, 1] with batch {scores.shape[0]}; got {list(num_samples.shape)}"
         )
     for samples in num_samples.reshape(-1):
-        if samples < spec.receptive_field or spec.frames(int(samples)) > logits.shape[1]:
+        if samples < spec.receptive_field or spec.frames(int(samples)) > scores.shape[1]:
             raise DecoderInputError(
-                f"NUM_SAMPLES {int(samples)} does not fit the logits: needs {spec.receptive_field} or more "
-                f"samples and at most {logits.shape[1]} frames"
+                f"NUM_SAMPLES {int(samples)} does not fit the frames: needs {spec.receptive_field} or more "
+                f"samples and at most {scores.shape[1]} frames"
             )
     words = None
     if hotwords is not None:

@@ -59,8 +59,8 @@ def normalize(audio: np.ndarray) -> np.ndarray:
     return ((audio - mean) / np.sqrt(variance + np.float32(1e-7))).astype(np.float32)
 
 
-def pad_to_bucket(values: np.ndarray, bucket: int) -> tuple[np.ndarray, np.ndarray]:
-    """Zero-pad the time axis up to a multiple of ``bucket`` samples; return values and mask.
+def pad_to_bucket(values: np.ndarray, bucket: int) -> np.ndarray:
+    """Zero-pad the time axis up to a multiple of ``bucket`` samples.
 
     Engines that batch only equal shapes (TensorRT under Triton's dynamic batcher) then see
     few distinct lengths. ``bucket`` 0 leaves the length as it is.
@@ -69,6 +69,14 @@ def pad_to_bucket(values: np.ndarray, bucket: int) -> tuple[np.ndarray, np.ndarr
     padded = samples if bucket <= 0 else -(-samples // bucket) * bucket
     out = np.zeros((batch, padded), dtype=np.float32)
     out[:, :samples] = values
-    mask = np.zeros((batch, padded), dtype=np.int64)
-    mask[:, :samples] = 1
-    return out, mask
+    return out
+
+
+def sample_mask(rows: int, samples: int, valid: int) -> np.ndarray:
+    """The attention mask of ``rows`` rows whose first ``valid`` of ``samples`` samples are audio.
+
+    Only an ONNX graph or TensorRT plan takes it; the python engines take the length alone.
+    """
+    mask = np.zeros((rows, samples), dtype=np.int64)
+    mask[:, :valid] = 1
+    return mask

@@ -165,6 +165,8 @@ def silence_logits(rows: int, frames: int, vocab: int, blank: int) -> np.ndarray
 
 def cut(audio: np.ndarray, windows: list[Window], normalize) -> np.ndarray:
     """``[rows, samples]`` → ``[rows, flat]``: every window, normalized on its own, end to end."""
+    if len(windows) == 1 and windows[0].samples == audio.shape[1]:
+        return normalize(audio)  # one window: no concatenation copy
     return np.concatenate([normalize(audio[:, w.start : w.end]) for w in windows], axis=1)
 
 

@@ -39,28 +39,36 @@ class Limits:
 
 
 class Engine(ABC):
-    """Normalized audio ``[rows, samples]`` (FP32) with its mask in, logits ``[rows, frames, vocab]`` out."""
+    """Audio ``[rows, samples]`` (FP32) with each row's valid length in, logits ``[rows, frames, vocab]`` out.
+
+    The audio is normalized by `preprocess`, except where the engine says it normalizes
+    itself (`normalizes`): then it scales each row's valid samples to zero mean and unit
+    variance on its own device, where that costs least.
+    """
 
     limits = Limits()
+    normalizes = False
 
     def run_ragged(
         self,
         values: Sequence[Any],
-        masks: Sequence[Any],
+        num_samples: Sequence[Any],
         frames: Callable[[int], int],
         max_padding: float = 1.0,
     ) -> list[Array | InvalidRequest]:
         """Each request's logits ``[rows_i, frames(samples_i), vocab]``, equal to running it alone.
 
-        ``values[i]`` and ``masks[i]`` are ``[rows_i, samples_i]``: Triton's tensors (`pb_utils.Tensor`)
-        or the engine's own arrays; the mask is ones, then zeros, per row. A request that breaks
-        the contract or the limits gets an `InvalidRequest` in its place and is not run.
+        ``values[i]`` is ``[rows_i, samples_i]`` and ``num_samples[i]`` ``[rows_i, 1]``, the valid
+        samples of each row (the rest is padding): Triton's tensors (`pb_utils.Tensor`) or the
+        engine's own arrays. One length per row instead of a sample mask: the mask was two
+        thirds of the bytes Triton copied into this step. A request that breaks the contract or
+        the limits gets an `InvalidRequest` in its place and is not run.
         """
         results: list[Array | InvalidRequest | None] = [None] * len(values)
         arrays, row_lengths, valid = [], [], []
-        for i, (value, mask) in enumerate(zip(values, masks)):
+        for i, (value, counts) in enumerate(zip(values, num_samples)):
             try:
-                array, lengths = self._checked(value, mask)
+                array, lengths = self._checked(value, counts)
             except InvalidRequest as error:
                 results[i] = error
                 continue
@@ -94,23 +102,25 @@ class Engine(ABC):
             for start in range(0, len(pieces), per_call):
                 chunk = pieces[start : start + per_call]
                 batch = self.zeros(len(chunk), group.samples)
+                lengths = [row_lengths[i][r] for i, r in chunk]
                 for row, (i, r) in enumerate(chunk):
-                    batch[row, : widths[i]] = arrays[i][r]
-                logits = self.to_host(self.forward(batch, [row_lengths[i][r] for i, r in chunk]))
+                    batch[row, : lengths[row]] = arrays[i][r, : lengths[row]]
+                logits = self.to_host(self.forward(batch, lengths))
                 for row, (i, _) in enumerate(chunk):
                     blocks[i].append(logits[row : row + 1, : frames(widths[i])])
             for i in group.requests:
                 results[i] = self.contiguous(self.concat(blocks[i]))
         return results  # type: ignore[return-value]
 
-    def _checked(self, value: Any, mask: Any) -> tuple[Array, list[int]]:
+    def _checked(self, value: Any, num_samples: Any) -> tuple[Array, list[int]]:
         """The request's array and valid lengths per row, after the checks `preprocess` made upstream:
         a client may call this step directly."""
-        array, mask = self.view(value), self.view(mask)
-        if array.ndim != 2 or tuple(mask.shape) != tuple(array.shape):
+        array = self.view(value)
+        counts = host_array(num_samples)
+        if array.ndim != 2 or counts.shape != (array.shape[0], 1) or counts.dtype.kind not in "iu":
             raise InvalidRequest(
-                f"INPUT_VALUES and ATTENTION_MASK must be [batch, samples] of one shape; got "
-                f"{list(array.shape)} and {list(mask.shape)}"
+                f"INPUT_VALUES must be [batch, samples] and NUM_SAMPLES [batch, 1] integers of the same "
+                f"batch; got {list(array.shape)} and {list(counts.shape)} ({counts.dtype})"
             )
         samples = array.shape[1]
         if not self.limits.min_samples <= samples <= self.limits.max_samples:
@@ -118,11 +128,11 @@ class Engine(ABC):
                 f"INPUT_VALUES holds {samples} samples per row; this step takes "
                 f"{self.limits.min_samples} to {self.limits.max_samples}"
             )
-        lengths = self.valid_lengths(mask)
-        if self.mask_total(mask) != sum(lengths) or min(lengths) < self.limits.min_samples:
+        lengths = [int(n) for n in counts.reshape(-1)]
+        if not all(self.limits.min_samples <= n <= samples for n in lengths):
             raise InvalidRequest(
-                "ATTENTION_MASK must be ones then zeros per row, with at least "
-                f"{self.limits.min_samples} ones (the model's receptive field)"
+                f"NUM_SAMPLES must be from {self.limits.min_samples} (the model's receptive field) "
+                f"to the {samples} samples of a row; got {lengths}"
             )
         if not self.all_finite(array):
             raise InvalidRequest("INPUT_VALUES contains NaN or Inf")
@@ -142,10 +152,6 @@ class Engine(ABC):
         """The engine's array, on its device, for a Triton tensor or an array."""
 
     @abstractmethod
-    def valid_lengths(self, mask: Array) -> list[int]:
-        """Valid samples per row of a mask that is ones, then zeros."""
-
-    @abstractmethod
     def zeros(self, rows: int, samples: int) -> Array:
         """A zero FP32 batch on the engine's device."""
 
@@ -160,12 +166,6 @@ class Engine(ABC):
     def contiguous(self, logits: Array) -> Array:
         return np.ascontiguousarray(logits)
 
-    def mask_total(self, mask: Array) -> int:
-        """Ones in a mask; -1 when it holds anything but zeros and ones."""
-        if ((mask != 0) & (mask != 1)).any():
-            return -1
-        return int(np.count_nonzero(mask))
-
     def all_finite(self, array: Array) -> bool:
         return bool(np.isfinite(array).all())
 
@@ -178,6 +178,19 @@ class Engine(ABC):
         Numpy arrays go in by value: the stub's DLPack import of a numpy capsule fails to release it.
         """
         return tensor_type(name, logits)
+
+
+def host_array(tensor: Any) -> np.ndarray:
+    """A small tensor (lengths) as a host numpy array.
+
+    Triton hands python-backend inputs over in host memory (``FORCE_CPU_ONLY_INPUT_TENSORS``
+    is left at its default), so a Triton tensor reads as numpy; torch tensors come from tests.
+    """
+    if isinstance(tensor, np.ndarray):
+        return tensor
+    if hasattr(tensor, "as_numpy"):
+        return tensor.as_numpy()
+    return tensor.cpu().numpy()
 
 
 def instance_device(kind: str, device_id: int) -> str:

@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from vaani.serving.batching import prefix_lengths
 from vaani.serving.contract import ATTENTION_MASK, INPUT_VALUES, LOGITS
 from vaani.serving.engines import Engine
 
@@ -30,9 +29,6 @@ class OnnxRuntimeEngine(Engine):
 
     def take(self, tensor: Any) -> np.ndarray:
         return tensor if isinstance(tensor, np.ndarray) else tensor.as_numpy()
-
-    def valid_lengths(self, mask: np.ndarray) -> list[int]:
-        return prefix_lengths(mask)
 
     def zeros(self, rows: int, samples: int) -> np.ndarray:
         return np.zeros((rows, samples), dtype=np.float32)

@@ -44,7 +44,6 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from vaani.serving.acoustic import conv_frames
-from vaani.serving.batching import prefix_lengths
 from vaani.serving.contract import SAMPLING_RATE
 from vaani.serving.engines import Engine
 from vaani.serving.engines.torch_kernels import (
@@ -58,6 +57,7 @@ from vaani.serving.engines.torch_kernels import (
     positional_taps,
     reference_layer_norm,
 )
+from vaani.serving.engines.torch_normalization import normalize_packed, normalize_padded
 from vaani.serving.engines.torch_options import TorchEngineOptions
 from vaani.serving.engines.torch_packing import (
     DevicePacking,
@@ -440,7 +440,7 @@ class GraphCache:
 
 class TorchEngine(Engine):
     """The `wav2vec2` step's engine on PyTorch: Triton's tensors come in through DLPack (no host
-    copy), each group of requests is padded on the device, the mask travels as one length per
+    copy), the audio is normalized and packed (or padded) on the device from one length per
     row, and the logits go back as pinned host tensors that Triton wraps through DLPack again.
     """
 
@@ -461,6 +461,7 @@ class TorchEngine(Engine):
             self.options.masked_attention,
             self.options.packed_attention,
         )
+        self.normalizes = self.options.normalize
         self.pinned: torch.Tensor | None = None
         self.graphs: GraphCache | None = None
         if self.options.cuda_graphs and self.device.type == "cuda":
@@ -513,11 +514,6 @@ class TorchEngine(Engine):
     def take(self, tensor: object) -> torch.Tensor:
         return self._shared(tensor).to(self.device)
 
-    def valid_lengths(self, mask: torch.Tensor) -> list[int]:
-        if mask.device.type == "cpu":
-            return prefix_lengths(mask.numpy())
-        return mask.ne(0).sum(dim=1).tolist()
-
     def zeros(self, rows: int, samples: int) -> torch.Tensor:
         return torch.zeros(rows, samples, device=self.device)
 
@@ -531,8 +527,11 @@ class TorchEngine(Engine):
         if self.packs(rows, samples):
             frames = int(self.ctc.frames(torch.tensor(samples)))
             return self._packed([batch], [lengths], [(rows, frames)]).view(rows, frames, -1)
+        valid = torch.tensor(lengths, device=self.device)
+        if self.normalizes:
+            batch = normalize_padded(batch, valid)
         full = all(n == samples for n in lengths)
-        return self.logits(batch, None if full else torch.tensor(lengths, device=self.device))
+        return self.logits(batch, None if full else valid)
 
     def view(self, tensor: object) -> torch.Tensor:
         return self._shared(tensor)
@@ -546,8 +545,8 @@ class TorchEngine(Engine):
     ) -> list[torch.Tensor]:
         """As `Engine.run_groups`; a run too large for a CUDA graph goes packed, ungrouped.
 
-        Inputs are read where Triton put them: a host mask is counted on the host (never copied
-        to the GPU), host audio crosses in one pinned copy of just its valid samples. Requests
+        Inputs are read where Triton put them: host audio crosses in one pinned copy of just
+        its valid samples. Requests
         are packed in runs of at most ``limits.max_batch_samples`` valid samples.
         """
         if not arrays or not self.packs(sum(a.shape[0] for a in arrays), max(a.shape[1] for a in arrays)):
@@ -590,7 +589,10 @@ class TorchEngine(Engine):
         blocks = np.array([count for rows, count in shapes for _ in range(rows)], dtype=np.int64)
         destination = torch.from_numpy(ranges(np.cumsum(blocks) - blocks, packing.frames)).to(self.device)
         index = DevicePacking.of(packing, self.device, gap=self.ctc.pos_conv.conv.padding[0])
-        logits = self.ctc.packed(self._packed_audio(arrays, row_lengths, packing), packing, index)
+        audio = self._packed_audio(arrays, row_lengths, packing)
+        if self.normalizes:
+            audio = normalize_packed(audio, packing)
+        logits = self.ctc.packed(audio, packing, index)
         out = logits.new_zeros(int(blocks.sum()), logits.shape[1])
         return out.index_copy_(0, destination, logits)
 
@@ -628,11 +630,6 @@ class TorchEngine(Engine):
 
     def contiguous(self, logits: torch.Tensor) -> torch.Tensor:
         return logits.contiguous()
-
-    def mask_total(self, mask: torch.Tensor) -> int:
-        if ((mask != 0) & (mask != 1)).any():
-            return -1
-        return int(mask.count_nonzero())
 
     def all_finite(self, array: torch.Tensor) -> bool:
         return bool(torch.isfinite(array).all())

@@ -1,5 +1,8 @@
 """Step 3 of `asr`: CTC over each utterance's own frames; UTF-8 text out, and word times if asked.
 
+Greedy decoding reads each frame's best token (``FRAME_TOKENS``, what `windows` sends it);
+beam search reads ``LOGITS``. A direct caller may send ``LOGITS`` to either.
+
 Greedy, or beam search (with the repository's KenLM when the build put one in ``language_model/``)
 when the config's ``decoder`` parameter says ``beam``. Optional per-request ``HOTWORDS`` and
 ``HOTWORD_WEIGHT`` steer the beam. Each request is checked on its own (the step can be called
@@ -10,6 +13,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from vaani.serving.contract import (
+    FRAME_TOKENS,
     HOTWORD_WEIGHT,
     HOTWORDS,
     LOGITS,
@@ -47,10 +51,19 @@ class TritonPythonModel:
             )
 
     def _decode(self, request):
-        logits = pb_utils.get_input_tensor_by_name(request, LOGITS).as_numpy()
+        logits, tokens = _optional(request, LOGITS), _optional(request, FRAME_TOKENS)
+        if (logits is None) == (tokens is None) or (self.beam is not None and logits is None):
+            needs = "LOGITS" if self.beam is not None else "LOGITS or FRAME_TOKENS"
+            raise DecoderInputError(
+                f"this decoder ({'beam' if self.beam else 'greedy'}) takes {needs}, one of them"
+            )
         num_samples = pb_utils.get_input_tensor_by_name(request, NUM_SAMPLES).as_numpy()
         hotwords, weight = check_decoder_inputs(
-            self.spec, logits, num_samples, _optional(request, HOTWORDS), _optional(request, HOTWORD_WEIGHT)
+            self.spec,
+            logits if tokens is None else tokens,
+            num_samples,
+            _optional(request, HOTWORDS),
+            _optional(request, HOTWORD_WEIGHT),
         )
         plan = _optional(request, WINDOW_PLAN)  # a direct caller may send none: one window
         if plan is not None and (plan.ndim != 2 or plan.shape[1] == 0 or plan.shape[1] % FIELDS):
@@ -60,7 +73,11 @@ class TritonPythonModel:
         if self.beam is not None:
             decoded = self.beam.decode(logits, num_samples, cuts, hotwords=hotwords, weight=weight)
         else:
-            paths = self.greedy.best_paths(logits, num_samples)
+            paths = (
+                self.greedy.best_paths(logits, num_samples)
+                if tokens is None
+                else self.greedy.own_frames(tokens, num_samples)
+            )
             decoded = [(self.greedy.decode_ids(p, cuts), self.greedy.words_ids(p, cuts)) for p in paths]
         outputs = [pb_utils.Tensor(TRANSCRIPT, _strings([text for text, _ in decoded]))]
         if WORDS in request.requested_output_names():

@@ -1,6 +1,8 @@
 """Step 1 of `asr`: check the audio, cut it into windows (at pauses), normalize each as HF does.
 
 A recording of one window or less is one window: the whole utterance, normalized as before.
+Where the acoustic engine normalizes on its own device (the `torch` engine, parameter
+``normalize`` false here), the windows leave as they came.
 """
 
 import numpy as np
@@ -12,6 +14,10 @@ from vaani.serving.step import StepContext
 from vaani.serving.windowing import cut, to_tensor
 
 
+def _as_is(audio: np.ndarray) -> np.ndarray:
+    return audio
+
+
 class TritonPythonModel:
     def initialize(self, args):
         context = StepContext(args)
@@ -20,6 +26,7 @@ class TritonPythonModel:
             max_samples=int(context.number("max_samples", 480_000)),
         )
         self.plan = context.window_plan()
+        self.normalize = normalize if context.parameters.get("normalize", "true") == "true" else _as_is
 
     def execute(self, requests):
         return [self._one(request) for request in requests]
@@ -35,7 +42,7 @@ class TritonPythonModel:
         rows = audio.shape[0]
         return pb_utils.InferenceResponse(
             output_tensors=[
-                pb_utils.Tensor(WINDOWS, cut(audio, windows, normalize)),
+                pb_utils.Tensor(WINDOWS, cut(audio, windows, self.normalize)),
                 pb_utils.Tensor(WINDOW_PLAN, to_tensor(windows, rows)),
                 pb_utils.Tensor(NUM_SAMPLES, np.full((rows, 1), audio.shape[1], dtype=np.int64)),
             ]

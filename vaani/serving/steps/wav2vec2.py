@@ -7,7 +7,7 @@ runs. A request its client cancelled is dropped before the engine spends anythin
 
 import triton_python_backend_utils as pb_utils
 
-from vaani.serving.contract import ATTENTION_MASK, INPUT_VALUES, LOGITS
+from vaani.serving.contract import INPUT_VALUES, LOGITS, NUM_SAMPLES
 from vaani.serving.engines import InvalidRequest, Limits, instance_device, load_engine
 from vaani.serving.step import StepContext
 
@@ -38,9 +38,9 @@ class TritonPythonModel:
             else:
                 live.append(index)
         values = [pb_utils.get_input_tensor_by_name(requests[i], INPUT_VALUES) for i in live]
-        masks = [pb_utils.get_input_tensor_by_name(requests[i], ATTENTION_MASK) for i in live]
+        lengths = [pb_utils.get_input_tensor_by_name(requests[i], NUM_SAMPLES) for i in live]
         try:
-            outputs = self.engine.run_ragged(values, masks, self.frames, self.max_padding)
+            outputs = self.engine.run_ragged(values, lengths, self.frames, self.max_padding)
         except Exception as error:  # an engine failure fails these requests, not the server
             message = f"wav2vec2 engine failed: {type(error).__name__}: {error}"
             outputs = [pb_utils.TritonError(message)] * len(live)

@@ -1,5 +1,8 @@
 """Step 2 of `asr`: a recording's windows through the acoustic model, and their logits joined.
 
+What goes on to the decoder is what it needs in its smallest form: the best token of each
+frame for greedy decoding (``FRAME_TOKENS``), the logits for beam search (``LOGITS``).
+
 Each window goes to the `wav2vec2` model as its own request (BLS), so the windows of one long
 recording and of every other request meet in the acoustic model's dynamic batcher and share
 its executions, whatever engine serves it (python engines, or a TensorRT plan that Triton
@@ -15,13 +18,15 @@ import triton_python_backend_utils as pb_utils
 from vaani.serving.contract import (
     ACOUSTIC,
     ATTENTION_MASK,
+    FRAME_TOKENS,
     INPUT_VALUES,
     LOGITS,
     NUM_SAMPLES,
     WINDOW_PLAN,
     WINDOWS,
 )
-from vaani.serving.preprocessing import pad_to_bucket
+from vaani.serving.ctc import best_tokens
+from vaani.serving.preprocessing import pad_to_bucket, sample_mask
 from vaani.serving.step import StepContext
 from vaani.serving.windowing import FIELDS, SILENT, from_tensor, join, problem, silence_logits, split
 
@@ -41,7 +46,9 @@ class TritonPythonModel:
         self.max_samples = int(context.number("max_samples", 480_000))
         self.bucket = int(context.number("bucket_samples", 0))
         self.in_flight = int(context.number("windows_in_flight", 16))
-        self.acoustic_inputs = context.parameters.get("acoustic_inputs", f"{INPUT_VALUES},{ATTENTION_MASK}")
+        names = context.parameters.get("acoustic_inputs", f"{INPUT_VALUES},{NUM_SAMPLES}")
+        self.acoustic_inputs = names.split(",")
+        self.output = context.parameters.get("decoder_input", LOGITS)
 
     async def execute(self, requests):
         return list(await asyncio.gather(*(self._one(request) for request in requests)))
@@ -67,7 +74,10 @@ class TritonPythonModel:
             logits = await asyncio.gather(*jobs)
         except WindowFailed as failure:
             return pb_utils.InferenceResponse(error=failure.error)
-        return pb_utils.InferenceResponse([pb_utils.Tensor(LOGITS, join(logits, windows))])
+        joined = join(logits, windows)
+        if self.output == FRAME_TOKENS:
+            return pb_utils.InferenceResponse([pb_utils.Tensor(FRAME_TOKENS, best_tokens(joined))])
+        return pb_utils.InferenceResponse([pb_utils.Tensor(LOGITS, joined)])
 
     def _problem(self, flat, plan, num_samples):
         """Why these tensors are not what `preprocess` sends (the step can be called directly)."""
@@ -93,9 +103,14 @@ class TritonPythonModel:
         return silence_logits(rows, window.keep_to, spec.vocab_size, spec.blank_id)
 
     async def _run(self, piece, gate, request):
-        values, mask = pad_to_bucket(piece, self.bucket)
-        tensors = {INPUT_VALUES: values, ATTENTION_MASK: mask}
-        inputs = [pb_utils.Tensor(name, tensors[name]) for name in self.acoustic_inputs.split(",")]
+        values = pad_to_bucket(piece, self.bucket)
+        rows, samples = values.shape
+        tensors = {
+            INPUT_VALUES: lambda: values,
+            NUM_SAMPLES: lambda: np.full((rows, 1), piece.shape[1], dtype=np.int64),
+            ATTENTION_MASK: lambda: sample_mask(rows, samples, piece.shape[1]),  # a plan's input
+        }
+        inputs = [pb_utils.Tensor(name, tensors[name]()) for name in self.acoustic_inputs]
         async with gate:
             if request.is_cancelled():
                 raise WindowFailed(
