@@ -8,6 +8,7 @@
 #                 the transfer limit), and numpy1/ = numpy 1.26.4 for cp312 without its tests: the
 #                 python-backend stub of tritonserver 2.51 needs numpy<2
 #   whl/          soundfile, soxr, cffi, pycparser wheels (cp312), installed under /tmp/whl
+#   perf.tar.xz   optional: perf_analyzer and its libraries (the served suite's per-step breakdown)
 #   eval.npz      optional: the bundled test set (`python -m vaani.benchmarks.gpu_benchmark --prepare-eval`)
 # Results go to $OUT (or benchmarks/results); extra arguments go to the benchmark.
 set -euo pipefail
@@ -17,6 +18,10 @@ OUT=${OUT:-benchmarks/results}
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/whl "$CARRY"/whl/*.whl
 source "$REPO"/benchmarks/gpu-site.sh
 export PYTHONPATH=/tmp/site:/tmp/whl PYTHONUNBUFFERED=1
+if [ -f "$CARRY"/perf.tar.xz ]; then  # perf_analyzer for the served suite's per-step breakdown
+  tar -xJf "$CARRY"/perf.tar.xz -C /tmp && export PATH=/tmp/perf/bin:$PATH
+  perf_analyzer --version 2>&1 | head -2 || echo "perf_analyzer does not run here"
+fi
 nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total,clocks.sm --format=csv
 python3 -c "import sys, sysconfig, torch, numpy; print(sys.version.split()[0], sysconfig.get_config_var('LIBDIR'), torch.__version__, numpy.__version__, torch.cuda.get_device_name())"
 # What the python-backend stub will import, with the stub's numpy first (fails fast and says why).
