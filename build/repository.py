@@ -8,6 +8,7 @@ in a field name fails here rather than at server start.
 from __future__ import annotations
 
 import math
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -195,29 +196,30 @@ def decoder_input(decoder: str) -> str:
     return FRAME_TOKENS if decoder == "greedy" else LOGITS
 
 
+def _windows_inputs() -> list[mc.ModelInput]:
+    """What `preprocess` sends on: a recording's windows end to end, where they lie, its length."""
+    return [
+        _io(mc.ModelInput, WINDOWS, mc.TYPE_FP32, [-1], ragged=True),
+        _io(mc.ModelInput, WINDOW_PLAN, mc.TYPE_INT64, [-1], ragged=True),
+        _io(mc.ModelInput, NUM_SAMPLES, mc.TYPE_INT64, [1]),
+    ]
+
+
 def windows_config(
     spec: AcousticSpec,
     settings: RepositorySettings,
     acoustic_inputs: tuple[str, ...],
     decoder: str = "greedy",
 ) -> mc.ModelConfig:
-    """The BLS step between `preprocess` and the decoder: windows to `wav2vec2`, logits joined.
+    """The BLS step between `preprocess` and the decoder when `wav2vec2` is a TensorRT plan:
+    windows to the plan, logits joined (python engines do this in `wav2vec2` itself).
 
-    ``acoustic_inputs`` are the inputs the acoustic model declares (python engines take
-    ``NUM_SAMPLES``, a TensorRT plan ``ATTENTION_MASK`` when its model has one).
+    ``acoustic_inputs`` are the inputs the plan declares (``ATTENTION_MASK`` only when its
+    model takes one).
     """
     config = _python_step(WINDOWS_STEP, settings)
-    config.input.extend(
-        [
-            _io(mc.ModelInput, WINDOWS, mc.TYPE_FP32, [-1], ragged=True),
-            _io(mc.ModelInput, WINDOW_PLAN, mc.TYPE_INT64, [-1], ragged=True),
-            _io(mc.ModelInput, NUM_SAMPLES, mc.TYPE_INT64, [1]),
-        ]
-    )
-    if decoder_input(decoder) == FRAME_TOKENS:
-        config.output.append(_io(mc.ModelOutput, FRAME_TOKENS, mc.TYPE_INT32, [-1]))
-    else:
-        config.output.append(_io(mc.ModelOutput, LOGITS, mc.TYPE_FP32, [-1, spec.vocab_size]))
+    config.input.extend(_windows_inputs())
+    _decoder_output(config, spec, decoder)
     _parameters(
         config,
         {
@@ -231,23 +233,22 @@ def windows_config(
     return config
 
 
-def _acoustic_io(config: mc.ModelConfig, spec: AcousticSpec, ragged: bool, lengths: str) -> None:
-    """Audio, how much of each row is audio (``lengths``: a tensor name), and the logits.
+def _decoder_output(config: mc.ModelConfig, spec: AcousticSpec, decoder: str) -> None:
+    """The step's output for the decoder: each frame's best token (greedy), else the logits."""
+    if decoder_input(decoder) == FRAME_TOKENS:
+        config.output.append(_io(mc.ModelOutput, FRAME_TOKENS, mc.TYPE_INT32, [-1]))
+    else:
+        config.output.append(_io(mc.ModelOutput, LOGITS, mc.TYPE_FP32, [-1, spec.vocab_size]))
 
-    Python engines take ``NUM_SAMPLES`` (one int64 per row); a TensorRT plan takes the
-    ``ATTENTION_MASK`` it was exported with (one int64 per sample).
+
+def python_acoustic_config(
+    spec: AcousticSpec, settings: RepositorySettings, decoder: str = "greedy"
+) -> mc.ModelConfig:
+    """`wav2vec2` as a python-backend engine: `preprocess`'s windows in, what the decoder reads out.
+
+    Ragged batches: the windows of every request of an execution run together, packed or
+    padded inside `execute()`.
     """
-    config.input.extend(
-        [
-            _io(mc.ModelInput, INPUT_VALUES, mc.TYPE_FP32, [-1], ragged=ragged),
-            _io(mc.ModelInput, lengths, mc.TYPE_INT64, [1] if lengths == NUM_SAMPLES else [-1], ragged),
-        ]
-    )
-    config.output.append(_io(mc.ModelOutput, LOGITS, mc.TYPE_FP32, [-1, spec.vocab_size]))
-
-
-def python_acoustic_config(spec: AcousticSpec, settings: RepositorySettings) -> mc.ModelConfig:
-    """`wav2vec2` as a python-backend engine: ragged batches, padded inside `execute()`."""
     config = mc.ModelConfig(
         name=ACOUSTIC,
         backend="python",
@@ -257,16 +258,18 @@ def python_acoustic_config(spec: AcousticSpec, settings: RepositorySettings) -> 
             mc.ModelInstanceGroup(count=settings.acoustic_instances, kind=mc.ModelInstanceGroup.KIND_CPU)
         ],
     )
-    _acoustic_io(config, spec, ragged=True, lengths=NUM_SAMPLES)
+    config.input.extend(_windows_inputs())
+    _decoder_output(config, spec, decoder)
     _parameters(
         config,
         {
             "engine": settings.engine,
             "threads": settings.threads,
             "max_padding": settings.max_padding,
-            "max_samples": settings.window_samples(spec),
             "max_batch_samples": round(settings.max_batch_audio_seconds * SAMPLING_RATE),
             "memory_arena": str(settings.memory_arena).lower(),
+            "decoder_input": decoder_input(decoder),
+            **_window_parameters(spec, settings),
         },
     )
     return config
@@ -303,9 +306,11 @@ def ctc_decoder_config(
 
 def ensemble_config(settings: RepositorySettings, decoder: str = "greedy") -> mc.ModelConfig:
     """The public contract: AUDIO (FP32 [-1]) in, TRANSCRIPT (STRING [1]) and optional WORDS out,
-    through preprocess → windows (which calls the acoustic model) → ctc_decoder."""
+    through preprocess → wav2vec2 → ctc_decoder. A TensorRT plan cannot take windows, so with
+    it the middle step is `windows`, which sends each window to the plan (BLS)."""
     step = mc.ModelEnsembling.Step
     scores = decoder_input(decoder)
+    acoustic = WINDOWS_STEP if settings.engine == "tensorrt" else ACOUSTIC
     return mc.ModelConfig(
         name=ENSEMBLE,
         platform="ensemble",
@@ -328,7 +333,7 @@ def ensemble_config(settings: RepositorySettings, decoder: str = "greedy") -> mc
                     output_map={WINDOWS: "windows", WINDOW_PLAN: "window_plan", NUM_SAMPLES: "num_samples"},
                 ),
                 step(
-                    model_name=WINDOWS_STEP,
+                    model_name=acoustic,
                     model_version=-1,
                     input_map={WINDOWS: "windows", WINDOW_PLAN: "window_plan", NUM_SAMPLES: "num_samples"},
                     output_map={scores: "scores"},
@@ -372,13 +377,16 @@ def tensorrt_acoustic_config(spec: AcousticSpec, settings: RepositorySettings) -
             mc.ModelInstanceGroup(count=settings.acoustic_instances, kind=mc.ModelInstanceGroup.KIND_GPU)
         ],
     )
-    _acoustic_io(config, spec, ragged=False, lengths=ATTENTION_MASK)
-    if not spec.uses_attention_mask:  # a plan's inputs must match the config's exactly
-        del config.input[[i.name for i in config.input].index(ATTENTION_MASK)]
+    config.input.append(_io(mc.ModelInput, INPUT_VALUES, mc.TYPE_FP32, [-1]))
+    if spec.uses_attention_mask:  # a plan's inputs must match the config's exactly
+        config.input.append(_io(mc.ModelInput, ATTENTION_MASK, mc.TYPE_INT64, [-1]))
+    config.output.append(_io(mc.ModelOutput, LOGITS, mc.TYPE_FP32, [-1, spec.vocab_size]))
     return config
 
 
-def torch_acoustic_config(spec: AcousticSpec, settings: RepositorySettings) -> mc.ModelConfig:
+def torch_acoustic_config(
+    spec: AcousticSpec, settings: RepositorySettings, decoder: str = "greedy"
+) -> mc.ModelConfig:
     """`wav2vec2` as the python-backend `torch` engine on the GPU (one instance group per GPU).
 
     Same tensors and ragged batching as the CPU engine; the instances are `KIND_GPU`, so
@@ -387,7 +395,7 @@ def torch_acoustic_config(spec: AcousticSpec, settings: RepositorySettings) -> m
     The engine's knobs travel as parameters, written from `TorchEngineOptions`' defaults (the
     fastest measured variant that passes the accuracy gate) so that they can be edited in place.
     """
-    config = python_acoustic_config(spec, settings)
+    config = python_acoustic_config(spec, settings, decoder)
     del config.instance_group[:]
     kind = mc.ModelInstanceGroup.KIND_GPU
     if settings.gpus:
@@ -403,11 +411,13 @@ def torch_acoustic_config(spec: AcousticSpec, settings: RepositorySettings) -> m
     return config
 
 
-def acoustic_config(spec: AcousticSpec, settings: RepositorySettings) -> mc.ModelConfig:
+def acoustic_config(
+    spec: AcousticSpec, settings: RepositorySettings, decoder: str = "greedy"
+) -> mc.ModelConfig:
     if settings.engine == "onnxruntime":
-        return python_acoustic_config(spec, settings)
+        return python_acoustic_config(spec, settings, decoder)
     if settings.engine == "torch":
-        return torch_acoustic_config(spec, settings)
+        return torch_acoustic_config(spec, settings, decoder)
     if settings.engine == "tensorrt":
         return tensorrt_acoustic_config(spec, settings)
     raise NotImplementedError(f"config generation for engine {settings.engine!r} is not written yet")
@@ -422,17 +432,20 @@ def _normalizes(acoustic: mc.ModelConfig) -> bool:
 def all_configs(
     spec: AcousticSpec, settings: RepositorySettings, source_model: str = "", decoder: str = "greedy"
 ) -> dict[str, mc.ModelConfig]:
-    acoustic = acoustic_config(spec, settings)
+    """Every model of the repository: the ensemble and its steps (`windows` only for a plan)."""
+    acoustic = acoustic_config(spec, settings, decoder)
     ensemble = ensemble_config(settings, decoder)
     if source_model:  # clients (`vaani wer`) read which model is served from here
         _parameters(ensemble, {"source_model": source_model})
-    return {
+    configs = {
         ENSEMBLE: ensemble,
         PREPROCESS: preprocess_config(spec, settings, normalize=not _normalizes(acoustic)),
-        WINDOWS_STEP: windows_config(spec, settings, tuple(t.name for t in acoustic.input), decoder),
         ACOUSTIC: acoustic,
         DECODER: ctc_decoder_config(spec, settings, decoder),
     }
+    if settings.engine == "tensorrt":
+        configs[WINDOWS_STEP] = windows_config(spec, settings, tuple(t.name for t in acoustic.input), decoder)
+    return configs
 
 
 def write_configs(
@@ -442,8 +455,15 @@ def write_configs(
     source_model: str = "",
     decoder: str = "greedy",
 ) -> None:
-    """Write every `config.pbtxt` and give each step its copy of `acoustic.json`."""
-    for name, config in all_configs(spec, settings, source_model, decoder).items():
+    """Write every `config.pbtxt` and give each step its copy of `acoustic.json`.
+
+    A step this engine does not use (`windows` without a plan) is removed: the server loads
+    every model folder it finds.
+    """
+    configs = all_configs(spec, settings, source_model, decoder)
+    for unused in set(STEPS) - set(configs):
+        shutil.rmtree(repository / unused, ignore_errors=True)
+    for name, config in configs.items():
         version_dir = repository / name / "1"
         version_dir.mkdir(parents=True, exist_ok=True)
         (repository / name / "config.pbtxt").write_text(text_format.MessageToString(config), encoding="utf-8")

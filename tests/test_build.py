@@ -10,7 +10,15 @@ from vaani.build import source
 from vaani.build.pipeline import build
 from vaani.build.repository import RepositorySettings
 from vaani.errors import UserFacingError
-from vaani.serving.contract import ACOUSTIC, DECODER, ENSEMBLE, PREPROCESS, STEPS, version_dir
+from vaani.serving.contract import (
+    ACOUSTIC,
+    DECODER,
+    ENSEMBLE,
+    ENSEMBLE_STEPS,
+    PREPROCESS,
+    WINDOWS_STEP,
+    version_dir,
+)
 
 from .conftest import BUNDLED_MODEL
 
@@ -75,5 +83,6 @@ def test_non_editable_install_builds_the_steps(tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     source = (root / "vaani" / "serving" / "steps" / "model.py").read_bytes()
-    for step in STEPS:
+    for step in ENSEMBLE_STEPS:
         assert (version_dir(repository, step) / "model.py").read_bytes() == source
+    assert not (repository / WINDOWS_STEP).exists()  # a TensorRT plan's step only

@@ -30,18 +30,21 @@ from vaani.client.api import TranscriptionClient
 from vaani.server.admin import ADMIN_HEADER, GRPC_ADMIN_HEADER
 from vaani.server.process import Ports, TritonProcess, free_port
 from vaani.server.stubs import SHM_DIR, rss_mb, stubs_of
+from vaani.serving.acoustic import AcousticSpec
 from vaani.serving.contract import (
     ACOUSTIC,
     AUDIO,
     DECODER,
     ENSEMBLE,
-    INPUT_VALUES,
+    ENSEMBLE_STEPS,
     LOGITS,
     NUM_SAMPLES,
     PREPROCESS,
     SAMPLING_RATE,
-    STEPS,
+    WINDOW_PLAN,
+    WINDOWS,
 )
+from vaani.serving.windowing import AFTER_CUT, Window, to_tensor
 
 from .conftest import BUNDLED_MODEL
 
@@ -114,36 +117,48 @@ MODEL_OF_CASE = {
 }
 
 
-def _acoustic_inputs(values: np.ndarray, lengths: np.ndarray) -> dict:
+def _one_window(spec: AcousticSpec, samples: int, rows: int = 1) -> np.ndarray:
+    """The plan `preprocess` makes for audio of one window: all of it, every frame kept."""
+    return to_tensor([Window(0, samples, 0, spec.frames(samples), AFTER_CUT)], rows)
+
+
+def _acoustic_inputs(values: np.ndarray, lengths: np.ndarray, plan: np.ndarray) -> dict:
+    """`wav2vec2`'s inputs: ``values`` cut as ``plan`` says, ``lengths`` per row."""
     return {
         "inputs": [
-            _tensor(INPUT_VALUES, list(values.shape), data=values.ravel().tolist()),
+            _tensor(WINDOWS, list(values.shape), data=values.ravel().tolist()),
+            _tensor(WINDOW_PLAN, list(plan.shape), "INT64", data=plan.ravel().tolist()),
             _tensor(NUM_SAMPLES, list(lengths.shape), "INT64", data=lengths.ravel().tolist()),
         ]
     }
 
 
-def _acoustic_cases() -> dict[str, dict]:
+def _acoustic_cases(spec: AcousticSpec) -> dict[str, dict]:
     values = RNG.standard_normal((1, 4000)).astype(np.float32)
     nan = values.copy()
     nan[0, 7] = np.nan
+    plan = _one_window(spec, 4000)
     return {
-        "lengths and values disagree": _acoustic_inputs(values, np.array([[4000], [4000]])),
-        "length past the row": _acoustic_inputs(values, np.array([[4001]])),
-        "negative length": _acoustic_inputs(values, np.array([[-1]])),
-        "NaN values": _acoustic_inputs(nan, np.array([[4000]])),
-        "shorter than the receptive field": _acoustic_inputs(values[:, :100], np.array([[100]])),
+        "lengths and values disagree": _acoustic_inputs(values, np.array([[4000], [4000]]), plan),
+        "length past the audio": _acoustic_inputs(values, np.array([[4640]]), plan),
+        "negative length": _acoustic_inputs(values, np.array([[-1]]), plan),
+        "window past the audio": _acoustic_inputs(values, np.array([[4000]]), _one_window(spec, 9000)),
+        "plan of the wrong size": _acoustic_inputs(values, np.array([[4000]]), plan[:, :3]),
+        "NaN values": _acoustic_inputs(nan, np.array([[4000]]), plan),
+        "shorter than the receptive field": _acoustic_inputs(
+            values[:, :100], np.array([[100]]), _one_window(spec, 100)
+        ),
     }
 
 
-def test_hostile_http_requests_get_errors_and_leave_the_server_serving(triton):
+def test_hostile_http_requests_get_errors_and_leave_the_server_serving(triton, bundled_model):
     client = TranscriptionClient(triton.http_url)
     before = client.transcribe(SPEECHLIKE[0])
     for name, (header, binary) in HTTP_CASES.items():
         status, body = _raw_http(triton.http_url, MODEL_OF_CASE.get(name, ENSEMBLE), header, binary)
         assert status >= 400, f"{name}: {status} {body[:200]}"
         assert _ready(triton.http_url), f"{name} left the server not ready"
-    for name, header in _acoustic_cases().items():
+    for name, header in _acoustic_cases(bundled_model.spec()).items():
         status, body = _raw_http(triton.http_url, ACOUSTIC, header)
         assert 400 <= status < 500, f"{name}: {status} {body[:200]}"
     assert client.transcribe(SPEECHLIKE[0]) == before
@@ -159,7 +174,7 @@ def test_hostile_grpc_requests_get_errors_and_leave_the_server_serving(triton):
     def infer(model: str, shape: list[int], datatype: str, raw: bytes) -> None:
         request = service_pb2.ModelInferRequest(model_name=model)
         request.inputs.add(
-            name=AUDIO if model in (ENSEMBLE, PREPROCESS) else INPUT_VALUES, datatype=datatype, shape=shape
+            name=AUDIO if model in (ENSEMBLE, PREPROCESS) else WINDOWS, datatype=datatype, shape=shape
         )
         request.raw_input_contents.append(raw)
         stub.ModelInfer(request, timeout=60)
@@ -170,7 +185,7 @@ def test_hostile_grpc_requests_get_errors_and_leave_the_server_serving(triton):
         "negative dimension": (ENSEMBLE, [1, -3], "FP32", b""),
         "rank 3": (ENSEMBLE, [1, 1, 800], "FP32", b"\0" * 3200),
         "wrong dtype": (ENSEMBLE, [1, 800], "FP64", b"\0" * 6400),
-        "acoustic step without its lengths": (ACOUSTIC, [1, 4000], "FP32", b"\0" * 16000),
+        "acoustic step without its plan and lengths": (ACOUSTIC, [1, 4000], "FP32", b"\0" * 16000),
     }
     for name, args in cases.items():
         with pytest.raises(grpc.RpcError):
@@ -182,11 +197,12 @@ def test_hostile_grpc_requests_get_errors_and_leave_the_server_serving(triton):
     client.close()
 
 
-def test_a_bad_request_fails_alone_in_its_batch(triton):
+def test_a_bad_request_fails_alone_in_its_batch(triton, bundled_model):
     """Good and bad requests sent straight to `wav2vec2` at once: only the bad ones fail."""
     values = RNG.standard_normal((1, 8000)).astype(np.float32)
-    good = _acoustic_inputs(values, np.array([[8000]]))
-    bad = _acoustic_inputs(values, np.array([[9000]]))
+    plan = _one_window(bundled_model.spec(), 8000)
+    good = _acoustic_inputs(values, np.array([[8000]]), plan)
+    bad = _acoustic_inputs(values, np.array([[-1]]), plan)
     expected = _raw_http(triton.http_url, ACOUSTIC, good)
     assert expected[0] == 200
     jobs = [good] * 8 + [bad] * 3
@@ -194,7 +210,7 @@ def test_a_bad_request_fails_alone_in_its_batch(triton):
         results = list(pool.map(lambda body: _raw_http(triton.http_url, ACOUSTIC, body), jobs))
     assert [status for status, _ in results[:8]] == [200] * 8
     assert all(json.loads(body)["outputs"] == json.loads(expected[1])["outputs"] for _, body in results[:8])
-    assert all(status == 400 and "NUM_SAMPLES" in body for status, body in results[8:])
+    assert all(status == 400 and "NUM_SAMPLES" in body for status, body in results[8:]), results[8:]
 
 
 def test_restricted_apis_need_the_admin_key(triton):
@@ -272,7 +288,7 @@ def test_a_killed_step_comes_back_and_readiness_tells_the_truth(own_repository, 
     with _server(own_repository, tmp_path) as server:
         client = TranscriptionClient(server.http_url)
         before = client.transcribe(SPEECHLIKE[0])
-        for step in STEPS:
+        for step in ENSEMBLE_STEPS:
             (victim,) = [stub for stub in stubs_of(server.process.pid) if stub.model == step]
             os.kill(victim.pid, signal.SIGKILL)
             seen_not_ready = False
@@ -287,7 +303,7 @@ def test_a_killed_step_comes_back_and_readiness_tells_the_truth(own_repository, 
             assert _ready(server.http_url), f"{step} did not come back within 30 s"
             assert client.transcribe(SPEECHLIKE[0]) == before
             assert not (SHM_DIR / victim.region).exists()
-        assert [r.models for r in server.supervisor.recoveries] == [(step,) for step in STEPS]
+        assert [r.models for r in server.supervisor.recoveries] == [(step,) for step in ENSEMBLE_STEPS]
 
 
 def test_overload_is_refused_at_once_and_accepted_requests_finish(tmp_path_factory, tmp_path):

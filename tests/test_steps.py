@@ -18,10 +18,15 @@ from vaani.serving.contract import (
     DECODER,
     ENSEMBLE,
     ENSEMBLE_STEPS,
+    FRAME_TOKENS,
     HOTWORD_WEIGHT,
     HOTWORDS,
+    NUM_SAMPLES,
     SAMPLING_RATE,
     TRANSCRIPT,
+    WINDOW_PLAN,
+    WINDOWS,
+    WINDOWS_STEP,
     WORDS,
 )
 from vaani.serving.ctc import GreedyDecoder, words_json
@@ -151,7 +156,10 @@ def test_ensemble_contract_and_configs_parse():
         (WORDS, mc.TYPE_STRING, [1]),
     ]
     assert [s.model_name for s in asr.ensemble_scheduling.step] == list(ENSEMBLE_STEPS)
-    assert all(i.allow_ragged_batch for i in configs[ACOUSTIC].input)
+    acoustic = {i.name: i.allow_ragged_batch for i in configs[ACOUSTIC].input}
+    assert acoustic == {WINDOWS: True, WINDOW_PLAN: True, NUM_SAMPLES: False}  # a length per request
+    assert [o.name for o in configs[ACOUSTIC].output] == [FRAME_TOKENS]  # greedy reads best tokens
+    assert WINDOWS_STEP not in configs  # only a TensorRT plan needs the BLS step
     for config in configs.values():
         assert text_format.Parse(text_format.MessageToString(config), mc.ModelConfig()) == config
 

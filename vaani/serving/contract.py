@@ -13,11 +13,11 @@ SAMPLING_RATE = 16_000
 
 ENSEMBLE = "asr"
 PREPROCESS = "preprocess"
-WINDOWS_STEP = "windows"  # runs a recording's windows through the acoustic model, joins their logits
-ACOUSTIC = "wav2vec2"  # the acoustic model; `windows` calls it (BLS), clients may too
+ACOUSTIC = "wav2vec2"  # the acoustic model: a recording's windows in, joined logits (or best tokens) out
+WINDOWS_STEP = "windows"  # with a TensorRT plan only: sends each window to the plan (BLS), joins
 DECODER = "ctc_decoder"
-ENSEMBLE_STEPS = (PREPROCESS, WINDOWS_STEP, DECODER)
-STEPS = (PREPROCESS, WINDOWS_STEP, ACOUSTIC, DECODER)  # every model with a `model.py`
+ENSEMBLE_STEPS = (PREPROCESS, ACOUSTIC, DECODER)
+STEPS = (PREPROCESS, ACOUSTIC, DECODER, WINDOWS_STEP)  # every model that can have a `model.py`
 
 # Public tensors of `asr`.
 AUDIO = "AUDIO"

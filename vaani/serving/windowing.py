@@ -208,3 +208,30 @@ def problem(windows: list[Window], samples: int, flat: int, spec: AcousticSpec, 
     if flat != sum(w.samples for w in windows):
         return f"WINDOWS holds {flat} samples; its plan's windows hold {sum(w.samples for w in windows)}"
     return None
+
+
+def request_problem(
+    flat: np.ndarray, plan: np.ndarray, num_samples: np.ndarray, windows: WindowPlan, max_samples: int
+) -> str | None:
+    """Why a request's WINDOWS, WINDOW_PLAN and NUM_SAMPLES are not what `preprocess` sends.
+
+    The steps that take them can be called directly, so they check instead of trusting.
+    """
+    rows = flat.shape[0] if flat.ndim == 2 else -1
+    if flat.ndim != 2 or num_samples.shape != (rows, 1) or plan.ndim != 2 or plan.shape[0] != rows:
+        shapes = f"{list(flat.shape)}, {list(plan.shape)} and {list(num_samples.shape)}"
+        return f"WINDOWS, WINDOW_PLAN and NUM_SAMPLES must be [batch, …] of one batch; got {shapes}"
+    if flat.dtype != np.float32 or num_samples.dtype.kind not in "iu" or plan.dtype.kind not in "iu":
+        return "WINDOWS must be FP32, WINDOW_PLAN and NUM_SAMPLES integers"
+    samples = int(num_samples[0, 0])
+    spec = windows.spec
+    if (num_samples != samples).any() or not spec.receptive_field <= samples <= max_samples:
+        return f"NUM_SAMPLES must be one length from {spec.receptive_field} to {max_samples}"
+    if plan.shape[1] == 0 or plan.shape[1] % FIELDS or (plan != plan[:1]).any():
+        return f"WINDOW_PLAN must hold {FIELDS} numbers per window, the same on every row"
+    wrong = problem(from_tensor(plan), samples, flat.shape[1], spec, windows.longest)
+    if wrong:
+        return f"WINDOW_PLAN: {wrong}"
+    if not np.isfinite(flat).all():
+        return "WINDOWS contains NaN or Inf"
+    return None
