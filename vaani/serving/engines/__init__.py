@@ -172,23 +172,27 @@ class Engine(ABC):
     def concat(self, blocks: list[Array]) -> Array:
         return np.concatenate(blocks)
 
-    def to_triton(self, tensor_type: Any, name: str, logits: Array) -> Any:
-        """A response tensor of ``tensor_type`` (the step passes `pb_utils.Tensor`) holding ``logits``.
+    def to_triton(self, tensor_type: Any, name: str, array: np.ndarray) -> Any:
+        """A response tensor of ``tensor_type`` (the step passes `pb_utils.Tensor`) holding ``array``.
 
         Numpy arrays go in by value: the stub's DLPack import of a numpy capsule fails to release it.
         """
-        return tensor_type(name, logits)
+        return tensor_type(name, array)
 
 
 def host_array(tensor: Any) -> np.ndarray:
-    """A small tensor (lengths) as a host numpy array.
+    """A Triton input tensor (host memory) as numpy, read through DLPack.
 
-    Triton hands python-backend inputs over in host memory (``FORCE_CPU_ONLY_INPUT_TENSORS``
-    is left at its default), so a Triton tensor reads as numpy; torch tensors come from tests.
+    Through DLPack, not `as_numpy`: in a stub whose numpy is 2.x (the `torch` engine's, for
+    transformers) `as_numpy` misreads INT64 tensors as INT32, and the dtype DLPack carries is
+    exact. Triton hands python-backend inputs over in host memory (``FORCE_CPU_ONLY_INPUT_TENSORS``
+    is left at its default).
     """
     if isinstance(tensor, np.ndarray):
         return tensor
-    if hasattr(tensor, "as_numpy"):
+    if hasattr(tensor, "__dlpack__"):
+        return np.from_dlpack(tensor)
+    if hasattr(tensor, "as_numpy"):  # a stand-in of the stub's tensor (tests)
         return tensor.as_numpy()
     return tensor.cpu().numpy()
 

@@ -637,8 +637,9 @@ class TorchEngine(Engine):
     def concat(self, blocks: list[torch.Tensor]) -> torch.Tensor:
         return torch.cat(blocks)
 
-    def to_triton(self, tensor_type: Any, name: str, logits: torch.Tensor) -> Any:
-        return tensor_type.from_dlpack(name, logits)  # no copy: Triton takes the pinned host tensor
+    def to_triton(self, tensor_type: Any, name: str, array: np.ndarray) -> Any:
+        # Through a torch view (DLPack): this stub's numpy is 2.x, which `pb_utils.Tensor` misreads.
+        return tensor_type.from_dlpack(name, torch.from_numpy(np.ascontiguousarray(array)))
 
 
 def save_model(model: nn.Module, version_dir: Path) -> Path:

@@ -18,7 +18,7 @@ import triton_python_backend_utils as pb_utils
 
 from vaani.serving.contract import FRAME_TOKENS, LOGITS, NUM_SAMPLES, WINDOW_PLAN, WINDOWS
 from vaani.serving.ctc import best_tokens
-from vaani.serving.engines import Limits, instance_device, load_engine
+from vaani.serving.engines import Limits, host_array, instance_device, load_engine
 from vaani.serving.step import StepContext
 from vaani.serving.windowing import SILENT, from_tensor, join, request_problem, silence_logits, split
 
@@ -54,7 +54,7 @@ class TritonPythonModel:
                 responses[index] = _error("cancelled by the client", pb_utils.TritonError.CANCELLED)
                 continue
             flat, plan, num_samples = (
-                pb_utils.get_input_tensor_by_name(request, name).as_numpy()
+                host_array(pb_utils.get_input_tensor_by_name(request, name))
                 for name in (WINDOWS, WINDOW_PLAN, NUM_SAMPLES)
             )
             problem = request_problem(flat, plan, num_samples, self.plan, self.max_samples)
@@ -95,6 +95,5 @@ class TritonPythonModel:
         ]
 
     def _response(self, logits: np.ndarray):
-        if self.output == FRAME_TOKENS:
-            return pb_utils.InferenceResponse([pb_utils.Tensor(FRAME_TOKENS, best_tokens(logits))])
-        return pb_utils.InferenceResponse([pb_utils.Tensor(LOGITS, np.ascontiguousarray(logits))])
+        output = best_tokens(logits) if self.output == FRAME_TOKENS else logits
+        return pb_utils.InferenceResponse([self.engine.to_triton(pb_utils.Tensor, self.output, output)])
