@@ -155,3 +155,18 @@ def test_recorded_results_render(tmp_path: Path, path: Path) -> None:
     text = written[1].read_text(encoding="utf-8")
     assert results["environment"]["gpu"] in text
     assert all(target.name in text for target in targets(results))
+
+
+def test_served_report_puts_the_recorded_paths_side_by_side(tmp_path: Path) -> None:
+    from vaani.benchmarks.served_report import main
+
+    recorded = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "nvidia-h200-2026-12-04"
+    pairs = [f"BLS={recorded / 'bls-masks.json'}", f"in-step={recorded / 'in-step-thin.json'}"]
+    assert main([*pairs, "--out", str(tmp_path)]) == 0
+    text = (tmp_path / "served.md").read_text(encoding="utf-8")
+    in_step = json.loads((recorded / "in-step-thin.json").read_text(encoding="utf-8"))
+    mixed = next(s for s in in_step["served"]["scenarios"] if s["workload"] == "mixed")
+    assert f"| in-step | {mixed['acoustic_instances']} | mixed | 64 | {mixed['rtf']:,.0f}× |" in text
+    assert "| BLS | 2 | windows |" in text and "| in-step | 2 | wav2vec2 |" in text  # per-step rows
+    assert "| in-step | 2 |" in text.split("perf_analyzer's composing models")[1]
+    assert (tmp_path / "served.png").stat().st_size > 10_000
