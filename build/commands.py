@@ -33,7 +33,7 @@ _HELP = {
     "window_seconds": "longest stretch of speech one window holds (longer speech is cut, with context)",
     "context_seconds": "audio a window reaches past a cut on each side; only its own frames are kept",
     "pause_seconds": "a silence this long cuts a long recording into windows (0: cut every window-seconds)",
-    "windows_in_flight": "windows of one request out to the acoustic model at once",
+    "windows_in_flight": "with a TensorRT plan: windows of one request out to the plan at once",
     "memory_arena": "keep ONNX Runtime's CPU memory arena (faster repeats, but holds its peak)",
     "gpus": "torch engine: one wav2vec2 instance group per GPU 0..N-1 (0: Triton uses every GPU it sees)",
     "decoder": "CTC decoder: auto (beam with the model's language_model/ or --lm, else greedy), greedy, beam",

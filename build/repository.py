@@ -65,7 +65,7 @@ class RepositorySettings:
     window_seconds: float = 20.0
     context_seconds: float = 2.0
     pause_seconds: float = 0.3  # a silence this long cuts a long recording (0: cut every window_seconds)
-    windows_in_flight: int = 16  # windows of one request out to the acoustic model at once
+    windows_in_flight: int = 16  # with a TensorRT plan: windows of one request out to the plan at once
     # Bounded load: each step queues at most this many requests (more are refused at once with
     # UNAVAILABLE, HTTP 503) and drops a request that waited longer than its timeout (the default
     # below, or the request's own `timeout` parameter) before it reaches the step.

@@ -6,11 +6,10 @@ this step cuts each request into the plan's requests.
 What goes on to the decoder is what it needs in its smallest form: the best token of each
 frame for greedy decoding (``FRAME_TOKENS``), the logits for beam search (``LOGITS``).
 
-Each window goes to the `wav2vec2` model as its own request (BLS), so the windows of one long
-recording and of every other request meet in the acoustic model's dynamic batcher and share
-its executions, whatever engine serves it (python engines, or a TensorRT plan that Triton
-runs). At most ``windows_in_flight`` windows of a request are out at once, and the acoustic
-model bounds the audio of each execution: memory stays bounded however long the recording.
+Each window goes to the plan as its own request (BLS), so the windows of one long recording
+and of every other request meet in the plan's dynamic batcher and share its executions. At
+most ``windows_in_flight`` windows of a request are out at once, and the plan's profile bounds
+the audio of each execution: memory stays bounded however long the recording.
 """
 
 import asyncio
