@@ -292,7 +292,7 @@ def ctc_decoder_config(
             _io(mc.ModelInput, HOTWORD_WEIGHT, mc.TYPE_FP32, [1]),
         ]
     )
-    for tensor in config.input[1:]:  # `windows` sends one of LOGITS and FRAME_TOKENS; callers may
+    for tensor in config.input[1:]:  # `wav2vec2` sends one of LOGITS and FRAME_TOKENS
         tensor.optional = True
     config.output.extend(
         [

@@ -111,9 +111,14 @@ HTTP_CASES = {
         b"",
     ),
 }
+HTTP_CASES["decoder called directly with neither logits nor tokens"] = (
+    {"inputs": [_tensor(NUM_SAMPLES, [1, 1], "INT64", data=[2000])]},
+    b"",
+)
 MODEL_OF_CASE = {
     "preprocess called directly, too short": PREPROCESS,
     "decoder called directly, wrong vocabulary": DECODER,
+    "decoder called directly with neither logits nor tokens": DECODER,
 }
 
 

@@ -328,7 +328,7 @@ def test_build_installs_the_model_for_the_torch_engine(tmp_path: Path) -> None:
 def test_engine_normalizes_raw_audio_as_preprocess_would(model, packed: bool) -> None:
     """Raw audio (offset, scaled, lengths apart) in: each row gets the logits of its normalized self."""
     engine = TorchEngine(copy.deepcopy(model), "cpu", TorchEngineOptions(dtype="float32", packed=packed))
-    assert engine.normalizes
+    assert engine.options.normalize
     rng = np.random.default_rng(5)
     raw = [(0.3 + 0.05 * rng.standard_normal((1, n))).astype(np.float32) for n in (16_000, 3_217, 9_000)]
     frames = lambda n: int(model._get_feat_extract_output_lengths(n))  # noqa: E731

@@ -133,7 +133,7 @@ MAX_HOTWORD_WEIGHT = 100.0
 
 
 def check_frame_tokens(spec: AcousticSpec, tokens: np.ndarray) -> None:
-    """``FRAME_TOKENS`` as `windows` sends them: ``[batch, frames]`` INT32 ids of the vocabulary."""
+    """``FRAME_TOKENS`` as `wav2vec2` sends them: ``[batch, frames]`` INT32 ids of the vocabulary."""
     if tokens.ndim != 2 or tokens.dtype != np.int32:
         raise DecoderInputError(f"FRAME_TOKENS must be [batch, frames] INT32; got {list(tokens.shape)}")
     if tokens.size and (tokens.min() < 0 or tokens.max() >= spec.vocab_size):
@@ -156,7 +156,7 @@ def check_decoder_inputs(
     hotwords: np.ndarray | None = None,
     weight: np.ndarray | None = None,
 ) -> tuple[list[str] | None, float]:
-    """Refuse what `preprocess` and `windows` would never send; return the hotwords and their weight.
+    """Refuse what `preprocess` and `wav2vec2` would never send; return the hotwords and their weight.
 
     ``scores`` are the frames' logits ``[batch, frames, vocab]`` (floats) or their best tokens
     ``[batch, frames]`` (integers). The step can be called directly, so it checks shapes, ranges and that

@@ -41,13 +41,11 @@ class Limits:
 class Engine(ABC):
     """Audio ``[rows, samples]`` (FP32) with each row's valid length in, logits ``[rows, frames, vocab]`` out.
 
-    The audio is normalized by `preprocess`, except where the engine says it normalizes
-    itself (`normalizes`): then it scales each row's valid samples to zero mean and unit
-    variance on its own device, where that costs least.
+    The audio comes normalized by `preprocess`, except for an engine that normalizes it on its
+    own device (the `torch` engine, `TorchEngineOptions.normalize`).
     """
 
     limits = Limits()
-    normalizes = False
 
     def run_ragged(
         self,

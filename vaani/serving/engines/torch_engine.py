@@ -461,7 +461,6 @@ class TorchEngine(Engine):
             self.options.masked_attention,
             self.options.packed_attention,
         )
-        self.normalizes = self.options.normalize
         self.pinned: torch.Tensor | None = None
         self.graphs: GraphCache | None = None
         if self.options.cuda_graphs and self.device.type == "cuda":
@@ -528,7 +527,7 @@ class TorchEngine(Engine):
             frames = int(self.ctc.frames(torch.tensor(samples)))
             return self._packed([batch], [lengths], [(rows, frames)]).view(rows, frames, -1)
         valid = torch.tensor(lengths, device=self.device)
-        if self.normalizes:
+        if self.options.normalize:
             batch = normalize_padded(batch, valid)
         full = all(n == samples for n in lengths)
         return self.logits(batch, None if full else valid)
@@ -546,8 +545,8 @@ class TorchEngine(Engine):
         """As `Engine.run_groups`; a run too large for a CUDA graph goes packed, ungrouped.
 
         Inputs are read where Triton put them: host audio crosses in one pinned copy of just
-        its valid samples. Requests
-        are packed in runs of at most ``limits.max_batch_samples`` valid samples.
+        its valid samples. Requests are packed in runs of at most ``limits.max_batch_samples``
+        valid samples.
         """
         if not arrays or not self.packs(sum(a.shape[0] for a in arrays), max(a.shape[1] for a in arrays)):
             return super().run_groups(arrays, row_lengths, frames, max_padding)
@@ -590,7 +589,7 @@ class TorchEngine(Engine):
         destination = torch.from_numpy(ranges(np.cumsum(blocks) - blocks, packing.frames)).to(self.device)
         index = DevicePacking.of(packing, self.device, gap=self.ctc.pos_conv.conv.padding[0])
         audio = self._packed_audio(arrays, row_lengths, packing)
-        if self.normalizes:
+        if self.options.normalize:
             audio = normalize_packed(audio, packing)
         logits = self.ctc.packed(audio, packing, index)
         out = logits.new_zeros(int(blocks.sum()), logits.shape[1])

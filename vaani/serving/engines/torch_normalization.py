@@ -10,6 +10,7 @@ so a direct caller that sends normalized `INPUT_VALUES` gets what it got before.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from vaani.serving.engines.torch_packing import Packing
@@ -33,10 +34,11 @@ def normalize_packed(audio: torch.Tensor, packing: Packing) -> torch.Tensor:
     Utterance *i* and the gap after it are segments ``2i`` and ``2i + 1``: one scatter-add sums
     every segment at once, whatever the number of utterances.
     """
-    starts = packing.sample_starts
-    samples = torch.tensor(packing.samples, dtype=torch.long)
-    slots = torch.diff(torch.tensor([*starts.tolist(), packing.total_samples], dtype=torch.long))
-    lengths = torch.stack([samples, slots - samples], dim=1).reshape(-1).to(audio.device)
+    # Host arithmetic in numpy: torch's CPU ops wake its OpenMP pool, which spins against the
+    # server's other processes.
+    samples = np.asarray(packing.samples, dtype=np.int64)
+    slots = np.diff(np.append(packing.sample_starts, packing.total_samples))
+    lengths = torch.from_numpy(np.stack([samples, slots - samples], axis=1).reshape(-1)).to(audio.device)
     segment = torch.repeat_interleave(
         torch.arange(lengths.numel(), device=audio.device), lengths, output_size=audio.numel()
     )

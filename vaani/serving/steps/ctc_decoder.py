@@ -1,6 +1,6 @@
 """Step 3 of `asr`: CTC over each utterance's own frames; UTF-8 text out, and word times if asked.
 
-Greedy decoding reads each frame's best token (``FRAME_TOKENS``, what `windows` sends it);
+Greedy decoding reads each frame's best token (``FRAME_TOKENS``, what `wav2vec2` sends it);
 beam search reads ``LOGITS``. A direct caller may send ``LOGITS`` to either.
 
 Greedy, or beam search (with the repository's KenLM when the build put one in ``language_model/``)
@@ -52,11 +52,10 @@ class TritonPythonModel:
 
     def _decode(self, request):
         logits, tokens = _optional(request, LOGITS), _optional(request, FRAME_TOKENS)
-        if (logits is None) == (tokens is None) or (self.beam is not None and logits is None):
-            needs = "LOGITS" if self.beam is not None else "LOGITS or FRAME_TOKENS"
-            raise DecoderInputError(
-                f"this decoder ({'beam' if self.beam else 'greedy'}) takes {needs}, one of them"
-            )
+        if self.beam is not None and (logits is None or tokens is not None):
+            raise DecoderInputError("the beam-search decoder takes LOGITS (and no FRAME_TOKENS)")
+        if (logits is None) == (tokens is None):
+            raise DecoderInputError("the greedy decoder takes one of LOGITS and FRAME_TOKENS")
         num_samples = pb_utils.get_input_tensor_by_name(request, NUM_SAMPLES).as_numpy()
         hotwords, weight = check_decoder_inputs(
             self.spec,
