@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs `python -m vaani.benchmarks.gpu_benchmark` on a bare CUDA machine that has python3 with torch and
 # transformers but no nvidia-pytriton, no tritonclient and numpy 2 (this workplace's GPU machine).
-# It needs, under $CARRY (default .gpubench/c2), what benchmarks/gpu-carry.sh prepares where PyPI is reachable:
+# Run from the checkout's root. It needs, under $CARRY (default: GPU_CARRY_DEFAULT of benchmarks/gpu-site.sh,
+# the folder benchmarks/gpu-carry.sh fills), what benchmarks/gpu-carry.sh prepares where PyPI is reachable:
 #   site.tar.xz   site/{pytriton/tritonserver/{bin,backends/python,python_backend_stubs/3.12},
 #                 nvidia_pytriton.libs,tritonclient,rapidjson} taken from the nvidia-pytriton 0.7.0,
 #                 tritonclient and python-rapidjson (cp312) wheels (the whole pytriton wheel is over
@@ -10,13 +11,24 @@
 #   whl/          soundfile, soxr, cffi, pycparser wheels (cp312), installed under /tmp/whl
 #   perf.tar.xz   optional: perf_analyzer and its libraries (the served suite's per-step breakdown)
 #   eval.npz      optional: the bundled test set (`python -m vaani.benchmarks.gpu_benchmark --prepare-eval`)
-# Results go to $OUT (or benchmarks/results); extra arguments go to the benchmark.
+# Results go to $OUT (or benchmarks/results); extra arguments go to the benchmark (-h/--help alone: this text).
+#
+#   [CARRY=DIR] [OUT=DIR] bash benchmarks/gpu-machine.sh [BENCHMARK ARGUMENTS]
 set -euo pipefail
 REPO=$PWD
-CARRY=$(realpath "${CARRY:-.gpubench/c2}")
+# shellcheck source=benchmarks/gpu-site.sh
+source "$(dirname "$0")"/gpu-site.sh
+CARRY=$(realpath -m "${CARRY:-$GPU_CARRY_DEFAULT}")
+if [ $# -eq 1 ] && { [ "$1" = -h ] || [ "$1" = --help ]; }; then
+  sed -n '2,/^set -/{/^set -/d;s/^# \{0,1\}//;p}' "$0"
+  echo "benchmark arguments: python -m vaani.benchmarks.gpu_benchmark --help"
+  echo "carry: $CARRY"
+  exit 0
+fi
+[ -d "$CARRY" ] || { echo "no carry folder $CARRY: benchmarks/gpu-carry.sh makes it, or set CARRY" >&2; exit 1; }
 OUT=${OUT:-benchmarks/results}
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/whl "$CARRY"/whl/*.whl
-source "$REPO"/benchmarks/gpu-site.sh
+gpu_site_install
 export PYTHONPATH=/tmp/site:/tmp/whl PYTHONUNBUFFERED=1
 if [ -f "$CARRY"/perf.tar.xz ]; then  # perf_analyzer for the served suite's per-step breakdown
   tar -xJf "$CARRY"/perf.tar.xz -C /tmp && export PATH=/tmp/perf/bin:$PATH
