@@ -37,7 +37,7 @@ def register(subcommands) -> None:
         choices=FORMATS,
         default="text",
         help="text: the transcript; json: one object per file with its words, times, duration and "
-        "latency; srt/vtt: subtitles whose cues break at pauses and at --max-cue-chars/--max-cue-seconds",
+        "latency; srt/vtt: subtitles whose cues break at pauses and at a length (--cue-max-*)",
     )
     parser.add_argument("--json", action="store_true", help="the same as --format json")
     parser.add_argument(
@@ -45,15 +45,7 @@ def register(subcommands) -> None:
         type=Path,
         help="write <file stem>.<txt|json|srt|vtt> there for each file instead of printing",
     )
-    rules = CueRules()
-    parser.add_argument("--max-cue-chars", type=int, default=rules.max_chars, help="characters in one cue")
-    parser.add_argument("--max-cue-seconds", type=float, default=rules.max_seconds, help="seconds of one cue")
-    parser.add_argument(
-        "--cue-pause",
-        type=float,
-        default=rules.max_pause,
-        help="a silence this long between words ends a cue",
-    )
+    CueRules.add_arguments(parser.add_argument_group("subtitle cues (srt, vtt)"))
     parser.add_argument("--model", default=ENSEMBLE, help="model name on the server")
     parser.add_argument(
         "--hotword",
@@ -113,6 +105,7 @@ def register(subcommands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    rules = CueRules.from_args(args)  # before any request: a bad option costs no transcription
     try:
         audio = [load_audio(path) for path in args.files]
     except AudioFileError as error:
@@ -163,7 +156,6 @@ def run(args: argparse.Namespace) -> int:
         raise ServerUnreachable(
             f"cannot reach the server at {args.url or 'the default address'} ({args.protocol}): {error}"
         ) from None
-    rules = CueRules(max_pause=args.cue_pause, max_chars=args.max_cue_chars, max_seconds=args.max_cue_seconds)
     failed = 0
     for result in results:
         if result["error"]:

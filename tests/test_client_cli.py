@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from itertools import pairwise
 from math import gcd
 
 import numpy as np
+import pytest
 import soundfile as sf
 from scipy.signal import resample_poly
 
@@ -130,3 +132,23 @@ def test_subtitles_parse_and_hold_every_word_in_order(triton, tmp_path, capsys):
     assert all(a.end <= b.start for a, b in pairwise(cues))
     captions = webvtt.read(str(out / "talk.vtt"))
     assert " ".join(caption.text for caption in captions).split() == words
+
+
+def _cue_options(command: str, capsys) -> list[str]:
+    """The subtitle options ``vaani COMMAND --help`` lists (the lines that declare them), checking that
+    none of the former spellings survives anywhere in the help."""
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = capsys.readouterr().out
+    assert "--max-cue" not in text and "--cue-pause" not in text
+    return sorted(re.findall(r"^\s+(--cue-[a-z-]+)", text, re.MULTILINE))
+
+
+def test_transcribe_and_gateway_spell_the_cue_options_alike(tmp_path, capsys):
+    expected = ["--cue-max-chars", "--cue-max-pause", "--cue-max-seconds"]
+    assert _cue_options("transcribe", capsys) == _cue_options("gateway", capsys) == expected
+    clip = tmp_path / "clip.wav"
+    sf.write(clip, probe_audio()[0], SAMPLING_RATE)
+    for argv in (["transcribe", str(clip)], ["gateway"]):
+        assert main([*argv, "--cue-max-chars", "0"]) == 2, "refused before any request or server start"
+        assert "max_chars >= 1" in capsys.readouterr().err

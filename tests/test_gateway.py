@@ -82,6 +82,24 @@ def test_json_and_text(client, speech, expected):
     assert text == expected[0] + "\n"
 
 
+def test_stream_with_the_openai_client(client, speech, expected):
+    """`stream=True` in OpenAI's own client: a delta per word, then the done event with the whole text."""
+    with speech.open("rb") as file:
+        plain = client.audio.transcriptions.create(file=file, model="vaani").text
+    with speech.open("rb") as file:
+        events = list(client.audio.transcriptions.create(file=file, model="vaani", stream=True))
+    *deltas, done = events
+    assert done.type == "transcript.text.done" and done.text == plain == expected[0]
+    assert [event.type for event in deltas] == ["transcript.text.delta"] * len(plain.split())
+    assert "".join(event.delta for event in deltas) == plain
+    with (
+        speech.open("rb") as file,
+        pytest.raises(openai.BadRequestError, match="cannot be streamed") as refused,
+    ):
+        client.audio.transcriptions.create(file=file, model="vaani", response_format="srt", stream=True)
+    assert refused.value.body["param"] == "response_format"
+
+
 def test_verbose_json(client, speech, expected):
     with speech.open("rb") as file:
         result = client.audio.transcriptions.create(

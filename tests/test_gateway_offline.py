@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+import re
 import shutil
 import subprocess
 import threading
@@ -11,6 +13,7 @@ from typing import ClassVar
 
 import numpy as np
 import pytest
+import requests
 import soundfile as sf
 import srt
 from fastapi.testclient import TestClient
@@ -76,6 +79,10 @@ def test_without_triton_requests_get_503_and_health_says_unavailable():
         error = response.json()["error"]
         assert error["type"] == "server_error" and "unavailable" in error["message"]
         assert set(error) == {"message", "type", "param", "code"}
+        stream = {"model": "x", "stream": "true"}
+        streamed = client.post("/v1/audio/transcriptions", files=upload["files"], data=stream)
+        assert streamed.status_code == 503, "a stream that cannot start is refused before it starts"
+        assert streamed.json()["error"]["type"] == "server_error"
         assert client.get("/v1/models").json()["data"][0]["id"] == "vaani"
         assert client.get("/docs").status_code == 200
         assert "vaani" in client.get("/").text
@@ -144,6 +151,39 @@ def test_word_times_make_words_segments_and_cues():
     assert [c.content for c in srt.parse(subrip)] == ["एक दो", "तीन चार"]
 
 
+def _events(body: str) -> list[dict]:
+    """The JSON payloads of a server-sent event stream, in order."""
+    return [
+        json.loads(line.removeprefix("data: ")) for line in body.splitlines() if line.startswith("data: ")
+    ]
+
+
+def test_stream_sends_a_delta_per_word_then_done_and_refuses_formats_with_times():
+    app = create_app(GatewaySettings(), connect=FakeTriton)
+    upload = {"files": {"file": ("a.wav", _encoded(_tone(SAMPLING_RATE, 3.0), SAMPLING_RATE, "WAV"))}}
+    url = "/v1/audio/transcriptions"
+    text = " ".join(w.word for w in WORDS)
+    with TestClient(app) as client:
+        for fmt in ("json", "text"):
+            response = client.post(
+                url, **upload, data={"model": "m", "stream": "true", "response_format": fmt}
+            )
+            assert response.headers["content-type"].startswith("text/event-stream"), fmt
+            events = _events(response.text)
+            assert events[:-1] == [
+                {"type": "transcript.text.delta", "delta": delta} for delta in ("एक", " दो", " तीन", " चार")
+            ]
+            assert events[-1] == {"type": "transcript.text.done", "text": text}
+        assert client.post(url, **upload, data={"model": "m", "stream": "false"}).json()["text"] == text
+        for fmt in ("srt", "vtt", "verbose_json"):
+            refused = client.post(
+                url, **upload, data={"model": "m", "stream": "true", "response_format": fmt}
+            )
+            error = refused.json()["error"]
+            assert refused.status_code == 400 and error["param"] == "response_format", fmt
+            assert f"'{fmt}' cannot be streamed" in error["message"]
+
+
 @pytest.fixture
 def fake_gateway():
     """The gateway with the stand-in Triton, served by uvicorn in a thread."""
@@ -184,3 +224,38 @@ def test_page_lists_timed_words_and_highlights_the_one_playing(fake_gateway, tmp
             lambda d: [e.text.split()[0] for e in d.find_elements(*current)] == ["तीन"] * 2
         )
         driver.save_screenshot(str(tmp_path / "page-words.png"))
+
+
+def _references(html: str) -> list[str]:
+    """Every script, stylesheet and icon a page loads."""
+    return re.findall(r'(?:src|href)="([^"]+)"', html)
+
+
+@pytest.mark.parametrize(("page", "script"), [("/docs", "SwaggerUIBundle"), ("/redoc", "Redoc")])
+def test_api_docs_load_everything_from_the_gateway(fake_gateway, page, script):
+    """Swagger UI and ReDoc come from the installed package, not a CDN: the docs work offline."""
+    html = requests.get(f"{fake_gateway}{page}", timeout=10).text
+    assert "http://" not in html and "https://" not in html, html
+    references = _references(html)
+    assert references and all(ref.startswith("/") for ref in references), references
+    served = {ref: requests.get(f"{fake_gateway}{ref}", timeout=10) for ref in references}
+    assert all(response.status_code == 200 for response in served.values()), served
+    scripts = [response for ref, response in served.items() if ref.endswith(".js")]
+    assert scripts and all("javascript" in response.headers["content-type"] for response in scripts)
+    assert any(script in response.text for response in scripts)
+
+
+def test_swagger_ui_renders_the_api_in_headless_chromium(fake_gateway, tmp_path):
+    """The page a user opens from the "API docs" link, on this machine that reaches no CDN."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    with chromium(tmp_path / "chromium-profile") as driver:
+        driver.get(f"{fake_gateway}/docs")
+        operations = (By.CSS_SELECTOR, ".opblock-summary-path")
+        WebDriverWait(driver, 60).until(lambda d: d.find_elements(*operations))
+        paths = {element.text.replace("\u200b", "") for element in driver.find_elements(*operations)}
+        assert "/v1/audio/transcriptions" in paths, paths
+        loaded = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+        assert loaded and all(url.startswith(fake_gateway) for url in loaded), loaded
+        driver.save_screenshot(str(tmp_path / "docs.png"))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import io
 
 import pytest
 import srt
 import webvtt
 
+from vaani.errors import UserFacingError
 from vaani.subtitles import Cue, CueRules, Word, cues, to_srt, to_vtt
 
 
@@ -63,3 +65,13 @@ def test_timestamps_past_an_hour():
     cue = Cue(3723.456, 3725.0, "देर")
     assert "01:02:03,456 --> 01:02:05,000" in to_srt([cue])
     assert "01:02:03.456 --> 01:02:05.000" in to_vtt([cue])
+
+
+def test_rules_from_the_command_line_and_their_defaults():
+    parser = argparse.ArgumentParser()
+    CueRules.add_arguments(parser)
+    assert CueRules.from_args(parser.parse_args([])) == CueRules()
+    argv = ["--cue-max-pause", "0.25", "--cue-max-chars", "30", "--cue-max-seconds", "4"]
+    assert CueRules.from_args(parser.parse_args(argv)) == CueRules(0.25, 30, 4.0)
+    with pytest.raises(UserFacingError, match="max_seconds > 0"):
+        CueRules.from_args(parser.parse_args(["--cue-max-seconds", "0"]))

@@ -9,8 +9,11 @@ however it was transcribed.
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
+
+from vaani.errors import UserFacingError
 
 
 @dataclass(frozen=True)
@@ -42,18 +45,53 @@ class Cue:
 @dataclass(frozen=True)
 class CueRules:
     """Where cues break. The defaults follow common subtitle practice: two short lines' worth of
-    characters, at most about 6 s on screen, and a new cue after a pause a listener notices."""
+    characters, at most about 6 s on screen, and a new cue after a pause a listener notices.
 
-    max_pause: float = 0.5
-    """Seconds of silence between two words that end a cue."""
-    max_chars: int = 42
-    """Characters of text in one cue (a single longer word still gets a cue of its own)."""
-    max_seconds: float = 6.0
-    """Seconds from a cue's first word's start to its last word's end."""
+    Every command that makes cues takes the same options, spelled once here from the field names
+    (`--cue-max-pause`, `--cue-max-chars`, `--cue-max-seconds`): `add_arguments` declares them and
+    `from_args` reads them back, so `vaani transcribe` and `vaani gateway` cannot drift apart.
+    """
+
+    max_pause: float = field(
+        default=0.5, metadata={"help": "seconds of silence between two words that end a cue"}
+    )
+    max_chars: int = field(
+        default=42,
+        metadata={"help": "characters in one cue (a single longer word still gets a cue of its own)"},
+    )
+    max_seconds: float = field(
+        default=6.0, metadata={"help": "seconds from a cue's first word's start to its last word's end"}
+    )
 
     def __post_init__(self) -> None:
         if self.max_pause < 0 or self.max_chars < 1 or self.max_seconds <= 0:
             raise ValueError(f"cue rules need max_pause >= 0, max_chars >= 1, max_seconds > 0; got {self}")
+
+    @classmethod
+    def add_arguments(cls, parser: argparse._ActionsContainer) -> None:
+        """Declare one option per rule on ``parser`` (a parser or an argument group)."""
+        for rule in fields(cls):
+            dest = _dest(rule.name)
+            parser.add_argument(
+                "--" + dest.replace("_", "-"),
+                dest=dest,
+                type=type(rule.default),
+                default=rule.default,
+                help=f"{rule.metadata['help']} (default %(default)s)",
+            )
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> CueRules:
+        """The rules `add_arguments`' options asked for; impossible values are the user's error (exit 2)."""
+        try:
+            return cls(**{rule.name: getattr(args, _dest(rule.name)) for rule in fields(cls)})
+        except ValueError as error:
+            raise UserFacingError(str(error)) from None
+
+
+def _dest(rule: str) -> str:
+    """Where a rule's option lands in the parsed arguments: ``max_pause`` → ``cue_max_pause``."""
+    return f"cue_{rule}"
 
 
 def cues(words: Iterable[Word], rules: CueRules = CueRules()) -> list[Cue]:

@@ -17,12 +17,13 @@ from typing import Annotated
 from fastapi import FastAPI, File, Form, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 
 from vaani.audio import AudioFileError
 from vaani.gateway import errors
 from vaani.gateway.decoding import decode_async
 from vaani.gateway.errors import SERVER_ERROR, OpenAIError
-from vaani.gateway.formats import Granularity, ResponseFormat, needs_words, render
+from vaani.gateway.formats import TEXT_ONLY, Granularity, ResponseFormat, needs_words, render, render_stream
 from vaani.gateway.triton import AudioRejected, Triton, TritonFailed, TritonUnavailable
 from vaani.gateway.upload_limit import UploadLimit
 from vaani.serving.contract import SAMPLING_RATE
@@ -47,6 +48,15 @@ class GatewaySettings:
     cue_rules: CueRules = field(default_factory=CueRules)
 
 
+def _check_streamable(fmt: ResponseFormat) -> None:
+    """Refuse ``stream=true`` with a format that has no streamed form, before the upload is decoded,
+    rather than stream text the client did not ask for."""
+    if fmt not in TEXT_ONLY:
+        allowed = " or ".join(f"'{each.value}'" for each in TEXT_ONLY)
+        message = f"response_format '{fmt.value}' cannot be streamed; with stream=true use {allowed}"
+        raise OpenAIError(400, message, param="response_format")
+
+
 def create_app(settings: GatewaySettings, connect: Callable[[str], Triton] = Triton) -> FastAPI:
     """The ASGI app; its Triton connection (``connect(settings.triton_url)``, replaceable so that the
     page and the formats can be tested against a stand-in) opens and closes with the app's lifespan."""
@@ -60,7 +70,9 @@ def create_app(settings: GatewaySettings, connect: Callable[[str], Triton] = Tri
         finally:
             await app.state.triton.close()
 
-    app = FastAPI(
+    # FastAPIOffline: /docs and /redoc as FastAPI makes them, but with Swagger UI and ReDoc served by
+    # the gateway from the installed package instead of a CDN, so the docs work without internet.
+    app = FastAPIOffline(
         title="vaani gateway",
         summary="OpenAI-compatible speech-to-text in front of Triton's `asr` ensemble",
         lifespan=lifespan,
@@ -85,7 +97,16 @@ def create_app(settings: GatewaySettings, connect: Callable[[str], Triton] = Tri
             list[Granularity] | None,
             Form(alias="timestamp_granularities[]", description="verbose_json only: word, segment"),
         ] = None,
+        stream: Annotated[
+            bool,
+            Form(
+                description="server-sent events (transcript.text.delta, then transcript.text.done); "
+                "json and text only. They follow recognition of the whole file."
+            ),
+        ] = False,
     ) -> Response:
+        if stream:
+            _check_streamable(response_format)
         name = file.filename or "file"
         try:
             audio = await decode_async(await file.read(), name)
@@ -99,6 +120,8 @@ def create_app(settings: GatewaySettings, connect: Callable[[str], Triton] = Tri
             raise OpenAIError(503, str(error), type=SERVER_ERROR) from None
         except TritonFailed as error:
             raise OpenAIError(500, str(error), type=SERVER_ERROR) from None
+        if stream:
+            return render_stream(transcript)
         return render(
             response_format,
             transcript,

@@ -24,12 +24,7 @@ def register(subcommands) -> None:
         "--max-upload-mb", type=float, default=25.0, help="largest upload accepted, MiB (OpenAI's limit: 25)"
     )
     gateway.add_argument("--language", default="hindi", help="the language `verbose_json` reports")
-    cues = gateway.add_argument_group("segments and subtitle cues (srt, vtt, verbose_json)")
-    cues.add_argument(
-        "--cue-max-pause", type=float, default=CueRules.max_pause, help="seconds of silence that end a cue"
-    )
-    cues.add_argument("--cue-max-chars", type=int, default=CueRules.max_chars, help="characters per cue")
-    cues.add_argument("--cue-max-seconds", type=float, default=CueRules.max_seconds, help="seconds per cue")
+    CueRules.add_arguments(gateway.add_argument_group("segments and subtitle cues (srt, vtt, verbose_json)"))
     gateway.set_defaults(func=_gateway)
 
 
@@ -42,7 +37,7 @@ def _gateway(args: argparse.Namespace) -> int:
         triton_url=args.triton_url,
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
         language=args.language,
-        cue_rules=CueRules(args.cue_max_pause, args.cue_max_chars, args.cue_max_seconds),
+        cue_rules=CueRules.from_args(args),
     )
     print(
         f"vaani gateway: http://{args.host}:{args.port}/ (API /v1/audio/transcriptions, docs /docs), "

@@ -8,10 +8,14 @@ those segment fields carry neutral values so that clients that read them keep wo
 
 Without word times (a model that does not give them) the whole recording is one segment and one
 cue, and `words` is empty.
+
+With ``stream=true`` the answer is OpenAI's event stream instead: `transcript.text.delta` events, then
+one `transcript.text.done`.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from enum import Enum
 
@@ -34,9 +38,15 @@ class Granularity(str, Enum):
     segment = "segment"
 
 
+TEXT_ONLY = (ResponseFormat.json, ResponseFormat.text)
+"""The formats whose answer is the text alone: they need no word times, and they are the ones that
+can be streamed as text events (subtitles and `verbose_json` are documents with times, which
+OpenAI's API does not stream)."""
+
+
 def needs_words(fmt: ResponseFormat) -> bool:
     """Whether the answer carries times: `json` and `text` do not, so they do not ask for words."""
-    return fmt not in (ResponseFormat.json, ResponseFormat.text)
+    return fmt not in TEXT_ONLY
 
 
 def transcript_cues(transcript: Transcript, duration: float, rules: CueRules) -> list[Cue]:
@@ -93,3 +103,23 @@ def render(
         body["segments"] = [_segment(index, cue) for index, cue in enumerate(cue_list)]
     body["usage"] = usage
     return JSONResponse(body)
+
+
+def render_stream(transcript: Transcript) -> Response:
+    """OpenAI's server-sent events for ``stream=true``: one `transcript.text.delta` per word (each after
+    the first with its leading space, so the deltas join into the text), then `transcript.text.done`.
+
+    The whole file is recognised before the first event, so the events go out as one body; what a
+    client gains is OpenAI's streaming protocol, not earlier text. The done event has no ``usage``:
+    OpenAI's streamed usage counts tokens, and a CTC model has none.
+    """
+    words = transcript.text.split(" ") if transcript.text else []
+    deltas = [word if index == 0 else f" {word}" for index, word in enumerate(words)]
+    events = [{"type": "transcript.text.delta", "delta": delta} for delta in deltas]
+    events.append({"type": "transcript.text.done", "text": transcript.text})
+    return Response("".join(map(_sse, events)), media_type="text/event-stream")
+
+
+def _sse(event: dict[str, str]) -> str:
+    """One server-sent event as OpenAI sends it: a compact JSON `data:` line, then a blank line."""
+    return f"data: {json.dumps(event, ensure_ascii=False, separators=(',', ':'))}\n\n"
