@@ -18,9 +18,10 @@ from vaani import __version__
 from vaani.build import export, language_model, repository
 from vaani.build.engine_builds import ENGINE_BUILDS
 from vaani.build.hf_model import HfModel
-from vaani.build.repository import RepositorySettings, write_configs
+from vaani.build.repository import RepositorySettings, served_models, write_configs
 from vaani.build.source import fingerprint, resolve
 from vaani.build.tensorrt import PlanOptions
+from vaani.errors import UserFacingError
 from vaani.serving.contract import ACOUSTIC, DECODER, STEPS, VERSION, version_dir
 
 STAMP = ".build.json"
@@ -45,14 +46,34 @@ def is_current(repo: Path, key: str) -> bool:
     return recorded.get("key") == key and all((repo / f).exists() for f in recorded.get("files", []))
 
 
-def install_steps(repo: Path) -> None:
-    """Put the steps' `model.py` (package data of `vaani.serving.steps`) into ``repo`` where it is missing."""
-    source = resources.files("vaani.serving.steps") / "model.py"
+def install_steps(repo: Path, engine: str) -> None:
+    """Give ``repo`` exactly the steps ``engine`` serves: their `model.py` (package data of
+    `vaani.serving.steps`) where it is missing, and no folder of a step it does not serve.
+
+    Runs on every build, the up-to-date one too: a step left over from another engine (`windows`
+    after `make engine`) would otherwise stay in the folder a server or a `docker compose up` reads.
+    """
+    served = served_models(engine)
     for step in STEPS:
+        if step not in served:
+            shutil.rmtree(repo / step, ignore_errors=True)
+    source = resources.files("vaani.serving.steps") / "model.py"
+    for step in (s for s in STEPS if s in served):
         target = version_dir(repo, step) / "model.py"
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(source.read_bytes())
+
+
+def served_from(repo: Path) -> tuple[str, ...]:
+    """The models the last complete build of ``repo`` wrote, for the server to load by name."""
+    stamp = repo / STAMP
+    if not stamp.exists():
+        raise UserFacingError(
+            f"{repo} holds no complete build (no {STAMP}): build it with `vaani build` or serve "
+            "without --skip-build"
+        )
+    return served_models(json.loads(stamp.read_text())["settings"]["engine"])
 
 
 def build(
@@ -66,7 +87,7 @@ def build(
     plan = plan or PlanOptions()
     strategy = ENGINE_BUILDS[settings.engine]
     strategy.preflight(settings, plan)
-    install_steps(repo)
+    install_steps(repo, settings.engine)
     model_dir = resolve(model)
     lm = language_model.find(model_dir, settings)
     key = _key(model_dir, settings, plan, lm)
@@ -74,6 +95,7 @@ def build(
         print(f"repository {repo} is up to date for {model} (engine {settings.engine}); nothing to do")
         return repo
     print(f"building {repo} for {model} (engine {settings.engine})")
+    (repo / STAMP).unlink(missing_ok=True)  # a build cut short must not pass for the last complete one
     hf = HfModel.load(model_dir)
     decoder = language_model.resolve_decoder(settings, lm)
     if lm is not None and decoder == "beam":  # before the export: a bad LM fails the build at once

@@ -8,7 +8,6 @@ in a field name fails here rather than at server start.
 from __future__ import annotations
 
 import math
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from vaani.serving.contract import (
     AUDIO,
     DECODER,
     ENSEMBLE,
+    ENSEMBLE_STEPS,
     FRAME_TOKENS,
     HOTWORD_WEIGHT,
     HOTWORDS,
@@ -448,6 +448,15 @@ def all_configs(
     return configs
 
 
+def served_models(engine: str) -> tuple[str, ...]:
+    """The ensemble and the steps it runs with ``engine``: all a repository holds, all a server loads.
+
+    `windows` exists only beside a TensorRT plan (the plan cannot take a recording's windows itself).
+    """
+    steps = (*ENSEMBLE_STEPS, WINDOWS_STEP) if engine == "tensorrt" else ENSEMBLE_STEPS
+    return (ENSEMBLE, *steps)
+
+
 def write_configs(
     repository: Path,
     spec: AcousticSpec,
@@ -455,14 +464,8 @@ def write_configs(
     source_model: str = "",
     decoder: str = "greedy",
 ) -> None:
-    """Write every `config.pbtxt` and give each step its copy of `acoustic.json`.
-
-    A step this engine does not use (`windows` without a plan) is removed: the server loads
-    every model folder it finds.
-    """
+    """Write every `config.pbtxt` and give each step its copy of `acoustic.json`."""
     configs = all_configs(spec, settings, source_model, decoder)
-    for unused in set(STEPS) - set(configs):
-        shutil.rmtree(repository / unused, ignore_errors=True)
     for name, config in configs.items():
         version_dir = repository / name / "1"
         version_dir.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from vaani.build import source
-from vaani.build.pipeline import build
+from vaani.build.pipeline import STAMP, build, served_from
 from vaani.build.repository import RepositorySettings
 from vaani.errors import UserFacingError
 from vaani.serving.contract import (
@@ -86,3 +86,76 @@ def test_non_editable_install_builds_the_steps(tmp_path):
     for step in ENSEMBLE_STEPS:
         assert (version_dir(repository, step) / "model.py").read_bytes() == source
     assert not (repository / WINDOWS_STEP).exists()  # a TensorRT plan's step only
+
+
+def test_a_cache_hit_still_removes_a_step_the_engine_does_not_serve(tmp_path, capsys):
+    """The second `make serve` of issue 18: `windows` (a TensorRT plan's step) left in the folder
+    by another engine's build must go even when nothing else needs doing."""
+    repository = tmp_path / "repo"
+    settings = RepositorySettings(max_batch_size=4)
+    build(str(BUNDLED_MODEL), repository, settings)
+    leftover = version_dir(repository, WINDOWS_STEP)
+    leftover.mkdir(parents=True)
+    (leftover / "model.py").write_text("# a leftover of `make engine`\n")
+    capsys.readouterr()
+    build(str(BUNDLED_MODEL), repository, settings)
+    assert "nothing to do" in capsys.readouterr().out
+    assert not (repository / WINDOWS_STEP).exists()
+    assert served_from(repository) == (ENSEMBLE, *ENSEMBLE_STEPS)
+
+
+def test_a_killed_build_is_rebuilt_by_the_next(tmp_path, capsys):
+    """A build cut short (Ctrl-C, a kill) leaves no stamp behind, so the next one cannot take the
+    half-written repository for the last complete build."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    repository = tmp_path / "repo"
+    settings = RepositorySettings(max_batch_size=4, decoder="greedy")
+    build(str(BUNDLED_MODEL), repository, settings)
+    other = subprocess.Popen(
+        [sys.executable, "-m", "vaani.cli", "build", "--model", str(BUNDLED_MODEL), "--repository",
+         str(repository), "--max-batch-size", "4", "--decoder", "beam"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while (repository / STAMP).exists() and other.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    other.send_signal(signal.SIGKILL)
+    other.wait()
+    assert not (repository / STAMP).exists(), "the other build finished before it could be killed"
+    with pytest.raises(UserFacingError, match="no complete build"):
+        served_from(repository)
+    capsys.readouterr()
+    build(str(BUNDLED_MODEL), repository, settings)
+    assert "nothing to do" not in capsys.readouterr().out
+    assert 'string_value: "greedy"' in (repository / DECODER / "config.pbtxt").read_text()
+
+
+def test_the_server_loads_the_built_models_by_name(tmp_path):
+    """No `--load-model=*`: a stray folder in the repository cannot stop a start."""
+    from vaani.server.process import Ports, command
+
+    repository = tmp_path / "repo"
+    build(str(BUNDLED_MODEL), repository, RepositorySettings(max_batch_size=4))
+    (repository / "stray" / "1").mkdir(parents=True)
+    flags = command(repository, Ports(), admin_key="k")
+    loaded = [f.removeprefix("--load-model=") for f in flags if f.startswith("--load-model=")]
+    assert loaded == [ENSEMBLE, *ENSEMBLE_STEPS]
+
+
+def test_a_failed_engine_build_leaves_the_served_repository_as_it_was(tmp_path, capsys):
+    """`make engine` where no TensorRT can run stops before touching the repository."""
+    from vaani.cli import main
+
+    repository = tmp_path / "repo"
+    settings = RepositorySettings(max_batch_size=4)
+    build(str(BUNDLED_MODEL), repository, settings)
+    code = main(["engine", "--model", str(BUNDLED_MODEL), "--repository", str(repository)])
+    assert code != 0
+    assert not (repository / WINDOWS_STEP).exists()
+    capsys.readouterr()
+    build(str(BUNDLED_MODEL), repository, settings)
+    assert "nothing to do" in capsys.readouterr().out

@@ -24,6 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from vaani.build.pipeline import served_from
+from vaani.build.tensorrt_plan import gpu_info
 from vaani.errors import UserFacingError
 from vaani.server.admin import AdminClient, resolve_admin_key, restricted_flags
 from vaani.server.stubs import remove_regions, stubs_of
@@ -31,6 +33,10 @@ from vaani.server.supervisor import SETTLED, Supervisor
 from vaani.serving.contract import ENSEMBLE
 
 PR_SET_PDEATHSIG = 1
+CPU_ONLY_NOTE = (
+    "no CUDA GPU here: tritonserver's error lines 'CudaDriverHelper has not been initialized' and "
+    "'unable to create stream for asr' are expected on a CPU and harmless"
+)
 
 
 @dataclass(frozen=True)
@@ -82,8 +88,10 @@ def command(
     address: str = "127.0.0.1",
     exit_timeout: int = 30,
     log_verbose: int = 0,
+    has_gpu: bool = True,
 ) -> list[str]:
-    """The server's flags: explicit model control (the supervisor reloads failed steps), strict
+    """The server's flags: explicit model control (the supervisor reloads failed steps), the models
+    the build wrote loaded by name (a stray folder in the repository cannot stop a start), strict
     readiness, and model control, shared memory, logging and trace behind ``admin_key``."""
     binary = _pytriton_root() / "tritonserver" / "bin" / "tritonserver"
     return [
@@ -99,11 +107,12 @@ def command(
         "--allow-metrics=true",
         "--allow-gpu-metrics=false",
         "--model-control-mode=explicit",
-        "--load-model=*",
+        *(f"--load-model={model}" for model in served_from(repository)),
         "--strict-readiness=true",
         f"--exit-timeout-secs={exit_timeout}",
         *restricted_flags(admin_key),
         f"--log-verbose={log_verbose}",
+        *([] if has_gpu else ["--pinned-memory-pool-byte-size=0"]),  # pinned memory needs a CUDA driver
     ]
 
 
@@ -161,8 +170,11 @@ class TritonProcess:
         self.admin_key = admin_key or resolve_admin_key()[0]
         self.log = log
         self._log = open(log_file, "w") if log_file else None  # noqa: SIM115 - lives as long as the server
+        has_gpu = gpu_info() is not None
+        if not has_gpu:
+            log(CPU_ONLY_NOTE)
         self.process = subprocess.Popen(
-            command(repository, ports, self.admin_key, address, exit_timeout),
+            command(repository, ports, self.admin_key, address, exit_timeout, has_gpu=has_gpu),
             env=server_environment(),
             stdout=self._log or None,
             stderr=subprocess.STDOUT if self._log else None,
