@@ -17,6 +17,8 @@ PRECISION ?= fp16
 TRITON_TAG ?= 25.01
 TESTSET := data/tiny-hindi-test/test.jsonl
 MANIFEST ?= $(TESTSET)
+# More `vaani build`/`vaani serve` options, e.g. SERVE_ARGS="--decoder greedy" (`vaani serve --help` lists them)
+SERVE_ARGS ?=
 export TRITON_TAG
 SETUP_STAMP := $(VENV)/.setup-complete
 
@@ -36,13 +38,13 @@ $(SETUP_STAMP): pyproject.toml scripts/system-packages.sh scripts/install-perf-a
 
 ## build: export MODEL and write the Triton repository (cached)
 build: setup
-	$(VAANI) build --model $(MODEL) --engine $(ENGINE) --repository $(REPOSITORY)
+	$(VAANI) build --model $(MODEL) --engine $(ENGINE) --repository $(REPOSITORY) $(SERVE_ARGS)
 
 ## serve: build if needed, then run tritonserver (and the gateway on GATEWAY_PORT, 0: none) on localhost
 serve: setup
 	$(VAANI) serve --model $(MODEL) --engine $(ENGINE) --repository $(REPOSITORY) \
 		--http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT) \
-		--gateway-port $(GATEWAY_PORT)
+		--gateway-port $(GATEWAY_PORT) $(SERVE_ARGS)
 
 ## gateway: the OpenAI-compatible API and web page on GATEWAY_PORT, in front of a running Triton (GRPC_URL)
 gateway: setup

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -124,7 +125,15 @@ def _banner(repository: Path, server: TritonProcess, gateway: GatewayProcess | N
         f"  gRPC     {server.grpc_url}\n"
         f"  metrics  http://{server.local_host}:{server.ports.metrics}/metrics\n"
         f"{gateway_line}"
-        f"  try:     .venv/bin/vaani transcribe some.wav\n"
+        f"  try:     {_transcribe_hint(server)}\n"
         "Ctrl-C stops the server.",
         flush=True,
     )
+
+
+def _transcribe_hint(server: TritonProcess) -> str:
+    """The command that reaches this server as started: its address, and the `vaani` of this environment."""
+    vaani = Path(sys.executable).absolute().parent / "vaani"
+    if vaani.is_relative_to(Path.cwd()):
+        vaani = vaani.relative_to(Path.cwd())
+    return f"{vaani} transcribe some.wav --url {server.http_url}"
