@@ -7,6 +7,8 @@ decoder time is one process on one core, reported as audio-seconds decoded per s
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +17,39 @@ import numpy as np
 from vaani.audio import load_audio
 from vaani.manifest import read_manifest
 from vaani.scoring import score
+from vaani.serving.acoustic import AcousticSpec
 from vaani.serving.beam import LM_DIR, BeamDecoder
 from vaani.serving.contract import SAMPLING_RATE
 from vaani.serving.ctc import GreedyDecoder
+
+Decode = Callable[[np.ndarray], str]
+"""One utterance's logits (its own frames) → its transcript."""
+
+
+@dataclass(frozen=True)
+class ServedDecoder:
+    """How a served `ctc_decoder` decodes (its config's ``decoder`` and ``beam_width``)."""
+
+    kind: str  # greedy | beam
+    beam_width: int = 0
+
+    def __str__(self) -> str:
+        return "greedy" if self.kind == "greedy" else f"beam {self.beam_width}"
+
+    def on(self, spec: AcousticSpec, model_dir: Path) -> Decode:
+        """The same decoding over ``model_dir``'s logits, with the model folder's own LM for beam search."""
+        if self.kind == "greedy":
+            return _greedy(spec)
+        return _beam(BeamDecoder(spec, _model_lm(model_dir), self.beam_width))
+
+
+def _model_lm(model_dir: Path) -> Path | None:
+    return model_dir / LM_DIR if (model_dir / LM_DIR).is_dir() else None
+
+
+def _greedy(spec: AcousticSpec) -> Decode:
+    greedy = GreedyDecoder(spec)
+    return lambda x: greedy.decode_ids(np.argmax(x, axis=-1))
 
 
 def compare_decoders(
@@ -36,9 +68,8 @@ def compare_decoders(
         values, mask = hf.features([audio])
         logits.append(hf.logits(values, mask)[0][: spec.frames(len(audio))])
     references = [e.text for e in entries]
-    lm = lm or (model_dir / LM_DIR if (model_dir / LM_DIR).is_dir() else None)
-    greedy = GreedyDecoder(spec)
-    decoders = {"greedy": lambda x: greedy.decode_ids(np.argmax(x, axis=-1))}
+    lm = lm or _model_lm(model_dir)
+    decoders = {"greedy": _greedy(spec)}
     decoders["beam, no LM"] = _beam(BeamDecoder(spec, None, beam_width))
     if lm is not None:
         decoders[f"beam + LM ({lm})"] = _beam(BeamDecoder(spec, lm, beam_width))
@@ -62,7 +93,7 @@ def compare_decoders(
     return rows
 
 
-def _beam(decoder: BeamDecoder):
+def _beam(decoder: BeamDecoder) -> Decode:
     return lambda x: decoder.decode_one(x)[0]
 
 

@@ -28,9 +28,10 @@ from vaani.audio import AudioFileError, load_audio
 from vaani.errors import UserFacingError
 from vaani.manifest import ManifestEntry, read_manifest
 from vaani.scoring import Scores, score
-from vaani.serving.contract import ENSEMBLE, SAMPLING_RATE
+from vaani.serving.contract import DECODER, ENSEMBLE, SAMPLING_RATE
 
 from .api import DEFAULT_URLS, TranscriptionClient, TranscriptionError
+from .decoders import ServedDecoder
 
 
 @dataclass(frozen=True)
@@ -238,7 +239,7 @@ def format_summary(summary: dict[str, Any]) -> str:
     if reference:
         lines += [
             "",
-            f"FP32 PyTorch reference ({reference['model']}) on the same audio",
+            f"FP32 PyTorch reference ({reference['model']}, {reference['decoder']}) on the same audio",
             f"{'':<28}{'served':>10}{'pytorch':>10}",
             f"{'WER %':<28}{100 * summary['wer']:>10.2f}{100 * reference['wer']:>10.2f}",
             f"{'CER %':<28}{100 * summary['cer']:>10.2f}{100 * reference['cer']:>10.2f}",
@@ -310,34 +311,51 @@ def transcribe_all(
     return [future.result() for future in futures], time.perf_counter() - start
 
 
+def served_config(url: str, protocol: str, model: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``model``'s config and metadata as the server reports them, as JSON-shaped dicts."""
+    if protocol == "http":
+        import tritonclient.http as triton
+
+        client = triton.InferenceServerClient(url)
+        try:
+            return client.get_model_config(model), client.get_model_metadata(model)
+        finally:
+            client.close()
+    import tritonclient.grpc as triton
+
+    client = triton.InferenceServerClient(url)
+    try:
+        return client.get_model_config(model, as_json=True)["config"], client.get_model_metadata(
+            model, as_json=True
+        )
+    finally:
+        client.close()
+
+
+def _parameter(config: dict[str, Any], name: str) -> str | None:
+    return config.get("parameters", {}).get(name, {}).get("string_value")
+
+
 def served_model_name(url: str, protocol: str, model: str) -> str:
     """What the server says it serves as ``model``: its ``source_model`` config parameter if set.
 
     Falls back to the Triton model name and ready versions, which at least tells runs against
     different repositories apart.
     """
-    if protocol == "http":
-        import tritonclient.http as triton
-
-        client = triton.InferenceServerClient(url)
-        try:
-            config = client.get_model_config(model)
-            metadata = client.get_model_metadata(model)
-        finally:
-            client.close()
-    else:
-        import tritonclient.grpc as triton
-
-        client = triton.InferenceServerClient(url)
-        try:
-            config = client.get_model_config(model, as_json=True)["config"]
-            metadata = client.get_model_metadata(model, as_json=True)
-        finally:
-            client.close()
-    source = config.get("parameters", {}).get("source_model", {}).get("string_value")
+    config, metadata = served_config(url, protocol, model)
+    source = _parameter(config, "source_model")
     if source:
         return str(source)
     return f"{model} (Triton, versions {', '.join(metadata.get('versions', [])) or '?'})"
+
+
+def served_decoder(url: str, protocol: str) -> ServedDecoder:
+    """How the server's `ctc_decoder` decodes: the reference decodes its logits the same way, so
+    that "identical transcripts" compares engines, not decoders."""
+    config, _ = served_config(url, protocol, DECODER)
+    return ServedDecoder(
+        _parameter(config, "decoder") or "greedy", int(_parameter(config, "beam_width") or 0)
+    )
 
 
 def evaluate(
@@ -391,7 +409,8 @@ def evaluate(
     if reference_model is not None:
         from vaani.client.reference import compare_with_reference
 
-        summary["reference"] = compare_with_reference(transcriptions, reference_model, progress)
+        decoder = served_decoder(url, protocol)
+        summary["reference"] = compare_with_reference(transcriptions, reference_model, decoder, progress)
     output.mkdir(parents=True, exist_ok=True)
     (output / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
     write_utterances_csv(transcriptions, scores, output / "utterances.csv")
