@@ -34,8 +34,9 @@ from vaani.serving.contract import ENSEMBLE
 
 PR_SET_PDEATHSIG = 1
 CPU_ONLY_NOTE = (
-    "no CUDA GPU here: tritonserver's error lines 'CudaDriverHelper has not been initialized' and "
-    "'unable to create stream for asr' are expected on a CPU and harmless"
+    "no CUDA GPU here: tritonserver's lines about CUDA below ('Unable to allocate pinned system memory', "
+    "'CudaDriverHelper has not been initialized', 'unable to create stream for asr') are expected on a "
+    "CPU and harmless"
 )
 
 
@@ -88,7 +89,6 @@ def command(
     address: str = "127.0.0.1",
     exit_timeout: int = 30,
     log_verbose: int = 0,
-    has_gpu: bool = True,
 ) -> list[str]:
     """The server's flags: explicit model control (the supervisor reloads failed steps), the models
     the build wrote loaded by name (a stray folder in the repository cannot stop a start), strict
@@ -112,7 +112,6 @@ def command(
         f"--exit-timeout-secs={exit_timeout}",
         *restricted_flags(admin_key),
         f"--log-verbose={log_verbose}",
-        *([] if has_gpu else ["--pinned-memory-pool-byte-size=0"]),  # pinned memory needs a CUDA driver
     ]
 
 
@@ -170,11 +169,10 @@ class TritonProcess:
         self.admin_key = admin_key or resolve_admin_key()[0]
         self.log = log
         self._log = open(log_file, "w") if log_file else None  # noqa: SIM115 - lives as long as the server
-        has_gpu = gpu_info() is not None
-        if not has_gpu:
+        if gpu_info() is None:
             log(CPU_ONLY_NOTE)
         self.process = subprocess.Popen(
-            command(repository, ports, self.admin_key, address, exit_timeout, has_gpu=has_gpu),
+            command(repository, ports, self.admin_key, address, exit_timeout),
             env=server_environment(),
             stdout=self._log or None,
             stderr=subprocess.STDOUT if self._log else None,
