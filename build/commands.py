@@ -9,8 +9,8 @@ from pathlib import Path
 from vaani.build import accuracy_gate
 from vaani.build.pipeline import build, clean
 from vaani.build.repository import DECODERS, ENGINES, RepositorySettings
-from vaani.build.tensorrt import DEFAULT_MANIFEST, DEFAULT_WORK_DIR, PlanOptions
-from vaani.build.tensorrt_plan import PRECISIONS
+from vaani.build.tensorrt.precision import PRECISIONS
+from vaani.build.tensorrt.route import DEFAULT_MANIFEST, DEFAULT_WORK_DIR, PlanOptions
 
 DEFAULT_MODEL = "ai4bharat/indicwav2vec-hindi"
 DEFAULT_REPOSITORY = Path("model_repository")

@@ -17,10 +17,10 @@ from vaani.build import export
 from vaani.build.hf_model import HfModel
 from vaani.build.parity import compare, probe_audio, require
 from vaani.build.repository import RepositorySettings
-from vaani.build.tensorrt import PlanOptions, check_buildable, triton_tag
-from vaani.build.tensorrt import build_and_install as build_plan
-from vaani.build.tensorrt_plan import gpu_info
+from vaani.build.tensorrt.route import PlanOptions, check_buildable, triton_tag
+from vaani.build.tensorrt.route import build_and_install as build_plan
 from vaani.errors import UserFacingError
+from vaani.gpu import gpu_info
 from vaani.serving.contract import ACOUSTIC, version_dir
 
 

@@ -20,7 +20,7 @@ from vaani.build.engine_builds import ENGINE_BUILDS
 from vaani.build.hf_model import HfModel
 from vaani.build.repository import RepositorySettings, served_models, write_configs
 from vaani.build.source import fingerprint, resolve
-from vaani.build.tensorrt import PlanOptions
+from vaani.build.tensorrt.route import PlanOptions
 from vaani.errors import UserFacingError
 from vaani.serving.contract import ACOUSTIC, DECODER, STEPS, VERSION, version_dir
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
+from vaani.build.tensorrt.shape_profile import shape_profile
 from vaani.serving.acoustic import AcousticSpec
 from vaani.serving.contract import (
     ACOUSTIC,
@@ -300,7 +301,12 @@ def ctc_decoder_config(
             _io(mc.ModelOutput, WORDS, mc.TYPE_STRING, [1]),
         ]
     )
-    _parameters(config, {"decoder": decoder, "beam_width": settings.beam_width})
+    # The window plan and max_samples: the decoder checks a direct caller's WINDOW_PLAN as `wav2vec2`
+    # does, caps its frames at the longest audio, and beam-searches one window's frames at a time.
+    _parameters(
+        config,
+        {"decoder": decoder, "beam_width": settings.beam_width, **_window_parameters(spec, settings)},
+    )
     return config
 
 
@@ -363,8 +369,6 @@ def tensorrt_acoustic_config(spec: AcousticSpec, settings: RepositorySettings) -
     profile the plan was built with bounds batch and length, so `max_batch_size` and the
     preferred batch sizes come from that same profile.
     """
-    from vaani.build.tensorrt_plan import shape_profile
-
     profile = shape_profile(settings)
     config = mc.ModelConfig(
         name=ACOUSTIC,

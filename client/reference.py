@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from vaani.audio import load_audio
 from vaani.client.decoders import ServedDecoder
-from vaani.client.wer import Transcription
+from vaani.client.transcription import Transcription
 from vaani.scoring import score
 
 if TYPE_CHECKING:

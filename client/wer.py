@@ -32,6 +32,7 @@ from vaani.serving.contract import DECODER, ENSEMBLE, SAMPLING_RATE
 
 from .api import DEFAULT_URLS, TranscriptionClient, TranscriptionError
 from .decoders import ServedDecoder
+from .transcription import Transcription
 
 
 @dataclass(frozen=True)
@@ -56,16 +57,6 @@ PUBLISHED: dict[str, tuple[PublishedResult, ...]] = {
         PublishedResult("IndicWav2Vec paper", "MUCS, KenLM", 14.7),
     ),
 }
-
-
-@dataclass(frozen=True)
-class Transcription:
-    """What the server returned for one entry, and how long the request took."""
-
-    entry: ManifestEntry
-    hypothesis: str
-    latency_s: float
-    audio_seconds: float
 
 
 class Transcriber(Protocol):

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from vaani.build import tensorrt as engine_command
 from vaani.build.repository import RepositorySettings
-from vaani.build.tensorrt import NoRoute, Route, WorkFiles, choose_route
-from vaani.build.tensorrt_plan import shape_profile
+from vaani.build.tensorrt import route as engine_command
+from vaani.build.tensorrt.route import NoRoute, Route, WorkFiles, choose_route
+from vaani.build.tensorrt.shape_profile import shape_profile
 from vaani.cli import main
 
 
@@ -61,7 +61,7 @@ def test_docker_route_commands(tmp_path):
     assert run[:3] == ["docker", "run", "--rm"] and run[run.index("--gpus") + 1] == "all"
     assert run[run.index("--user") + 1] == "1000:1000"
     assert f"{tmp_path.resolve()}:/workspace" in run
-    assert run[run.index("vaani-engine:25.03") + 1 :][:3] == ["python3", "-m", "vaani.build.tensorrt_plan"]
+    assert run[run.index("vaani-engine:25.03") + 1 :][:3] == ["python3", "-m", "vaani.build.tensorrt.builder"]
     assert (
         inner[inner.index("--onnx") + 1] == "results/engine/fp16/model.fp16.onnx"
     )  # relative: valid in /workspace

@@ -11,7 +11,8 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from transformers import Wav2Vec2ForCTC
 
-from vaani.build import export, half_precision
+from vaani.build import export
+from vaani.build.tensorrt import half_precision
 from vaani.recipe.tiny_model import tiny_config
 from vaani.serving.contract import ATTENTION_MASK, INPUT_VALUES, LOGITS
 

@@ -1,4 +1,4 @@
-"""The layers point one way, and the serving core stands apart from everything else."""
+"""The layers point one way, no imports run in a ring, and the serving core stands apart from the rest."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import ast
 import json
 import subprocess
 import sys
+from collections.abc import Collection
+from functools import cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,16 +21,17 @@ SOURCES = {
     "vaani.benchmarks": ROOT / "benchmarks",
 }
 
-# Lowest first: a module may import its own layer or a lower one, never a higher one.
+# Lowest first: a module may import its own layer or a lower one, never a higher one. The root
+# package `vaani` itself holds only `__version__`: every layer may import it.
 LAYERS = (
     ("vaani.serving",),
     (
         "vaani.errors",
         "vaani.audio",
+        "vaani.gpu",
         "vaani.manifest",
         "vaani.scoring",
         "vaani.subtitles",
-        "vaani.__version__",
     ),
     ("vaani.build",),
     ("vaani.client",),
@@ -40,6 +43,7 @@ LAYERS = (
     ("vaani.stack",),
     ("vaani.cli",),
 )
+ROOT_PACKAGE = "vaani"
 
 
 def layer_of(module: str) -> int:
@@ -49,49 +53,116 @@ def layer_of(module: str) -> int:
     raise AssertionError(f"{module} belongs to no layer: add it to LAYERS")
 
 
-def _build_output(folder: Path, relative: Path) -> bool:
-    """setuptools builds a wheel in-tree, under ``build/lib`` and ``build/bdist.*`` (git-ignored; the
-    non-editable install test makes them): copies of the project, not modules of `vaani.build`."""
-    top = relative.parts[0]
-    return folder == SOURCES["vaani.build"] and (top == "lib" or top.startswith("bdist."))
-
-
 def project_modules() -> dict[str, Path]:
+    """Every module of the project by import name; a package stands for its ``__init__``."""
     modules = {}
     for package, folder in SOURCES.items():
         for path in folder.rglob("*.py"):
             relative = path.relative_to(folder).with_suffix("")
-            if _build_output(folder, relative):
-                continue
             parts = [p for p in relative.parts if p != "__init__"]
-            name = ".".join([package, *parts])
-            modules[name or package] = path
+            modules[".".join([package, *parts])] = path
     return modules
 
 
-def imported(path: Path) -> set[str]:
-    """Every `vaani` module ``path`` imports, at module level or inside functions."""
-    names = set()
+def imported(name: str, path: Path, modules: Collection[str]) -> set[str]:
+    """Every `vaani` module that importing ``name`` (at ``path``) can run: the imports at module
+    level, inside functions and under ``TYPE_CHECKING`` alike, relative ones resolved.
+
+    ``from package import x`` imports the module ``package.x`` when there is one, else the package;
+    importing ``a.b.c`` runs the ``__init__`` of ``a`` and of ``a.b`` first, so those count too.
+    """
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    targets = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            base = node.module
-            names |= {f"{base}.{a.name}" if base in ("vaani", "vaani.build") else base for a in node.names}
-        elif isinstance(node, ast.Import):
-            names |= {a.name for a in node.names}
-    return {n for n in names if n == "vaani" or n.startswith("vaani.")}
+        if isinstance(node, ast.Import):
+            targets |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[: package.count(".") + 2 - node.level]
+                base = ".".join([*parent, base] if base else parent)
+            targets |= {f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names}
+    run = set()
+    for target in targets:
+        parts = target.split(".")
+        run |= {".".join(parts[: i + 1]) for i in range(len(parts))}
+    return {t for t in run if (t == ROOT_PACKAGE or t.startswith(ROOT_PACKAGE + ".")) and t != name}
+
+
+@cache
+def import_graph() -> dict[str, set[str]]:
+    """Module → the modules it imports (read once: the tests only look)."""
+    modules = project_modules()
+    return {name: imported(name, path, modules) for name, path in modules.items()}
+
+
+def loops(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The sets of modules that import one another in a ring (strongly connected components of more
+    than one module, Tarjan's algorithm), each sorted."""
+    order: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(module: str) -> None:
+        order[module] = low[module] = len(order)
+        stack.append(module)
+        for target in graph.get(module, ()):
+            if target not in order:
+                visit(target)
+                low[module] = min(low[module], low[target])
+            elif target in stack:
+                low[module] = min(low[module], order[target])
+        if low[module] == order[module]:
+            ring = stack[stack.index(module) :]
+            del stack[stack.index(module) :]
+            if len(ring) > 1:
+                found.append(sorted(ring))
+
+    for module in sorted(graph):
+        if module not in order:
+            visit(module)
+    return found
 
 
 def test_no_import_climbs_to_a_higher_layer():
-    modules = project_modules()
-    assert "vaani.serving.contract" in modules and "vaani.build.pipeline" in modules
+    graph = import_graph()
+    assert "vaani.serving.contract" in graph and "vaani.build.pipeline" in graph
     climbs = [
         f"{name} (layer {layer_of(name)}) imports {target} (layer {layer_of(target)})"
-        for name, path in modules.items()
-        if name != "vaani"
-        for target in imported(path)
-        if layer_of(target) > layer_of(name)
+        for name, targets in graph.items()
+        if name != ROOT_PACKAGE
+        for target in targets
+        if target != ROOT_PACKAGE and layer_of(target) > layer_of(name)
     ]
     assert not climbs, "\n".join(climbs)
+
+
+def test_no_import_climbs_inside_a_layer_either():
+    """No ring of imports, within a package or across packages of one layer: every module can be read
+    (and imported) after all it imports. A lazy import inside a function, or one under
+    ``TYPE_CHECKING``, hides a ring from Python but not from a reader, so they count."""
+    graph = import_graph()
+    assert {"vaani.serving.engines.base", "vaani.client.wer", "vaani.build.repository"} <= graph.keys()
+    rings = [
+        " · ".join(f"{a} → {b}" for a in ring for b in sorted(graph[a] & set(ring))) for ring in loops(graph)
+    ]
+    assert not rings, "\n".join(rings)
+
+
+def test_nothing_imports_the_in_image_tensorrt_builder():
+    """The builder is a program: the route runs it as a command, here or in the TensorRT image, whose
+    Python has only numpy and vaani without dependencies. Imported, it would be a library that the
+    host side leans on and that image would have to carry."""
+    graph = import_graph()
+    assert "vaani.build.tensorrt.builder" in graph
+    assert not sorted(name for name, targets in graph.items() if "vaani.build.tensorrt.builder" in targets)
+
+
+def test_the_loop_finder_finds_a_lazy_loop():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert loops(graph) == [["a", "b", "c"]]
+    assert loops({"a": {"b"}, "b": set()}) == []
 
 
 STAND_IN = """

@@ -11,9 +11,11 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from vaani.build import tensorrt_plan
 from vaani.build.repository import RepositorySettings, acoustic_config, all_configs
-from vaani.server import plan_guard
+from vaani.build.tensorrt import builder, plan_guard
+from vaani.build.tensorrt.metadata import metadata_path
+from vaani.build.tensorrt.shape_profile import shape_profile
+from vaani.gpu import GpuInfo
 from vaani.serving.acoustic import AcousticSpec
 from vaani.serving.contract import (
     ACOUSTIC,
@@ -41,14 +43,14 @@ SETTINGS = RepositorySettings(
 
 
 def test_profile_follows_from_settings():
-    profile = tensorrt_plan.shape_profile(SETTINGS)
+    profile = shape_profile(SETTINGS)
     assert (profile.min_batch, profile.opt_batch, profile.max_batch) == (1, 4, 16)
     assert (profile.min_samples, profile.opt_samples, profile.max_samples) == (32_000, 160_000, 320_000)
     odd = RepositorySettings(
         engine="tensorrt", max_audio_seconds=21.0, bucket_seconds=2.0, profile_opt_seconds=99
     )
-    assert tensorrt_plan.shape_profile(odd).max_samples == 352_000  # rounded up to whole buckets
-    assert tensorrt_plan.shape_profile(odd).opt_samples == 352_000  # opt never beyond max
+    assert shape_profile(odd).max_samples == 352_000  # rounded up to whole buckets
+    assert shape_profile(odd).opt_samples == 352_000  # opt never beyond max
 
 
 def test_tensorrt_needs_buckets():
@@ -86,9 +88,9 @@ def test_model_without_mask_gets_no_mask_input():
 
 def test_strongly_typed_flag_on_tensorrt_10_and_11():
     flags = types.SimpleNamespace(STRONGLY_TYPED=1, PREFER_JIT_PYTHON_PLUGINS=3)
-    assert tensorrt_plan.network_flags(types.SimpleNamespace(NetworkDefinitionCreationFlag=flags)) == 2
+    assert builder.network_flags(types.SimpleNamespace(NetworkDefinitionCreationFlag=flags)) == 2
     without = types.SimpleNamespace(NetworkDefinitionCreationFlag=types.SimpleNamespace())
-    assert tensorrt_plan.network_flags(without) == 0  # a release without the flag: always strongly typed
+    assert builder.network_flags(without) == 0  # a release without the flag: always strongly typed
 
 
 class _Recorder:
@@ -142,14 +144,14 @@ class _Recorder:
 def test_build_plan_calls_and_metadata(tmp_path, monkeypatch):
     fake = _Recorder()
     monkeypatch.setitem(sys.modules, "tensorrt", fake)
-    monkeypatch.setattr(tensorrt_plan, "gpu_info", lambda: tensorrt_plan.GpuInfo("NVIDIA H200", "9.0"))
+    monkeypatch.setattr(builder, "gpu_info", lambda: GpuInfo("NVIDIA H200", "9.0"))
     onnx_path = tmp_path / "model.fp16.onnx"
     onnx_path.write_bytes(b"onnx")
     cache = tmp_path / "timing.cache"
     cache.write_bytes(b"old")
-    profile = tensorrt_plan.shape_profile(SETTINGS)
+    profile = shape_profile(SETTINGS)
     plan = tmp_path / "out" / "model.plan"
-    metadata = tensorrt_plan.build_plan(onnx_path, plan, profile, "fp16", cache)
+    metadata = builder.build_plan(onnx_path, plan, profile, "fp16", cache)
     assert plan.read_bytes() == b"plan-bytes" and cache.read_bytes() == b"timing"
     assert ("builder", "create_network", (1,)) in fake.calls  # 1 << STRONGLY_TYPED
     shapes = [args for obj, name, args in fake.calls if name == "set_shape"]
@@ -157,7 +159,7 @@ def test_build_plan_calls_and_metadata(tmp_path, monkeypatch):
     assert shapes[0][1:] == ((1, 32_000), (4, 160_000), (16, 320_000))
     assert ("create_builder_config", "create_timing_cache", (b"old",)) in fake.calls
     assert not any(name == "set_flag" for _, name, _ in fake.calls)  # precision lives in the graph
-    written = json.loads(tensorrt_plan.metadata_path(plan).read_text())
+    written = json.loads(metadata_path(plan).read_text())
     assert written == metadata
     assert written["tensorrt_version"] == "10.8.0.43" and written["precision"] == "fp16"
     assert written["gpu"] == {"name": "NVIDIA H200", "compute_capability": "9.0"}

@@ -1,2 +1,1 @@
-"""Running the serving core: the pip `tritonserver` process (`process`), `vaani serve` (`commands`)
-and the container entrypoint check of TensorRT plans (`plan_guard`)."""
+"""Running the serving core: the pip `tritonserver` process (`process`) and `vaani serve` (`commands`)."""

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vaani.build.pipeline import served_from
-from vaani.build.tensorrt_plan import gpu_info
 from vaani.errors import UserFacingError
+from vaani.gpu import gpu_info
 from vaani.server.admin import AdminClient, resolve_admin_key, restricted_flags
 from vaani.server.stubs import remove_regions, stubs_of
 from vaani.server.supervisor import SETTLED, Supervisor

@@ -9,7 +9,7 @@ import numpy as np
 import onnxruntime as ort
 
 from vaani.serving.contract import ATTENTION_MASK, INPUT_VALUES, LOGITS
-from vaani.serving.engines import Engine
+from vaani.serving.engines.base import Engine
 
 
 class OnnxRuntimeEngine(Engine):

@@ -45,7 +45,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from vaani.serving.acoustic import conv_frames
 from vaani.serving.contract import SAMPLING_RATE
-from vaani.serving.engines import Engine
+from vaani.serving.engines.base import Engine
 from vaani.serving.engines.torch_kernels import (
     first_conv_available,
     first_conv_taps,

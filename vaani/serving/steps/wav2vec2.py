@@ -18,7 +18,8 @@ import triton_python_backend_utils as pb_utils
 
 from vaani.serving.contract import FRAME_TOKENS, LOGITS, NUM_SAMPLES, WINDOW_PLAN, WINDOWS
 from vaani.serving.ctc import best_tokens
-from vaani.serving.engines import Limits, host_array, instance_device, load_engine
+from vaani.serving.engines.base import Limits, host_array
+from vaani.serving.engines.registry import instance_device, load_engine
 from vaani.serving.step import StepContext
 from vaani.serving.windowing import SILENT, from_tensor, join, request_problem, silence_logits, split
 

@@ -1,10 +1,11 @@
-"""The TensorRT plan of the `wav2vec2` step: where it is built, and the work around the build.
+"""Where the TensorRT plan of the `wav2vec2` step is built, and the host-side work around the build.
 
 `vaani build --engine tensorrt` (`vaani engine`, `make engine`) runs these steps through the
 build pipeline's `tensorrt` strategy: export FP32 ONNX → half-precision graph (checked on a CPU
 runtime) → FP32 PyTorch reference transcripts of the evaluation manifest → plan build and
-plan transcripts (the only part that needs TensorRT and a GPU: run here, or in the TensorRT
-image) → accuracy gate → plan and metadata installed into the repository (the pipeline writes the configs).
+plan transcripts (the only part that needs TensorRT and a GPU: `builder`, run as a command
+here or in the TensorRT image) → accuracy gate → plan and metadata installed into the
+repository (the pipeline writes the configs).
 
 Where the TensorRT part runs is decided by `choose_route`: here when `tensorrt` imports
 and a GPU is visible, else in Docker, in ``nvcr.io/nvidia/tensorrt:<TRITON_TAG>-py3``;
@@ -19,6 +20,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from enum import Enum
 from pathlib import Path
 
@@ -26,8 +28,10 @@ from vaani.audio import load_audio
 from vaani.build import accuracy_gate, export
 from vaani.build.hf_model import HfModel
 from vaani.build.repository import RepositorySettings
-from vaani.build.tensorrt_plan import ShapeProfile, gpu_info, metadata_path, shape_profile
+from vaani.build.tensorrt.metadata import metadata_path
+from vaani.build.tensorrt.shape_profile import ShapeProfile, shape_profile
 from vaani.errors import UserFacingError
+from vaani.gpu import gpu_info
 from vaani.manifest import read_manifest
 from vaani.serving.acoustic import AcousticSpec
 
@@ -40,6 +44,7 @@ BUILDER_TAG = "vaani-engine:{tag}"
 DEFAULT_MANIFEST = Path("data/tiny-hindi-test/test.jsonl")  # `make testset` writes it
 DEFAULT_WORK_DIR = Path("results/engine")
 CONTAINER_ROOT = "/workspace"
+BUILDER = "vaani.build.tensorrt.builder"  # run as a program on either route, never imported
 
 
 class Route(Enum):
@@ -136,10 +141,15 @@ def docker_commands(tag: str, root: Path, inner: list[str], uid: int, gid: int) 
             image,
             "python3",
             "-m",
-            "vaani.build.tensorrt_plan",
+            BUILDER,
             *inner,
         ],
     ]
+
+
+def local_command(inner: list[str]) -> list[str]:
+    """The TensorRT step here: the builder under this interpreter, which imports `tensorrt`."""
+    return [sys.executable, "-m", BUILDER, *inner]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,7 +194,7 @@ def inner_arguments(
     workspace_gib: float,
     base: Path,
 ) -> list[str]:
-    """Arguments of `python -m vaani.build.tensorrt_plan`, with paths relative to ``base``."""
+    """Arguments of `python -m vaani.build.tensorrt.builder`, with paths relative to ``base``."""
 
     def rel(path: Path) -> str:
         return str(path.resolve().relative_to(base.resolve()))
@@ -245,7 +255,7 @@ def _prepare(
     hf: HfModel, options: PlanOptions, files: WorkFiles
 ) -> tuple[AcousticSpec, list[str], list[str]]:
     """Export, convert and check the graph; reference transcripts of the manifest. Host side (torch)."""
-    from vaani.build import half_precision  # onnx: only for a plan
+    from vaani.build.tensorrt import half_precision  # onnx: only for a plan
 
     entries = read_manifest(options.manifest)
     spec = hf.spec()
@@ -284,9 +294,7 @@ def build_and_install(
         files, options.precision, profile, settings.bucket_samples, options.workspace_gib, root
     )
     if route is Route.LOCAL:
-        from vaani.build.tensorrt_plan import main as build_here
-
-        if build_here(inner) != 0:
+        if subprocess.run(local_command(inner), check=False).returncode != 0:
             raise UserFacingError("the TensorRT build failed (see above)")
     else:
         for command in docker_commands(tag, root, inner, os.getuid(), os.getgid()):

@@ -1,13 +1,13 @@
-"""TensorRT plan of the `wav2vec2` step: build, describe, run.
+"""The in-image TensorRT builder: build the plan, then transcribe the gate's audio with it.
 
-Runs in two places: on a GPU machine with TensorRT installed, and inside
-``nvcr.io/nvidia/tensorrt:<TRITON_TAG>-py3`` (`docker/engine.Dockerfile`), where only
-TensorRT, numpy and this package (installed without dependencies) exist. So this module
-imports nothing beyond the standard library, numpy and the torch-free parts of `vaani` at
-module level, and `tensorrt` only inside functions.
+A program, not a library: `route` runs it as ``python -m vaani.build.tensorrt.builder`` on a
+GPU machine with TensorRT installed, or inside ``nvcr.io/nvidia/tensorrt:<TRITON_TAG>-py3``
+(`docker/engine.Dockerfile`), where only TensorRT, numpy and this package (installed without
+dependencies) exist. So it imports nothing beyond the standard library, numpy and the
+torch-free parts of `vaani` at module level, and `tensorrt` only inside functions.
 
 The network is strongly typed: precision comes from the ONNX graph (see
-`vaani.build.half_precision`), never from builder flags, which TensorRT 11 removed.
+`vaani.build.tensorrt.half_precision`), never from builder flags, which TensorRT 11 removed.
 """
 
 from __future__ import annotations
@@ -17,89 +17,24 @@ import ctypes
 import ctypes.util
 import hashlib
 import json
-import shutil
-import subprocess
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
 import numpy as np
 
-from vaani.serving.contract import ATTENTION_MASK, INPUT_VALUES, LOGITS, SAMPLING_RATE
-
-if TYPE_CHECKING:
-    from vaani.build.repository import RepositorySettings
+from vaani.build.tensorrt.metadata import metadata_path
+from vaani.build.tensorrt.shape_profile import ShapeProfile
+from vaani.gpu import gpu_info
+from vaani.serving.contract import ATTENTION_MASK, INPUT_VALUES, LOGITS
 
 MIN_TENSORRT_MAJOR = 10  # strongly typed networks with INT64 inputs
 
 
-# Where the precision of an engine lives: in the ONNX graph (strongly typed networks).
-Precision = Literal["fp32", "fp16", "bf16"]
-PRECISIONS: tuple[Precision, ...] = ("fp32", "fp16", "bf16")
-
-
 class PlanBuildError(RuntimeError):
     """TensorRT refused the graph or the build; the message carries TensorRT's own errors."""
-
-
-@dataclass(frozen=True)
-class ShapeProfile:
-    """One optimization profile: batch and samples, each as (min, opt, max)."""
-
-    min_batch: int
-    opt_batch: int
-    max_batch: int
-    min_samples: int
-    opt_samples: int
-    max_samples: int
-
-    def shapes(self) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
-        """``[batch, samples]`` at min, opt and max: the shape of both inputs."""
-        return (
-            (self.min_batch, self.min_samples),
-            (self.opt_batch, self.opt_samples),
-            (self.max_batch, self.max_samples),
-        )
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "seconds": [s / SAMPLING_RATE for s in self.shapes_samples()]}
-
-    def shapes_samples(self) -> tuple[int, int, int]:
-        return self.min_samples, self.opt_samples, self.max_samples
-
-
-def _round_up(value: int, step: int) -> int:
-    return -(-value // step) * step
-
-
-def shape_profile(settings: RepositorySettings) -> ShapeProfile:
-    """The profile that serving with ``settings`` needs.
-
-    Min and max are not choices: Triton may send one utterance of one bucket, and up to
-    `max_batch_size` rows of one window (or of `max_audio_seconds`, when shorter) padded up to a whole
-    bucket; any narrower profile fails those requests at run time. Only the tuned-for shape is free.
-    """
-    bucket = settings.bucket_samples
-    if bucket <= 0:
-        raise ValueError(
-            "the tensorrt engine needs bucket_seconds > 0: a TensorRT plan runs equal shapes only, "
-            "so the preprocess step must pad audio to buckets for requests to share a batch"
-        )
-    if settings.profile_opt_batch < 1 or settings.profile_opt_seconds <= 0:
-        raise ValueError("profile_opt_batch must be at least 1 and profile_opt_seconds above 0")
-    window = round((settings.window_seconds + 2 * settings.context_seconds) * SAMPLING_RATE)
-    max_samples = _round_up(min(window, settings.max_samples), bucket)
-    opt_samples = _round_up(round(settings.profile_opt_seconds * SAMPLING_RATE), bucket)
-    return ShapeProfile(
-        min_batch=1,
-        opt_batch=min(settings.profile_opt_batch, settings.max_batch_size),
-        max_batch=settings.max_batch_size,
-        min_samples=bucket,
-        opt_samples=min(max(opt_samples, bucket), max_samples),
-        max_samples=max_samples,
-    )
 
 
 def network_flags(trt: Any) -> int:
@@ -116,44 +51,12 @@ def major_version(version: str) -> int:
     return int(version.split(".")[0])
 
 
-@dataclass(frozen=True)
-class GpuInfo:
-    name: str
-    compute_capability: str
-
-
-def gpu_info() -> GpuInfo | None:
-    """First GPU as `nvidia-smi` reports it; None when there is no NVIDIA GPU or driver."""
-    if shutil.which("nvidia-smi") is None:
-        return None
-    try:
-        result = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name,compute_cap", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    lines = [line for line in result.stdout.splitlines() if line.strip()]
-    if result.returncode != 0 or not lines:
-        return None
-    name, _, capability = lines[0].rpartition(",")
-    return GpuInfo(name.strip(), capability.strip())
-
-
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def metadata_path(plan: Path) -> Path:
-    """Where the metadata of ``plan`` lives: ``model.plan`` → ``model.plan.json``."""
-    return plan.with_name(plan.name + ".json")
 
 
 def build_plan(
@@ -316,7 +219,7 @@ class TensorRTRunner:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m vaani.build.tensorrt_plan",
+        prog="python -m vaani.build.tensorrt.builder",
         description="Build the plan and transcribe the gate's audio with it: the part of `vaani engine` "
         "that needs TensorRT and a GPU (run locally or inside the TensorRT image).",
     )

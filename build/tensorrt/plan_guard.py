@@ -4,12 +4,12 @@ A plan only loads in the exact TensorRT build that made it; Triton's own error f
 mismatch ("The engine plan file is not compatible with this version of TensorRT") comes
 late, per model, and leaves the server half up. This check runs before `tritonserver`
 starts, compares the plan's metadata (written by `vaani engine`) with the TensorRT of the
-image, and stops with a message that says what to rebuild. Standard library only: it runs
-in the Triton image with nothing else imported.
+image, and stops with a message that says what to rebuild. It imports the standard library
+and `metadata` (standard library too) only: it runs in the Triton image with nothing else.
 
 Usage (docker-compose.yml)::
 
-    python3 -m vaani.server.plan_guard --repository /models -- tritonserver --model-repository=/models ...
+    python3 -m vaani.build.tensorrt.plan_guard --repository /models -- tritonserver ...
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ import secrets
 import subprocess
 import sys
 from pathlib import Path
+
+from vaani.build.tensorrt.metadata import metadata_path
 
 ADMIN_KEY_VARIABLE = "TRITON_ADMIN_KEY"
 ADMIN_KEY_PLACEHOLDER = "${" + ADMIN_KEY_VARIABLE + "}"
@@ -113,7 +115,7 @@ def check_repository(repository: Path, server_version: str | None) -> list[str]:
         )
     verdicts = []
     for plan in plans:
-        meta_file = plan.with_name(plan.name + ".json")
+        meta_file = metadata_path(plan)
         metadata = json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.exists() else None
         verdicts.append(check_plan(plan, metadata, server_version))
     return verdicts
@@ -131,7 +133,7 @@ def server_arguments(command: list[str], environment: dict[str, str]) -> list[st
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m vaani.server.plan_guard", description=__doc__.split("\n")[0]
+        prog="python -m vaani.build.tensorrt.plan_guard", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--repository", type=Path, required=True)
     parser.add_argument(

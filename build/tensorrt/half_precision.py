@@ -27,7 +27,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from vaani.build.tensorrt_plan import PRECISIONS, Precision
+from vaani.build.tensorrt.precision import PRECISIONS, Precision
 from vaani.serving.contract import ATTENTION_MASK, INPUT_VALUES, LOGITS, SAMPLING_RATE
 
 HALF_TYPES: dict[str, int] = {"fp16": TensorProto.FLOAT16, "bf16": TensorProto.BFLOAT16}
