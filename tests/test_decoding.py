@@ -1,14 +1,17 @@
-"""Beam search with the bundled KenLM, hotwords, and the decoder's own input checks, on a real server."""
+"""Beam search with the bundled KenLM, hotwords, the decoder's own input checks and its bounded work."""
 
 from __future__ import annotations
 
 import shutil
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
 
 from vaani.build import language_model
 from vaani.build.pipeline import build
@@ -18,7 +21,11 @@ from vaani.errors import UserFacingError
 from vaani.recipe.corpus import synth
 from vaani.scoring import score
 from vaani.server.process import Ports, TritonProcess, free_port
-from vaani.serving.contract import DECODER, LOGITS, NUM_SAMPLES, TRANSCRIPT, version_dir
+from vaani.server.stubs import stubs_of
+from vaani.serving.beam import BeamDecoder, pieces
+from vaani.serving.contract import DECODER, LOGITS, NUM_SAMPLES, TRANSCRIPT, WINDOW_PLAN, version_dir
+from vaani.serving.ctc import GreedyDecoder
+from vaani.serving.windowing import AFTER_CUT, Window, to_tensor
 
 from .conftest import BUNDLED_MODEL
 
@@ -42,6 +49,7 @@ def lm_server(tmp_path_factory, test_settings):
             print(log.read_text())
             raise
         server.repository = repository
+        server.log_file = log
         yield server
 
 
@@ -220,3 +228,144 @@ def test_transcribe_command_takes_hotwords(lm_server, tmp_path, capsys):
     assert main(["transcribe", str(path), "--url", lm_server.http_url, "--hotword", HOTWORD]) == 0
     plain, boosted = capsys.readouterr().out.splitlines()
     assert HOTWORD not in plain.split() and HOTWORD in boosted.split()
+
+
+def _samples(frames: int) -> np.ndarray:
+    """NUM_SAMPLES of one utterance of ``frames`` wav2vec2 frames."""
+    return np.array([[(frames - 1) * 320 + 400]], np.int64)
+
+
+@pytest.fixture(scope="module")
+def beam(bundled_model) -> BeamDecoder:
+    return BeamDecoder(bundled_model.spec(), BUNDLED_MODEL / language_model.LM_DIR)
+
+
+@pytest.fixture(scope="module")
+def speech_logits(bundled_model, test_speech) -> np.ndarray:
+    """25 held-out sentences' logits end to end: ~3,000 frames of speech with no pause a plan cuts at."""
+    return np.concatenate(
+        [bundled_model.logits(*bundled_model.features([audio]))[0] for _, audio in test_speech[:25]]
+    )
+
+
+def _greedy_in_pieces(spec, logits: np.ndarray, piece_frames: int) -> str:
+    """What greedy decoding of each piece `BeamDecoder.decode` cuts reads: its fallback's text."""
+    best = logits.argmax(axis=1)
+    delimiter = spec.tokens.index(spec.word_delimiter)
+    starts = [first for first, _ in pieces(best, piece_frames, spec.blank_id, delimiter)]
+    return GreedyDecoder(spec).decode_ids(best, starts)
+
+
+def test_beam_pieces_are_cut_between_words(bundled_model):
+    spec = bundled_model.spec()
+    blank, delimiter, letter = spec.blank_id, spec.tokens.index(spec.word_delimiter), spec.tokens.index("क")
+    best = np.full(250, letter)
+    best[55:65] = blank  # a pause inside a word: longer, but no word ends there
+    best[80:84] = [blank, blank, delimiter, blank]  # a gap between words
+    cuts = pieces(best, 100, blank, delimiter)
+    assert cuts[0] == (0, 82)
+    assert all(0 < last - first <= 100 for first, last in cuts)
+    assert [first for first, _ in cuts[1:]] == [last for _, last in cuts[:-1]] and cuts[-1][1] == 250
+
+
+def test_speech_searched_in_pieces_reads_as_one_search(beam, speech_logits):
+    assert len(speech_logits) > beam.piece_frames
+    one, _ = beam.decode_one(speech_logits)
+    (decoded,) = beam.decode(speech_logits[None], _samples(len(speech_logits)))
+    assert decoded.greedy_frames == 0
+    assert decoded.text == one
+    assert " ".join(w.word for w in decoded.words) == decoded.text
+
+
+def test_flat_logits_are_decoded_greedily_without_a_search(beam, bundled_model):
+    """Random logits offer ~42 tokens a frame (speech 1.3): 3,000 frames cost the old search ~22 s."""
+    spec = bundled_model.spec()
+    logits = np.random.default_rng(0).standard_normal((3_000, spec.vocab_size)).astype(np.float32)
+    (decoded,) = beam.decode(logits[None], _samples(3_000))
+    assert decoded.greedy_frames == 3_000
+    assert decoded.text == _greedy_in_pieces(spec, logits, beam.piece_frames)
+
+
+def test_a_request_past_its_search_time_goes_on_greedily(bundled_model, speech_logits):
+    spec = bundled_model.spec()
+    beam = BeamDecoder(spec, BUNDLED_MODEL / language_model.LM_DIR)
+    readings = iter([0.0])  # the deadline is set from the first reading; every later one is past it
+    beam.clock = lambda: next(readings, 1e9)
+    (decoded,) = beam.decode(speech_logits[None], _samples(len(speech_logits)))
+    assert decoded.greedy_frames == len(speech_logits)
+    assert decoded.text == _greedy_in_pieces(spec, speech_logits, beam.piece_frames)
+    assert beam.search_seconds(180_000) == pytest.approx(72.0)  # an hour of frames: 2 % of it
+    assert beam.search_seconds(10) == 2.0
+    beam.longest_seconds = 300.0  # the server's longest recording: many utterances get no more
+    assert beam.search_seconds(32 * 180_000) == pytest.approx(6.0)
+
+
+def _direct(url: str, logits: np.ndarray, plan: np.ndarray | None = None) -> str:
+    """`ctc_decoder` called as a client may call it: one utterance's logits, its length, a plan."""
+    client = httpclient.InferenceServerClient(url, network_timeout=300, connection_timeout=300)
+    arrays = [(LOGITS, logits[None], "FP32"), (NUM_SAMPLES, _samples(logits.shape[0]), "INT64")]
+    if plan is not None:
+        arrays.append((WINDOW_PLAN, plan, "INT64"))
+    inputs = []
+    for name, array, dtype in arrays:
+        inputs.append(httpclient.InferInput(name, list(array.shape), dtype))
+        inputs[-1].set_data_from_numpy(array)
+    try:
+        result = client.infer(DECODER, inputs, outputs=[httpclient.InferRequestedOutput(TRANSCRIPT)])
+        return result.as_numpy(TRANSCRIPT)[0, 0].decode()
+    finally:
+        client.close()
+
+
+def _decoder_pid(server: TritonProcess) -> int:
+    return next(stub.pid for stub in stubs_of(server.process.pid) if stub.model == DECODER)
+
+
+@pytest.mark.server
+def test_garbage_window_plans_fail_alone_in_their_batch(lm_server, speech_logits):
+    """Negative and 10^15 offsets: INVALID_ARG for those requests, the good ones of the batch decoded."""
+    url, pid = lm_server.http_url, _decoder_pid(lm_server)
+    logits = speech_logits[:400]
+    samples = int(_samples(400)[0, 0])
+    good = to_tensor([Window(0, samples, 0, 400, AFTER_CUT)], 1)
+    alone = _direct(url, logits, good)
+    bad = [
+        to_tensor([Window(-samples, samples, 0, 400, AFTER_CUT)], 1),
+        to_tensor([Window(0, 10**15, 0, 400, AFTER_CUT)], 1),
+        to_tensor([Window(10**15, 10**15 + samples, -(10**15), 10**15, AFTER_CUT)], 1),
+    ]
+
+    def send(plan: np.ndarray) -> str | InferenceServerException:
+        try:
+            return _direct(url, logits, plan)
+        except InferenceServerException as error:
+            return error
+
+    with ThreadPoolExecutor(7) as pool:
+        results = list(pool.map(send, [good] * 4 + bad))
+    assert results[:4] == [alone] * 4
+    for refused in results[4:]:
+        assert isinstance(refused, InferenceServerException), refused
+        assert refused.status() == "400" and "WINDOW_PLAN" in refused.message(), refused
+    assert httpclient.InferenceServerClient(url).is_model_ready(DECODER)
+    assert _decoder_pid(lm_server) == pid
+
+
+@pytest.mark.server
+def test_flat_logits_cost_the_decoder_little_and_frames_are_capped(lm_server, bundled_model, test_settings):
+    """The attack of issue 20 (random logits, ~400 s of frames: 221 s and 4 GB before), at the cap."""
+    url, pid = lm_server.http_url, _decoder_pid(lm_server)
+    spec = bundled_model.spec()
+    cap = spec.frames(test_settings.max_samples)  # 300 s: 14,999 frames
+    logits = np.random.default_rng(1).standard_normal((cap, spec.vocab_size)).astype(np.float32)
+    start = time.monotonic()
+    assert _direct(url, logits) == _greedy_in_pieces(spec, logits, 1_000)
+    assert time.monotonic() - start < 60, "flat logits were beam-searched"
+    deadline = time.monotonic() + 30
+    while "decoded greedily" not in lm_server.log_file.read_text():  # the step's warning, in Triton's log
+        assert time.monotonic() < deadline, "the fallback to greedy decoding was not logged"
+        time.sleep(0.2)
+    with pytest.raises(InferenceServerException, match=f"at most {cap} frames per utterance") as refused:
+        _direct(url, np.zeros((cap + 1, spec.vocab_size), np.float32))
+    assert refused.value.status() == "400"
+    assert _decoder_pid(lm_server) == pid

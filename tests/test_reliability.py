@@ -37,6 +37,7 @@ from vaani.serving.contract import (
     DECODER,
     ENSEMBLE,
     ENSEMBLE_STEPS,
+    FRAME_TOKENS,
     LOGITS,
     NUM_SAMPLES,
     PREPROCESS,
@@ -115,10 +116,30 @@ HTTP_CASES["decoder called directly with neither logits nor tokens"] = (
     {"inputs": [_tensor(NUM_SAMPLES, [1, 1], "INT64", data=[2000])]},
     b"",
 )
+
+
+def _decoder_with_plan(plan: list[int]) -> tuple[dict, None]:
+    """`ctc_decoder` called directly with 6 frames' tokens and a (garbage) WINDOW_PLAN for them."""
+    return (
+        {
+            "inputs": [
+                _tensor(FRAME_TOKENS, [1, 6], "INT32", data=[0] * 6),
+                _tensor(NUM_SAMPLES, [1, 1], "INT64", data=[2000]),
+                _tensor(WINDOW_PLAN, [1, len(plan)], "INT64", data=plan),
+            ]
+        },
+        None,
+    )
+
+
+HTTP_CASES["decoder called directly, plan with negative offsets"] = _decoder_with_plan([-640, 2000, 2, 8, 0])
+HTTP_CASES["decoder called directly, plan with offsets of 10^15"] = _decoder_with_plan([0, 10**15, 0, 6, 1])
 MODEL_OF_CASE = {
     "preprocess called directly, too short": PREPROCESS,
     "decoder called directly, wrong vocabulary": DECODER,
     "decoder called directly with neither logits nor tokens": DECODER,
+    "decoder called directly, plan with negative offsets": DECODER,
+    "decoder called directly, plan with offsets of 10^15": DECODER,
 }
 
 
@@ -163,6 +184,8 @@ def test_hostile_http_requests_get_errors_and_leave_the_server_serving(triton, b
         status, body = _raw_http(triton.http_url, MODEL_OF_CASE.get(name, ENSEMBLE), header, binary)
         assert status >= 400, f"{name}: {status} {body[:200]}"
         assert _ready(triton.http_url), f"{name} left the server not ready"
+        if "plan with" in name:  # the decoder checks a plan before it trusts an offset
+            assert status == 400 and "WINDOW_PLAN" in body, f"{name}: {status} {body[:200]}"
     for name, header in _acoustic_cases(bundled_model.spec()).items():
         status, body = _raw_http(triton.http_url, ACOUSTIC, header)
         assert 400 <= status < 500, f"{name}: {status} {body[:200]}"
@@ -266,18 +289,47 @@ def _server(repository: Path, tmp_path: Path, **kwargs) -> TritonProcess:
     return server
 
 
-def test_overflowing_shape_kills_a_step_process_and_the_service_heals(own_repository, tmp_path):
+def _overflowing(name: str, datatype: str = "FP32") -> dict:
+    """A tensor declared ``[1, 2^62]`` (2^61 for INT64) with 0 bytes: 2^64 bytes, which overflow to 0."""
+    elements = 2**61 if datatype == "INT64" else 2**62
+    return _tensor(name, [1, elements], datatype, parameters={"binary_data_size": 0})
+
+
+# Where each is sent, the step whose process it kills, and the inputs (the rest are well formed).
+OVERFLOWING = {
+    "AUDIO to asr": (ENSEMBLE, PREPROCESS, [_overflowing(AUDIO)]),
+    "WINDOWS to wav2vec2": (
+        ACOUSTIC,
+        ACOUSTIC,
+        [
+            _overflowing(WINDOWS),
+            _tensor(WINDOW_PLAN, [1, 5], "INT64", data=[0, 16000, 0, 49, 0]),
+            _tensor(NUM_SAMPLES, [1, 1], "INT64", data=[16000]),
+        ],
+    ),
+    "FRAME_TOKENS to ctc_decoder": (
+        DECODER,
+        DECODER,
+        [_overflowing(FRAME_TOKENS, "INT32"), _tensor(NUM_SAMPLES, [1, 1], "INT64", data=[16000])],
+    ),
+}
+
+
+def test_overflowing_shapes_kill_a_step_process_and_the_service_heals(own_repository, tmp_path):
     """Triton 2.51 lets `[1, 2^62]` with 0 bytes through (the byte count overflows) and the python
-    stub dies before any step code runs: the supervisor brings the step back."""
+    stub dies loading the request, before any step code runs (`execute`, `as_numpy`, DLPack): no
+    step can refuse it. The supervisor brings the step back, whichever it is."""
     with _server(own_repository, tmp_path) as server:
         client = TranscriptionClient(server.http_url)
         before = client.transcribe(SPEECHLIKE[0])
-        header = {"inputs": [_tensor(AUDIO, [1, 2**62], parameters={"binary_data_size": 0})]}
-        status, _ = _raw_http(server.http_url, ENSEMBLE, header, b"")
-        assert status >= 400
-        _wait(lambda: server.supervisor.recoveries, 30)
-        _wait(lambda: _ready(server.http_url), 30)
-        assert client.transcribe(SPEECHLIKE[0]) == before
+        for name, (model, victim, inputs) in OVERFLOWING.items():
+            recovered = len(server.supervisor.recoveries)
+            status, _ = _raw_http(server.http_url, model, {"inputs": inputs}, b"")
+            assert status >= 400, name
+            _wait(lambda: len(server.supervisor.recoveries) > recovered, 30)  # noqa: B023 - waited on here
+            assert victim in server.supervisor.recoveries[recovered].models, name
+            _wait(lambda: _ready(server.http_url), 30)
+            assert client.transcribe(SPEECHLIKE[0]) == before, name
 
 
 def _wait(condition, seconds: float) -> None:

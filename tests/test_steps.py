@@ -30,7 +30,7 @@ from vaani.serving.contract import (
     WORDS,
 )
 from vaani.serving.ctc import GreedyDecoder, words_json
-from vaani.serving.engines import Engine, InvalidRequest
+from vaani.serving.engines.base import Engine, InvalidRequest
 from vaani.serving.preprocessing import AudioError, AudioLimits, normalize, pad_to_bucket, sample_mask
 
 
@@ -201,19 +201,21 @@ def test_decoder_input_checks_name_the_problem():
 
     spec = AcousticSpec(4, (400,), (320,), True, 0, "|", ("<pad>", "|", "क", "ख"))
     logits, samples = np.zeros((1, 10, 4), np.float32), np.array([[3_000]], np.int64)
-    assert check_decoder_inputs(spec, logits, samples) == (None, 10.0)
-    assert check_decoder_inputs(spec, np.zeros((1, 10), np.int32), samples) == (None, 10.0)
+    longest = 3_280  # 10 frames: the most this "server" takes
+    assert check_decoder_inputs(spec, logits, samples, longest) == (None, 10.0)
+    assert check_decoder_inputs(spec, np.zeros((1, 10), np.int32), samples, longest) == (None, 10.0)
     words = np.array([["राम".encode(), b"  a   b "]], dtype=np.object_)
-    assert check_decoder_inputs(spec, logits, samples, words, np.array([[2.5]], np.float32)) == (
+    assert check_decoder_inputs(spec, logits, samples, longest, words, np.array([[2.5]], np.float32)) == (
         ["राम", "a b"],
         2.5,
     )
     cases = {
         "LOGITS must be": (np.zeros((10, 4), np.float32), samples, None, None),
         "finite": (np.full((1, 10, 4), np.inf, np.float32), samples, None, None),
+        "at most 10 frames per utterance": (np.zeros((1, 11, 4), np.float32), samples, None, None),
         "NUM_SAMPLES must be": (logits, np.array([[3_000], [3_000]]), None, None),
         "does not fit": (logits, np.array([[399]]), None, None),
-        "at most": (logits, samples, np.array([[b"x"] * 101], dtype=np.object_), None),
+        "at most 100 HOTWORDS": (logits, samples, np.array([[b"x"] * 101], dtype=np.object_), None),
         "characters": (logits, samples, np.array([[b"x" * 101]], dtype=np.object_), None),
         "UTF-8": (logits, samples, np.array([[b"\xff"]], dtype=np.object_), None),
         "HOTWORD_WEIGHT": (logits, samples, None, np.array([[1e6]], np.float32)),
@@ -223,7 +225,50 @@ def test_decoder_input_checks_name_the_problem():
     }
     for message, (lg, n, hot, weight) in cases.items():
         with pytest.raises(DecoderInputError, match=message):
-            check_decoder_inputs(spec, lg, n, hot, weight)
+            check_decoder_inputs(spec, lg, n, longest, hot, weight)
+
+
+def test_a_frame_cap_is_read_before_the_values():
+    """Over the cap, a request is refused from its shape: no check reads (or copies) its values."""
+    from vaani.serving.ctc import DecoderInputError, check_decoder_inputs
+
+    spec = AcousticSpec(4, (400,), (320,), True, 0, "|", ("<pad>", "|", "क", "ख"))
+    huge = np.lib.stride_tricks.as_strided(np.zeros(1, np.float32), (1, 10**12, 4), (0, 0, 0))
+    with pytest.raises(DecoderInputError, match="frames per utterance"):
+        check_decoder_inputs(spec, huge, np.array([[3_000]]), 3_280)
+
+
+def _plan(*windows: tuple[int, int, int, int, int]) -> np.ndarray:
+    return np.array([[field for window in windows for field in window]], np.int64)
+
+
+def test_window_plans_are_checked_before_any_offset_is_trusted():
+    """What `ctc_decoder` (and `wav2vec2`) refuse from a direct caller: every garbage plan, by name."""
+    from vaani.serving.windowing import WindowPlan, plan_problem
+
+    spec = AcousticSpec(32, (10, 3, 3, 3, 3, 2, 2), (5, 2, 2, 2, 2, 2, 2), True, 1, "|", tuple("x" * 32))
+    windows = WindowPlan.from_seconds(20, 2, 0.3, spec, SAMPLING_RATE)
+    samples = np.array([[16_000]], np.int64)
+    one = _plan((0, 16_000, 0, 49, 0))  # 1 s: one window, all 49 frames kept
+    two = np.repeat(one, 2, axis=0)
+    assert plan_problem(one, samples, windows, 480_000) is None
+    assert plan_problem(two, samples[[0, 0]], windows, 480_000) is None
+    cases = {
+        "negative offsets": (_plan((-3_200, 16_000, 0, 49, 0)), samples),
+        "offsets of 10^15": (_plan((0, 10**15, 0, 49, 0)), samples),
+        "kept frames past the window": (_plan((0, 16_000, 0, 10**15, 0)), samples),
+        "unknown kind": (_plan((0, 16_000, 0, 49, 7)), samples),
+        "frames left out": (_plan((0, 16_000, 0, 40, 0)), samples),
+        "gap between windows": (_plan((0, 8_000, 0, 20, 0), (9_600, 16_000, 0, 19, 1)), samples),
+        "a field short": (one[:, :4], samples),
+        "more windows than frames": (np.zeros((1, 5 * 50), np.int64), samples),
+        "rows that differ": (two * [[1], [2]], samples[[0, 0]]),
+        "lengths that differ": (two, np.array([[16_000], [8_000]])),
+        "a batch of its own": (two, samples),
+        "over the longest audio": (one, np.array([[10**15]])),
+    }
+    for name, (plan, lengths) in cases.items():
+        assert plan_problem(plan, lengths, windows, 480_000), f"{name} passed"
 
 
 def test_decoder_settings_reach_the_config():
@@ -234,5 +279,9 @@ def test_decoder_settings_reach_the_config():
     assert config.instance_group[0].count == 3
     assert config.parameters["decoder"].string_value == "beam"
     assert config.parameters["beam_width"].string_value == "16"
+    # It checks a direct caller's WINDOW_PLAN and caps frames at the longest audio, as `wav2vec2` does.
+    acoustic = all_configs(spec, RepositorySettings(), decoder="beam")[ACOUSTIC]
+    for key in ("chunk_samples", "context_samples", "pause_samples", "max_samples"):
+        assert config.parameters[key] == acoustic.parameters[key], key
     with pytest.raises(ValueError, match="decoder"):
         RepositorySettings(decoder="viterbi")

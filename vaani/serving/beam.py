@@ -4,18 +4,30 @@ pyctcdecode is the decoder of Hugging Face's `Wav2Vec2ProcessorWithLM`, so a mod
 ``language_model/`` (KenLM ``.arpa``/``.bin``, ``unigrams.txt``, ``attrs.json``) is read as
 transformers reads it. It is imported inside `BeamDecoder` only: a greedy repository never
 loads it (the serving core keeps numpy as its one module-level import).
+
+The search's cost is bounded whatever the logits (the `ctc_decoder` step can be called directly):
+pyctcdecode keeps each beam's whole text and caches LM scores by it, so one long search grows
+faster than its frames (20,000 frames of random logits: 221 s, 4 GB in the served decoder).
+`BeamDecoder.decode` searches pieces of at most ``piece_frames`` frames, cut between words, and
+decodes a piece greedily instead when its frames offer more than ``MAX_CANDIDATES_PER_FRAME``
+tokens each on average (what a frame costs the search) or when the request has spent its search
+time (``SEARCH_SHARE`` of its audio's duration, ``MIN_SEARCH_SECONDS`` at least, and no more
+than for ``longest_seconds`` of audio however many utterances the request holds).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from vaani.serving.acoustic import AcousticSpec
-from vaani.serving.ctc import Word
+from vaani.serving.ctc import GreedyDecoder, Word
 
 LM_DIR = "language_model"
 """The HF `Wav2Vec2ProcessorWithLM` folder name, in a model folder and in the decoder's version folder."""
@@ -24,6 +36,20 @@ UNIGRAMS_FILE = "unigrams.txt"
 KENLM_SUFFIXES = (".arpa", ".bin", ".binary")
 DEFAULT_BEAM_WIDTH = 64
 DEFAULT_HOTWORD_WEIGHT = 10.0
+DEFAULT_PIECE_FRAMES = 1_000  # 20 s of wav2vec2 frames: one window's kept frames (--window-seconds)
+TOKEN_MIN_LOGP = -5.0
+"""pyctcdecode's default, passed to it explicitly: a frame's tokens below this log-probability are
+not expanded (its best token always is). The count of the others is the frame's cost to the search."""
+MAX_CANDIDATES_PER_FRAME = 4.0
+"""A piece is beam-searched while its frames offer at most this many tokens each on average; the
+bundled model's speech offers 1.26 (its flattest sentence 1.69, any 50 frames at most 2.2), random
+logits 42 (7.4 ms a frame against 0.04 on this CPU); at 4, ~0.4 ms (without hotwords)."""
+SEARCH_SHARE = 0.02
+"""Beam search time a request may spend per second of its audio (50× real time: the bundled model's
+speech needs 0.002); past it, its remaining pieces are greedy. Catches what the candidate count does
+not price (hotwords rescan each beam's text, a slow or busy CPU). A piece is never cut short, so a
+request may overrun by one piece (≤ 3 s measured: 1,000 frames at the candidate cap, 100 hotwords)."""
+MIN_SEARCH_SECONDS = 2.0
 _SUPPRESSED = (
     -1e4
 )  # logit for special tokens (<s>, </s>, <unk>): greedy drops them, the beam never emits them
@@ -47,15 +73,93 @@ def labels(spec: AcousticSpec) -> list[str]:
     return out
 
 
+@dataclass(frozen=True)
+class _Query:
+    """What the pieces of one request share: its hotwords and when its search time runs out."""
+
+    hotwords: list[str] | None
+    weight: float
+    deadline: float
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """One utterance's transcript and words, and how many of its frames were decoded greedily."""
+
+    text: str
+    words: list[Word]
+    greedy_frames: int
+
+
+def log_probs(logits: np.ndarray, suppressed: Sequence[int]) -> np.ndarray:
+    """``[frames, vocab]`` → FP32 log-probabilities, ``suppressed`` tokens at the bottom: the search's input.
+
+    Handing pyctcdecode log-probabilities (not logits) also keeps its guess "rows that sum to 1 are
+    probabilities" away from the input, so the candidates counted here are the ones it expands.
+    """
+    logits = np.array(logits, dtype=np.float32)
+    logits[:, list(suppressed)] = _SUPPRESSED
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def _runs(mask: np.ndarray) -> np.ndarray:
+    """``[first, one past the last]`` of every run of ``True`` in ``mask``."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
+    return edges.reshape(-1, 2)
+
+
+def quiet_cut(best: np.ndarray, blank: int, delimiter: int) -> int:
+    """Where to cut a stretch of the best path: between two words if it can.
+
+    The middle of its longest run of blanks and word delimiters that holds a delimiter (a gap
+    between words), else of its longest run of blanks (a model may pause inside a word, and emit a
+    word's last letter after a silence), else its end.
+    """
+    quiet = _runs(np.isin(best, (blank, delimiter)))
+    gaps = [run for run in quiet if (best[run[0] : run[1]] == delimiter).any()]
+    for runs in (gaps, quiet):
+        if len(runs):
+            first, last = max(runs, key=lambda run: run[1] - run[0])
+            return int(first + last) // 2
+    return int(best.size)
+
+
+def pieces(best: np.ndarray, longest: int, blank: int, delimiter: int) -> list[tuple[int, int]]:
+    """The frames of a best path ``best`` as ``(first, last)`` pieces of at most ``longest`` frames.
+
+    Each cut lies in the second half of the longest piece it may end, at its `quiet_cut`.
+    """
+    bounds, start = [], 0
+    while best.size - start > longest:
+        low = start + max(1, longest // 2)
+        cut = low + quiet_cut(best[low : start + longest], blank, delimiter)
+        bounds.append((start, cut))
+        start = cut
+    return [*bounds, (start, int(best.size))]
+
+
 class BeamDecoder:
     """Beam search over each utterance's own frames; returns the best beam's text and word frames."""
 
-    def __init__(self, spec: AcousticSpec, lm_dir: Path | None, beam_width: int = DEFAULT_BEAM_WIDTH) -> None:
+    def __init__(
+        self,
+        spec: AcousticSpec,
+        lm_dir: Path | None,
+        beam_width: int = DEFAULT_BEAM_WIDTH,
+        piece_frames: int = DEFAULT_PIECE_FRAMES,
+        longest_seconds: float = math.inf,
+    ) -> None:
         from pyctcdecode import build_ctcdecoder
 
         self._spec = spec
         self.beam_width = beam_width
+        self.piece_frames = piece_frames
+        self.longest_seconds = longest_seconds
+        self.clock: Callable[[], float] = time.monotonic
         self._special = [i for i in spec.special_ids if i != spec.blank_id]
+        self._greedy = GreedyDecoder(spec)
+        self._delimiter = spec.tokens.index(spec.word_delimiter)
         if lm_dir is None:
             self._decoder = build_ctcdecoder(labels(spec))
             return
@@ -74,32 +178,77 @@ class BeamDecoder:
     def decode_one(
         self, logits: np.ndarray, hotwords: list[str] | None = None, weight: float = DEFAULT_HOTWORD_WEIGHT
     ) -> tuple[str, list[Word]]:
-        """``[frames, vocab]`` of one utterance → transcript and words with frame spans."""
-        if logits.shape[0] == 0:
-            return "", []
-        logits = np.array(logits, dtype=np.float32)
-        logits[:, self._special] = _SUPPRESSED
-        beams = self._decoder.decode_beams(
-            logits, beam_width=self.beam_width, hotwords=hotwords or None, hotword_weight=weight
-        )
-        words = [Word(w, int(s), int(e)) for w, (s, e) in beams[0][2]]
+        """``[frames, vocab]`` of one utterance → transcript and words with frame spans.
+
+        One search over all frames, unbounded: for offline comparisons (`vaani wer`, the LM's tuning).
+        """
+        words = self._search(log_probs(logits, self._special), hotwords, weight)
         return " ".join(w.word for w in words), words
 
+    def _search(self, logp: np.ndarray, hotwords: list[str] | None, weight: float) -> list[Word]:
+        if logp.shape[0] == 0:
+            return []
+        beams = self._decoder.decode_beams(
+            logp,
+            beam_width=self.beam_width,
+            token_min_logp=TOKEN_MIN_LOGP,
+            hotwords=hotwords or None,
+            hotword_weight=weight,
+        )
+        return [Word(w, int(s), int(e)) for w, (s, e) in beams[0][2]]
+
+    def search_seconds(self, frames: int) -> float:
+        """How long a request of ``frames`` frames (all its utterances) may beam-search.
+
+        Its audio counts up to ``longest_seconds`` (the server's longest recording): a request of
+        many utterances gets no more search time than one recording could.
+        """
+        seconds = min(frames * self._spec.frame_seconds, self.longest_seconds)
+        return max(MIN_SEARCH_SECONDS, SEARCH_SHARE * seconds)
+
     def decode(
-        self, logits: np.ndarray, num_samples: np.ndarray, breaks: Sequence[int] = (0,), **hotwords
-    ) -> list[tuple[str, list[Word]]]:
-        """Decode a batch ``[batch, frames, vocab]``; frames past each utterance's length are padding.
+        self,
+        logits: np.ndarray,
+        num_samples: np.ndarray,
+        breaks: Sequence[int] = (0,),
+        hotwords: list[str] | None = None,
+        weight: float = DEFAULT_HOTWORD_WEIGHT,
+    ) -> list[Decoded]:
+        """Decode one request's ``[batch, frames, vocab]``; frames past each utterance's length are padding.
 
         Each part between ``breaks`` (frames where a long recording was cut at a pause) is searched
-        on its own; its words are placed at their frames in the recording.
+        on its own, in pieces of at most ``piece_frames``; its words are placed at their frames in
+        the recording. A piece over the candidate budget, or met after the request's search time
+        ran out, is decoded greedily and counted.
         """
-        decoded = []
-        for row, n in zip(logits, num_samples.reshape(-1)):
-            frames = self._spec.frames(int(n))
-            bounds = [b for b in sorted(set(breaks) | {0}) if b < frames]
-            words: list[Word] = []
-            for first, last in zip(bounds, [*bounds[1:], frames]):
-                _, part = self.decode_one(row[first:last], **hotwords)
-                words += [Word(w.word, w.start_frame + first, w.end_frame + first) for w in part]
-            decoded.append((" ".join(w.word for w in words), words))
-        return decoded
+        lengths = [self._spec.frames(int(n)) for n in num_samples.reshape(-1)]
+        query = _Query(hotwords, weight, self.clock() + self.search_seconds(sum(lengths)))
+        return [self._utterance(row[:frames], breaks, query) for row, frames in zip(logits, lengths)]
+
+    def _utterance(self, logits: np.ndarray, breaks: Sequence[int], query: _Query) -> Decoded:
+        words: list[Word] = []
+        greedy = 0
+        for first, last in self._pieces(logits, breaks):
+            found, fell_back = self._piece(logits[first:last], query)
+            words += [Word(w.word, w.start_frame + first, w.end_frame + first) for w in found]
+            greedy += (last - first) * fell_back
+        return Decoded(" ".join(w.word for w in words), words, greedy)
+
+    def _pieces(self, logits: np.ndarray, breaks: Sequence[int]) -> list[tuple[int, int]]:
+        """``(first, last)`` frames of every piece: the parts between ``breaks``, each cut by `pieces`."""
+        frames = logits.shape[0]
+        bounds = [b for b in sorted(set(breaks) | {0}) if b < frames]
+        found = []
+        for first, last in zip(bounds, [*bounds[1:], frames]):
+            best = logits[first:last].argmax(axis=1)
+            cuts = pieces(best, self.piece_frames, self._spec.blank_id, self._delimiter)
+            found += [(first + start, first + end) for start, end in cuts]
+        return found
+
+    def _piece(self, logits: np.ndarray, query: _Query) -> tuple[list[Word], bool]:
+        """One piece's words: beam-searched within the budgets, else greedy (then ``True``)."""
+        logp = log_probs(logits, self._special)
+        over = (logp >= TOKEN_MIN_LOGP).sum() > MAX_CANDIDATES_PER_FRAME * logits.shape[0]
+        if over or self.clock() >= query.deadline:
+            return self._greedy.words_ids(logits.argmax(axis=1)), True
+        return self._search(logp, query.hotwords, query.weight), False

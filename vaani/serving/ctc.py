@@ -132,40 +132,51 @@ MAX_HOTWORD_CHARS = 100
 MAX_HOTWORD_WEIGHT = 100.0
 
 
-def check_frame_tokens(spec: AcousticSpec, tokens: np.ndarray) -> None:
-    """``FRAME_TOKENS`` as `wav2vec2` sends them: ``[batch, frames]`` INT32 ids of the vocabulary."""
-    if tokens.ndim != 2 or tokens.dtype != np.int32:
-        raise DecoderInputError(f"FRAME_TOKENS must be [batch, frames] INT32; got {list(tokens.shape)}")
-    if tokens.size and (tokens.min() < 0 or tokens.max() >= spec.vocab_size):
-        raise DecoderInputError(f"FRAME_TOKENS must be token ids from 0 to {spec.vocab_size - 1}")
+def check_shape(spec: AcousticSpec, scores: np.ndarray, max_frames: int) -> None:
+    """``LOGITS`` ``[batch, frames, vocab]`` FP32 or ``FRAME_TOKENS`` ``[batch, frames]`` INT32, capped.
 
-
-def check_logits(spec: AcousticSpec, logits: np.ndarray) -> None:
-    if logits.ndim != 3 or logits.shape[2] != spec.vocab_size:
+    Read from the shape alone, before any value is: the cap is what the repository's longest audio
+    (``--max-audio-seconds``) makes, so no direct call asks the decoder for more work than a recording can.
+    """
+    if scores.dtype.kind in "iu":
+        if scores.ndim != 2 or scores.dtype != np.int32:
+            raise DecoderInputError(f"FRAME_TOKENS must be [batch, frames] INT32; got {list(scores.shape)}")
+    elif scores.ndim != 3 or scores.shape[2] != spec.vocab_size or scores.dtype != np.float32:
         raise DecoderInputError(
-            f"LOGITS must be [batch, frames, {spec.vocab_size}]; got {list(logits.shape)}"
+            f"LOGITS must be [batch, frames, {spec.vocab_size}] FP32; got {list(scores.shape)} {scores.dtype}"
         )
-    if logits.dtype != np.float32 or not np.isfinite(logits).all():
-        raise DecoderInputError("LOGITS must be finite FP32 values (found NaN/Inf or another dtype)")
+    if scores.shape[1] > max_frames:
+        raise DecoderInputError(
+            f"at most {max_frames} frames per utterance (the longest audio this server takes, "
+            f"--max-audio-seconds); got {scores.shape[1]}"
+        )
+
+
+def check_values(spec: AcousticSpec, scores: np.ndarray) -> None:
+    """Token ids of the vocabulary, or finite logits: read once the shape is known to be bounded."""
+    if scores.dtype.kind in "iu":
+        if scores.size and (scores.min() < 0 or scores.max() >= spec.vocab_size):
+            raise DecoderInputError(f"FRAME_TOKENS must be token ids from 0 to {spec.vocab_size - 1}")
+    elif not np.isfinite(scores).all():
+        raise DecoderInputError("LOGITS must be finite FP32 values (found NaN/Inf)")
 
 
 def check_decoder_inputs(
     spec: AcousticSpec,
     scores: np.ndarray,
     num_samples: np.ndarray,
+    max_samples: int,
     hotwords: np.ndarray | None = None,
     weight: np.ndarray | None = None,
 ) -> tuple[list[str] | None, float]:
     """Refuse what `preprocess` and `wav2vec2` would never send; return the hotwords and their weight.
 
     ``scores`` are the frames' logits ``[batch, frames, vocab]`` (floats) or their best tokens
-    ``[batch, frames]`` (integers). The step can be called directly, so it checks shapes, ranges and that
-    each utterance's frames fit, instead of trusting its upstream steps.
+    ``[batch, frames]`` (integers); ``max_samples`` is the longest audio the server takes. The step can
+    be called directly, so it checks shapes, ranges and that each utterance's frames fit, instead of
+    trusting its upstream steps.
     """
-    if scores.dtype.kind in "iu":
-        check_frame_tokens(spec, scores)
-    else:
-        check_logits(spec, scores)
+    check_shape(spec, scores, spec.frames(max_samples))
     if num_samples.shape not in ((scores.shape[0], 1), (scores.shape[0],)):
         raise DecoderInputError(
             f"NUM_SAMPLES must be [batch, 1] with batch {scores.shape[0]}; got {list(num_samples.shape)}"
@@ -176,6 +187,7 @@ def check_decoder_inputs(
                 f"NUM_SAMPLES {int(samples)} does not fit the frames: needs {spec.receptive_field} or more "
                 f"samples and at most {scores.shape[1]} frames"
             )
+    check_values(spec, scores)
     words = None
     if hotwords is not None:
         if hotwords.size > MAX_HOTWORDS:

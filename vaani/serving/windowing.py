@@ -186,7 +186,7 @@ def join(logits: list[np.ndarray], windows: list[Window]) -> np.ndarray:
     )
 
 
-def problem(windows: list[Window], samples: int, flat: int, spec: AcousticSpec, longest: int) -> str | None:
+def problem(windows: list[Window], samples: int, spec: AcousticSpec, longest: int) -> str | None:
     """Why a plan that came with a request is not one `WindowPlan` makes (the step can be called directly)."""
     step = spec.samples_per_frame
     expected = 0
@@ -205,9 +205,38 @@ def problem(windows: list[Window], samples: int, flat: int, spec: AcousticSpec, 
         expected = window.first_frame(step) - window.keep_from + window.keep_to
     if expected != spec.frames(samples):
         return f"the windows keep {expected} frames; {samples} samples have {spec.frames(samples)}"
-    if flat != sum(w.samples for w in windows):
-        return f"WINDOWS holds {flat} samples; its plan's windows hold {sum(w.samples for w in windows)}"
     return None
+
+
+def plan_problem(
+    plan: np.ndarray, num_samples: np.ndarray, windows: WindowPlan, max_samples: int
+) -> str | None:
+    """Why ``WINDOW_PLAN`` and ``NUM_SAMPLES`` are not what `preprocess` sends: one recording's plan.
+
+    Every step that reads a plan (`wav2vec2`, `windows`, `ctc_decoder`) can be called directly, so each
+    checks it before it trusts an offset. Shapes and the count of windows (a kept frame each at least)
+    are checked before a window is read, so a huge or garbage plan costs no loop over it.
+    """
+    rows = num_samples.shape[0] if num_samples.ndim == 2 else -1
+    if num_samples.shape != (rows, 1) or plan.ndim != 2 or plan.shape[0] != rows or rows == 0:
+        return (
+            f"WINDOW_PLAN and NUM_SAMPLES must be [batch, …] and [batch, 1] of one batch; "
+            f"got {list(plan.shape)} and {list(num_samples.shape)}"
+        )
+    if num_samples.dtype.kind not in "iu" or plan.dtype.kind not in "iu":
+        return "WINDOW_PLAN and NUM_SAMPLES must be integers"
+    samples = int(num_samples[0, 0])
+    spec = windows.spec
+    if (num_samples != samples).any() or not spec.receptive_field <= samples <= max_samples:
+        return f"NUM_SAMPLES must be one length from {spec.receptive_field} to {max_samples}"
+    fields = plan.shape[1]
+    if fields == 0 or fields % FIELDS or fields > FIELDS * spec.frames(samples) or (plan != plan[:1]).any():
+        return (
+            f"WINDOW_PLAN must hold {FIELDS} numbers per window, at most one window per frame, "
+            "the same on every row"
+        )
+    wrong = problem(from_tensor(plan), samples, spec, windows.longest)
+    return f"WINDOW_PLAN: {wrong}" if wrong else None
 
 
 def request_problem(
@@ -217,21 +246,17 @@ def request_problem(
 
     The steps that take them can be called directly, so they check instead of trusting.
     """
-    rows = flat.shape[0] if flat.ndim == 2 else -1
-    if flat.ndim != 2 or num_samples.shape != (rows, 1) or plan.ndim != 2 or plan.shape[0] != rows:
+    if flat.ndim != 2 or num_samples.shape[:1] != flat.shape[:1]:
         shapes = f"{list(flat.shape)}, {list(plan.shape)} and {list(num_samples.shape)}"
         return f"WINDOWS, WINDOW_PLAN and NUM_SAMPLES must be [batch, …] of one batch; got {shapes}"
-    if flat.dtype != np.float32 or num_samples.dtype.kind not in "iu" or plan.dtype.kind not in "iu":
-        return "WINDOWS must be FP32, WINDOW_PLAN and NUM_SAMPLES integers"
-    samples = int(num_samples[0, 0])
-    spec = windows.spec
-    if (num_samples != samples).any() or not spec.receptive_field <= samples <= max_samples:
-        return f"NUM_SAMPLES must be one length from {spec.receptive_field} to {max_samples}"
-    if plan.shape[1] == 0 or plan.shape[1] % FIELDS or (plan != plan[:1]).any():
-        return f"WINDOW_PLAN must hold {FIELDS} numbers per window, the same on every row"
-    wrong = problem(from_tensor(plan), samples, flat.shape[1], spec, windows.longest)
+    if flat.dtype != np.float32:
+        return "WINDOWS must be FP32"
+    wrong = plan_problem(plan, num_samples, windows, max_samples)
     if wrong:
-        return f"WINDOW_PLAN: {wrong}"
+        return wrong
+    planned = sum(w.samples for w in from_tensor(plan))
+    if flat.shape[1] != planned:
+        return f"WINDOWS holds {flat.shape[1]} samples; its plan's windows hold {planned}"
     if not np.isfinite(flat).all():
         return "WINDOWS contains NaN or Inf"
     return None
