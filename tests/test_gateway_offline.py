@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import re
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from typing import ClassVar
@@ -18,9 +20,10 @@ import soundfile as sf
 import srt
 from fastapi.testclient import TestClient
 
-from vaani.audio import AudioFileError
+from vaani.audio import AudioFileError, load_audio
 from vaani.gateway.app import GatewaySettings, create_app
 from vaani.gateway.decoding import decode
+from vaani.gateway.front_door import LOG_BURST, LOG_PER_MINUTE, TRACEBACK_CHARS, LogRateLimit
 from vaani.gateway.triton import Transcript
 from vaani.server.process import free_port
 from vaani.serving.contract import SAMPLING_RATE
@@ -46,7 +49,7 @@ SOUNDFILE_CASES = [("WAV", 22050, 2), ("FLAC", 16000, 1), ("OGG", 48000, 1)]
 
 @pytest.mark.parametrize(("fmt", "rate", "channels"), SOUNDFILE_CASES)
 def test_soundfile_formats_become_mono_16k(fmt, rate, channels):
-    audio = decode(_encoded(_tone(rate, channels=channels), rate, fmt), f"x.{fmt.lower()}")
+    audio = decode(io.BytesIO(_encoded(_tone(rate, channels=channels), rate, fmt)), f"x.{fmt.lower()}")
     assert audio.dtype == np.float32 and audio.ndim == 1
     assert abs(len(audio) - SAMPLING_RATE) <= 0.01 * SAMPLING_RATE
 
@@ -57,7 +60,8 @@ def test_ffmpeg_formats(tmp_path, container):
     sf.write(wav, _tone(44100), 44100)
     encoded = tmp_path / f"tone.{container}"
     subprocess.run([shutil.which("ffmpeg"), "-loglevel", "error", "-i", wav, encoded], check=True)
-    audio = decode(encoded.read_bytes(), encoded.name)
+    with encoded.open("rb") as upload:
+        audio = decode(upload, encoded.name)
     assert abs(len(audio) - SAMPLING_RATE) <= 0.1 * SAMPLING_RATE
     assert 0.1 < float(np.abs(audio).max()) < 0.5
 
@@ -65,7 +69,89 @@ def test_ffmpeg_formats(tmp_path, container):
 @pytest.mark.parametrize(("data", "says"), [(b"", "is empty"), (b"not audio", "cannot read notes.txt")])
 def test_what_is_not_audio_is_refused_by_name(data, says):
     with pytest.raises(AudioFileError, match=says):
-        decode(data, "notes.txt")
+        decode(io.BytesIO(data), "notes.txt")
+
+
+def _flac_claiming(data: bytes, frames: int) -> bytes:
+    """``data``, a FLAC file, with STREAMINFO's sample count (the low 36 bits of bytes 18–25: STREAMINFO
+    is always the first metadata block) replaced by ``frames``; 0 means "not known"."""
+    packed = int.from_bytes(data[18:26], "big")
+    packed = (packed & ~((1 << 36) - 1)) | frames
+    return data[:18] + packed.to_bytes(8, "big") + data[26:]
+
+
+def test_a_header_over_the_limit_is_refused_before_anything_is_decoded(monkeypatch):
+    """A 1 s FLAC whose header claims ten hours: refused on the header's word, with no block read."""
+    flac = _flac_claiming(_encoded(_tone(SAMPLING_RATE), SAMPLING_RATE, "FLAC"), 10 * 3600 * SAMPLING_RATE)
+    monkeypatch.setattr(sf.SoundFile, "read", lambda *_, **__: pytest.fail("decoded a refused file"))
+    with pytest.raises(
+        AudioFileError, match=r"bomb\.flac is longer than .* 300 s .*its header says 36000\.0 s"
+    ):
+        decode(io.BytesIO(flac), "bomb.flac", max_seconds=300)
+
+
+def test_a_file_of_unknown_length_is_cut_off_at_the_limit():
+    """A FLAC that does not say its length (as ffmpeg writes one to a pipe) is decoded until it runs
+    past the limit, and read whole when it ends before."""
+    flac = _flac_claiming(_encoded(np.zeros(30 * SAMPLING_RATE, np.float32), SAMPLING_RATE, "FLAC"), 0)
+    with pytest.raises(
+        AudioFileError, match=r"longer than the gateway's limit of 10 s .*: decoding ran past it"
+    ):
+        decode(io.BytesIO(flac), "stream.flac", max_seconds=10)
+    assert len(decode(io.BytesIO(flac), "stream.flac", max_seconds=60)) == 30 * SAMPLING_RATE
+
+
+def test_many_channels_at_a_high_rate_are_refused_by_the_work_they_would_take():
+    """1 s of 8 channels at 192 kHz is 1.5 million samples to decode: more than 10 s of 48 kHz stereo."""
+    flac = _encoded(np.zeros((192_000, 8), np.float32), 192_000, "FLAC")
+    with pytest.raises(AudioFileError, match="8 channels at 192000 Hz"):
+        decode(io.BytesIO(flac), "wide.flac", max_seconds=10)
+    assert len(decode(io.BytesIO(flac), "wide.flac", max_seconds=60)) == SAMPLING_RATE
+
+
+def test_decoding_in_blocks_gives_what_the_cli_reads(tmp_path):
+    """Downmixed and resampled block by block: the same samples as `load_audio` on the whole file."""
+    path = tmp_path / "stereo.flac"
+    stereo = np.random.default_rng(7).uniform(-0.5, 0.5, (3 * 44_100 + 123, 2)).astype(np.float32)
+    sf.write(path, stereo, 44_100)
+    with path.open("rb") as upload:
+        np.testing.assert_array_equal(decode(upload, path.name), load_audio(path))
+
+
+@pytest.mark.parametrize("fmt", ["WAV", "FLAC"])
+def test_truncated_files_are_refused_as_the_cli_refuses_them(tmp_path, fmt):
+    """libsndfile reads a cut-off WAV without complaint and the gateway used to answer it with a partial
+    transcript; the gateway and `vaani transcribe` now refuse the same files with the same words."""
+    whole = _encoded(_tone(SAMPLING_RATE, 2.0), SAMPLING_RATE, fmt)
+    path = tmp_path / f"cut.{fmt.lower()}"
+    path.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(AudioFileError) as cli:
+        load_audio(path)
+    with pytest.raises(AudioFileError) as gateway:
+        decode(io.BytesIO(path.read_bytes()), str(path))
+    assert str(gateway.value) == str(cli.value)
+    assert ("is truncated" if fmt == "WAV" else "cannot read") in str(cli.value)
+
+
+def _looped_webm(tmp_path, seconds: float, loops: int) -> tuple[bytes, bytes]:
+    """WebM/Opus (ffmpeg's path) of ``loops`` copies of a ``seconds`` tone, twice: written to a file,
+    whose header has the whole duration, and to a pipe, whose header keeps the first copy's."""
+    ffmpeg = [shutil.which("ffmpeg"), "-y", "-loglevel", "error"]
+    one, whole = tmp_path / "one.webm", tmp_path / "whole.webm"
+    subprocess.run([*ffmpeg, "-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}", one], check=True)
+    loop = [*ffmpeg, "-stream_loop", str(loops - 1), "-i", one, "-c", "copy", "-f", "webm"]
+    subprocess.run([*loop, whole], check=True)
+    piped = subprocess.run([*loop, "pipe:1"], check=True, capture_output=True).stdout
+    return whole.read_bytes(), piped
+
+
+def test_ffmpeg_formats_are_refused_on_their_header_or_once_decoding_passes_the_limit(tmp_path):
+    honest, lying = _looped_webm(tmp_path, 2.0, 4)
+    with pytest.raises(AudioFileError, match=r"limit of 5 s .*: its header says 8\.\d s"):
+        decode(io.BytesIO(honest), "honest.webm", max_seconds=5)
+    with pytest.raises(AudioFileError, match=r"limit of 5 s .*: decoding ran past it"):
+        decode(io.BytesIO(lying), "lying.webm", max_seconds=5)
+    assert abs(len(decode(io.BytesIO(lying), "lying.webm", max_seconds=60)) - 8 * SAMPLING_RATE) < 1600
 
 
 def test_without_triton_requests_get_503_and_health_says_unavailable():
@@ -102,6 +188,44 @@ def test_uploads_over_the_limit_get_413_also_without_a_content_length():
         response = client.post("/v1/audio/transcriptions", content=chunks(), headers=headers)
         assert response.status_code == 413, response.text
         assert response.json()["error"]["param"] == "file"
+
+
+def test_an_uploaded_playlist_finds_nothing_to_read(tmp_path, monkeypatch):
+    """ffmpeg follows an ffconcat or HLS playlist to the files beside it: an upload that is one must
+    not read what lies in the temporary folder (here a WAV placed there)."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    sf.write(tmp_path / "beside.wav", _tone(SAMPLING_RATE), SAMPLING_RATE)
+    with pytest.raises(AudioFileError, match=r"cannot read playlist\.txt as audio"):
+        decode(io.BytesIO(b"ffconcat version 1.0\nfile beside.wav\n"), "playlist.txt")
+
+
+def _record(message: str, exc_info=None) -> logging.LogRecord:
+    return logging.LogRecord("uvicorn.error", logging.WARNING, __file__, 1, message, (), exc_info)
+
+
+def test_the_log_lets_a_burst_through_then_a_few_a_minute_and_says_how_many_it_dropped(caplog):
+    """Thousands of held or refused connections must not grow the log without bound: one budget for
+    every record, and a line that counts what was dropped."""
+    now = [0.0]
+    limit = LogRateLimit(clock=lambda: now[0])
+    assert sum(limit.filter(_record(f"held {i}")) for i in range(LOG_BURST + 500)) == LOG_BURST
+    now[0] += 60 / LOG_PER_MINUTE  # time for one more
+    with caplog.at_level(logging.WARNING, logger="vaani.gateway"):
+        assert limit.filter(_record("after the flood"))
+    assert [r.getMessage() for r in caplog.records] == [
+        f"500 log records dropped (over {LOG_PER_MINUTE} a minute)"
+    ]
+    assert not limit.filter(_record("no time for this one"))
+
+
+def test_the_log_keeps_the_tail_of_a_long_traceback():
+    """An exception can carry what a client sent (h11 quotes a bad header line): only its tail is kept."""
+    try:
+        raise ValueError("x" * 10_000 + " the end")
+    except ValueError as error:
+        record = _record("Exception in ASGI application", (type(error), error, error.__traceback__))
+    assert LogRateLimit().filter(record)
+    assert len(record.exc_text) == TRACEBACK_CHARS and record.exc_text.endswith("x the end")
 
 
 WORDS = (Word("एक", 0.10, 0.40), Word("दो", 0.50, 0.80), Word("तीन", 2.00, 2.30), Word("चार", 2.40, 2.70))

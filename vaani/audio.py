@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
@@ -25,29 +26,30 @@ def to_model_input(samples: np.ndarray, rate: int) -> np.ndarray:
     return np.ascontiguousarray(audio, dtype=np.float32)
 
 
-def _require_complete_wav(path: Path) -> None:
+def require_complete_wav(stream: BinaryIO, size: int, name: str) -> None:
     """Refuse a RIFF/WAVE file whose data chunk is shorter than its header says.
 
     libsndfile reads a truncated WAV without complaint (it counts the frames that are there),
-    so a cut-off upload would be transcribed as if it were whole.
+    so a cut-off file would be transcribed as if it were whole. ``stream`` is at the file's start,
+    ``size`` its length in bytes and ``name`` what the message calls it: the CLI reads a path, the
+    gateway an upload, and both refuse the same files with the same words.
     """
-    with path.open("rb") as handle:
-        head = handle.read(12)
-        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+    head = stream.read(12)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return
+    while chunk := stream.read(8):
+        if len(chunk) < 8:
+            break
+        chunk_size = int.from_bytes(chunk[4:], "little")
+        if chunk[:4] == b"data":
+            present = size - stream.tell()
+            if present < chunk_size:
+                raise AudioFileError(
+                    f"{name} is truncated: its WAV header announces {chunk_size} bytes of audio, "
+                    f"the file holds {present}"
+                )
             return
-        while chunk := handle.read(8):
-            if len(chunk) < 8:
-                break
-            size = int.from_bytes(chunk[4:], "little")
-            if chunk[:4] == b"data":
-                present = path.stat().st_size - handle.tell()
-                if present < size:
-                    raise AudioFileError(
-                        f"{path} is truncated: its WAV header announces {size} bytes of audio, "
-                        f"the file holds {present}"
-                    )
-                return
-            handle.seek(size + (size & 1), 1)
+        stream.seek(chunk_size + (chunk_size & 1), 1)
 
 
 def load_audio(path: str | Path) -> np.ndarray:
@@ -57,7 +59,8 @@ def load_audio(path: str | Path) -> np.ndarray:
         raise AudioFileError(f"{path} is a directory, not an audio file")
     if not path.exists():
         raise AudioFileError(f"{path}: no such file")
-    _require_complete_wav(path)
+    with path.open("rb") as handle:
+        require_complete_wav(handle, path.stat().st_size, str(path))
     try:
         samples, rate = sf.read(str(path), dtype="float32", always_2d=False)
     except (sf.LibsndfileError, RuntimeError, OSError) as error:

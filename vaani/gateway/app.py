@@ -22,9 +22,10 @@ from fastapi_offline import FastAPIOffline
 from vaani.audio import AudioFileError
 from vaani.gateway import errors
 from vaani.gateway.decoding import decode_async
-from vaani.gateway.errors import SERVER_ERROR, OpenAIError
+from vaani.gateway.errors import RATE_LIMIT, SERVER_ERROR, OpenAIError
 from vaani.gateway.formats import TEXT_ONLY, Granularity, ResponseFormat, needs_words, render, render_stream
-from vaani.gateway.triton import AudioRejected, Triton, TritonFailed, TritonUnavailable
+from vaani.gateway.limits import MAX_AUDIO_SECONDS, MAX_UPLOAD_BYTES, RETRY_AFTER_SECONDS, UPLOAD_SECONDS
+from vaani.gateway.triton import AudioRejected, Triton, TritonBusy, TritonFailed, TritonUnavailable
 from vaani.gateway.upload_limit import UploadLimit
 from vaani.serving.contract import SAMPLING_RATE
 from vaani.subtitles import CueRules
@@ -41,8 +42,9 @@ class GatewaySettings:
     """Everything `vaani gateway` can be told."""
 
     triton_url: str = "localhost:8001"
-    max_upload_bytes: int = 25 * 1024 * 1024
-    """OpenAI's own limit is 25 MB."""
+    max_upload_bytes: int = MAX_UPLOAD_BYTES
+    upload_seconds: float = UPLOAD_SECONDS
+    max_audio_seconds: float = MAX_AUDIO_SECONDS
     language: str = "hindi"
     """What `verbose_json` reports as the language: the served model's; this model does not detect it."""
     cue_rules: CueRules = field(default_factory=CueRules)
@@ -78,7 +80,7 @@ def create_app(settings: GatewaySettings, connect: Callable[[str], Triton] = Tri
         lifespan=lifespan,
     )
     errors.install(app)
-    app.add_middleware(UploadLimit, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(UploadLimit, max_bytes=settings.max_upload_bytes, max_seconds=settings.upload_seconds)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.post("/v1/audio/transcriptions", summary="Transcribe audio (OpenAI-compatible)")
@@ -109,13 +111,18 @@ def create_app(settings: GatewaySettings, connect: Callable[[str], Triton] = Tri
             _check_streamable(response_format)
         name = file.filename or "file"
         try:
-            audio = await decode_async(await file.read(), name)
+            audio = await decode_async(file.file, name, settings.max_audio_seconds)
         except AudioFileError as error:
             raise OpenAIError(400, str(error), param="file") from None
         try:
             transcript = await app.state.triton.transcribe(audio, with_words=needs_words(response_format))
         except AudioRejected as error:
             raise OpenAIError(400, f"{name}: {error}", param="file") from None
+        except TritonBusy as error:
+            retry = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+            raise OpenAIError(
+                429, str(error), type=RATE_LIMIT, code="rate_limit_exceeded", headers=retry
+            ) from None
         except TritonUnavailable as error:
             raise OpenAIError(503, str(error), type=SERVER_ERROR) from None
         except TritonFailed as error:

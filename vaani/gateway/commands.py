@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from vaani.gateway import limits
 from vaani.subtitles import CueRules
 
 DEFAULT_PORT = 8080
@@ -21,28 +22,59 @@ def register(subcommands) -> None:
     gateway.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 in a container)")
     gateway.add_argument("--port", type=int, default=DEFAULT_PORT)
     gateway.add_argument(
-        "--max-upload-mb", type=float, default=25.0, help="largest upload accepted, MiB (OpenAI's limit: 25)"
+        "--max-upload-mb",
+        type=float,
+        default=limits.MAX_UPLOAD_BYTES / 2**20,
+        help="largest upload accepted, MiB (OpenAI's limit: 25); larger is 413",
+    )
+    gateway.add_argument(
+        "--max-audio-seconds",
+        type=float,
+        default=limits.MAX_AUDIO_SECONDS,
+        help="longest audio accepted, known from the file's header or while decoding; longer is refused "
+        "(400) before it is decoded (the server's --max-audio-seconds)",
     )
     gateway.add_argument("--language", default="hindi", help="the language `verbose_json` reports")
+    door = gateway.add_argument_group("the front door: connections from untrusted clients")
+    door.add_argument(
+        "--max-connections",
+        type=int,
+        default=limits.MAX_CONNECTIONS,
+        help="open connections, and requests in progress; more are answered 503 with Retry-After",
+    )
+    door.add_argument(
+        "--header-timeout-s",
+        type=float,
+        default=limits.HEADER_SECONDS,
+        help="time for a connection to send a complete request head; later is 408 and closed",
+    )
+    door.add_argument(
+        "--upload-timeout-s",
+        type=float,
+        default=limits.UPLOAD_SECONDS,
+        help="time for a whole upload to arrive; later is 408 and closed",
+    )
     CueRules.add_arguments(gateway.add_argument_group("segments and subtitle cues (srt, vtt, verbose_json)"))
     gateway.set_defaults(func=_gateway)
 
 
 def _gateway(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from vaani.gateway.app import GatewaySettings, create_app
+    from vaani.gateway.front_door import FrontDoor, serve
 
     settings = GatewaySettings(
         triton_url=args.triton_url,
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+        upload_seconds=args.upload_timeout_s,
+        max_audio_seconds=args.max_audio_seconds,
         language=args.language,
         cue_rules=CueRules.from_args(args),
     )
+    door = FrontDoor(max_connections=args.max_connections, header_seconds=args.header_timeout_s)
     print(
         f"vaani gateway: http://{args.host}:{args.port}/ (API /v1/audio/transcriptions, docs /docs), "
         f"Triton gRPC at {args.triton_url}",
         flush=True,
     )
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning")
+    serve(create_app(settings), args.host, args.port, door)
     return 0

@@ -1,6 +1,7 @@
 """Errors in OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}`` with the matching status.
 
-OpenAI's clients read ``error.message`` and raise by HTTP status (400 `BadRequestError`, 413, 503 …),
+OpenAI's clients read ``error.message`` and raise by HTTP status (400 `BadRequestError`, 413, 429
+`RateLimitError`, which they retry after ``Retry-After``, 503 …),
 so every refusal of the gateway, FastAPI's own validation and routing errors included, is answered
 in this one shape.
 """
@@ -14,6 +15,7 @@ from starlette.exceptions import HTTPException
 
 INVALID_REQUEST = "invalid_request_error"
 SERVER_ERROR = "server_error"
+RATE_LIMIT = "rate_limit_error"
 
 
 class OpenAIError(HTTPException):
@@ -31,13 +33,16 @@ class OpenAIError(HTTPException):
         type: str = INVALID_REQUEST,
         param: str | None = None,
         code: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(status, message)
+        super().__init__(status, message, headers)
         self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
 
+    def body(self) -> dict[str, dict[str, str | None]]:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
     def response(self) -> JSONResponse:
-        body = {"message": self.message, "type": self.type, "param": self.param, "code": self.code}
-        return JSONResponse({"error": body}, status_code=self.status)
+        return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
 
 
 def _validation(_: Request, error: Exception) -> JSONResponse:

@@ -9,6 +9,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from typing import IO
 
 from vaani.errors import UserFacingError
 
@@ -23,14 +24,17 @@ class GatewayProcess:
         host: str = "127.0.0.1",
         extra_args: tuple[str, ...] = (),
         preexec_fn: Callable[[], None] | None = None,
+        log: IO[bytes] | None = None,
     ) -> None:
         """``preexec_fn`` runs in the child before it starts: `vaani serve` passes the one that ends
-        the child with its launcher, however the launcher dies."""
+        the child with its launcher, however the launcher dies. ``log`` takes the child's output
+        (default: this process's), so that a test can see what an attack writes there."""
         reach = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # a wildcard bind answers on localhost
         self.url = f"http://{reach}:{port}"
         command = [sys.executable, "-m", "vaani.cli", "gateway", "--triton-url", triton_url]
         command += ["--host", host, "--port", str(port), *extra_args]
-        self.process = subprocess.Popen(command, preexec_fn=preexec_fn)
+        stderr = None if log is None else subprocess.STDOUT
+        self.process = subprocess.Popen(command, preexec_fn=preexec_fn, stdout=log, stderr=stderr)
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Until `/health` answers 200 (the gateway is up and Triton is ready)."""

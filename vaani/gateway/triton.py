@@ -25,9 +25,17 @@ from vaani.subtitles import Word
 HEALTH_SECONDS = 2.0
 """How long a health probe waits for Triton before calling it unavailable."""
 
+QUEUE_FULL = "Exceeds maximum queue size"
+"""Triton's message (status UNAVAILABLE) when a step's bounded queue refuses a request."""
+
 
 class TritonUnavailable(RuntimeError):
     """Triton cannot be reached or is not ready (HTTP 503 to the client)."""
+
+
+class TritonBusy(RuntimeError):
+    """A step's queue is full: Triton is up but has more work than it queues (HTTP 429 to the client,
+    which should come back shortly, not give up on a server that is down)."""
 
 
 class AudioRejected(ValueError):
@@ -99,10 +107,12 @@ class Triton:
         return Transcript(text, words)
 
     def _translated(self, error: InferenceServerException) -> Exception:
-        """Triton's gRPC status → the gateway's three kinds of failure. When Triton is away its
+        """Triton's gRPC status → the gateway's four kinds of failure. When Triton is away its
         repository may change before it returns, so the model's outputs are asked again then."""
         status = error.status() or ""
         message = error.message() or str(error)
+        if QUEUE_FULL in message:
+            return TritonBusy(f"Triton is busy, try again shortly: {message}")
         if status.endswith(("UNAVAILABLE", "DEADLINE_EXCEEDED", "NOT_FOUND")):
             self._outputs = None
             return TritonUnavailable(f"Triton at the gateway's --triton-url is unavailable: {message}")

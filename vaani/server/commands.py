@@ -90,7 +90,12 @@ def _serve(args: argparse.Namespace) -> int:
                 server.wait_ready()
                 if args.gateway_port and gateway is None:  # started once; it reconnects across restarts
                     gateway = GatewayProcess(
-                        server.grpc_url, args.gateway_port, host=args.address, preexec_fn=_end_with_parent
+                        server.grpc_url,
+                        args.gateway_port,
+                        host=args.address,
+                        # the gateway refuses what `asr` would refuse, before decoding it
+                        extra_args=("--max-audio-seconds", str(args.max_audio_seconds)),
+                        preexec_fn=_end_with_parent,
                     )
                 if not restarts:
                     _banner(args.repository, server, gateway)
