@@ -12,8 +12,14 @@
 #   perf.tar.xz   optional: perf_analyzer and its libraries (the served suite's per-step breakdown)
 #   eval.npz      optional: the bundled test set (`python -m vaani.benchmarks.gpu_benchmark --prepare-eval`)
 # Results go to $OUT (or benchmarks/results); extra arguments go to the benchmark (-h/--help alone: this text).
+# The regression guard: at the end the benchmark compares each workload with the newest older run recorded
+# under benchmarks/results (same GPU; engine and served separately) and prints the ratio per workload and a
+# line starting "REGRESSION:" for each one more than 5 % slower (`python -m vaani.benchmarks.gpu_report
+# RESULTS.json --check benchmarks/results` repeats it on recorded JSON). The commit measured is recorded
+# with the results: git's HEAD (+ " + working tree" when it differs), or $COMMIT where the tree was copied
+# without its .git.
 #
-#   [CARRY=DIR] [OUT=DIR] bash benchmarks/gpu-machine.sh [BENCHMARK ARGUMENTS]
+#   [CARRY=DIR] [OUT=DIR] [COMMIT=TEXT] bash benchmarks/gpu-machine.sh [BENCHMARK ARGUMENTS]
 set -euo pipefail
 REPO=$PWD
 # shellcheck source=benchmarks/gpu-site.sh
@@ -27,6 +33,9 @@ if [ $# -eq 1 ] && { [ "$1" = -h ] || [ "$1" = --help ]; }; then
 fi
 [ -d "$CARRY" ] || { echo "no carry folder $CARRY: benchmarks/gpu-carry.sh makes it, or set CARRY" >&2; exit 1; }
 OUT=${OUT:-benchmarks/results}
+if [ -z "${COMMIT:-}" ] && COMMIT=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null); then
+  [ -z "$(git -C "$REPO" status --porcelain 2>/dev/null)" ] || COMMIT+=" + working tree"
+fi
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/whl "$CARRY"/whl/*.whl
 gpu_site_install
 export PYTHONPATH=/tmp/site:/tmp/whl PYTHONUNBUFFERED=1
@@ -46,4 +55,5 @@ ldd /tmp/site/pytriton/tritonserver/python_backend_stubs/3.12/triton_python_back
 # Run from outside the checkout: its vaani/ (without vaani.build) must not shadow /tmp/site/vaani.
 OUT=$(realpath "$OUT") && cd /tmp && EVAL=()
 if [ -f "$CARRY"/eval.npz ]; then EVAL=(--eval-file "$CARRY"/eval.npz --eval-model "$REPO"/models/tiny-hindi); fi
-python3 -m vaani.benchmarks.gpu_benchmark --out "$OUT" --server-pythonpath /tmp/numpy1 "${EVAL[@]}" "$@"
+python3 -m vaani.benchmarks.gpu_benchmark --out "$OUT" --server-pythonpath /tmp/numpy1 "${EVAL[@]}" \
+  --commit "${COMMIT:-not recorded}" --baseline-dir "$REPO"/benchmarks/results "$@"

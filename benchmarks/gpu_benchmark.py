@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import copy
 import datetime as dt
+import functools
 import json
 import math
 import multiprocessing
@@ -40,7 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -352,10 +354,103 @@ def _category(kernel: str) -> str:
     return "other"
 
 
+# ---------------------------------------------------------------- the engine's input normalization
+
+
+SCATTER_ADD = "scatter-add (engine)"
+BLOCK_SUMS = "block sums (candidate)"
+
+
+def normalization_suite(
+    torch, config, timer: Callable[..., dict], loads: dict[str, list[float]], device: str = "cuda"
+) -> dict:
+    """The packed normalization alone, per workload: the engine's and each candidate, timed and checked.
+
+    The engine's scatter-add against the block sums that may replace it and the two alternatives
+    considered (`vaani.benchmarks.normalization_candidates`). Clips get their own offset and gain
+    (1e-4 to 1e3), so that the error column (max |Δ| against a float64 numpy normalization of each
+    clip, over the valid samples, and whether the gaps stay zero) separates the methods.
+    ``timer`` and ``device`` let CI run it on the CPU (tests/test_gpu_report.py).
+    """
+    from vaani.benchmarks.normalization_candidates import (
+        cumulative_sums,
+        normalize_packed_blocks,
+        segment_reduce_sums,
+    )
+    from vaani.serving.engines.torch_normalization import normalize_packed
+    from vaani.serving.engines.torch_packing import Packing
+
+    methods = {
+        SCATTER_ADD: normalize_packed,
+        BLOCK_SUMS: normalize_packed_blocks,
+        "float64 cumulative sum": functools.partial(normalize_packed_blocks, sums=cumulative_sums),
+        "segment_reduce, float64": functools.partial(normalize_packed_blocks, sums=segment_reduce_sums),
+    }
+    results: dict[str, dict] = {}
+    print("normalization of the packed audio alone")
+    for name, seconds in loads.items():
+        rng = np.random.default_rng(9)
+        clips = [
+            (gain * (rng.uniform(-1, 1) + rng.standard_normal(len(clip)))).astype(np.float32)
+            for clip, gain in zip(speechlike(seconds, seed=2), 10.0 ** rng.uniform(-4, 3, len(seconds)))
+        ]
+        packing = Packing(tuple(len(c) for c in clips), tuple(config.conv_kernel), tuple(config.conv_stride))
+        host = np.zeros(packing.total_samples, dtype=np.float32)
+        valid = np.zeros(packing.total_samples, dtype=bool)
+        expected = np.zeros(packing.total_samples, dtype=np.float64)
+        for clip, start in zip(clips, packing.sample_starts):
+            host[start : start + len(clip)] = clip
+            valid[start : start + len(clip)] = True
+            c = clip.astype(np.float64)
+            expected[start : start + len(clip)] = (c - c.mean()) / np.sqrt(c.var() + 1e-7)
+        audio = torch.from_numpy(host).to(device)
+        results[name] = {}
+        for label, method in methods.items():
+            out = method(audio, packing).cpu().numpy()
+            error = float(np.abs(out[valid] - expected[valid]).max())
+            gaps = float(np.abs(out[~valid]).max(initial=0.0))
+            timing = timer(functools.partial(method, audio, packing), warmup=3)
+            results[name][label] = {**timing, "max_abs_error": error, "gap_max": gaps}
+            print(
+                f"  {name:<7} {label:<26} {timing['ms']:8.3f} ms"
+                f"  max |Δ| vs float64 {error:.2e}  gaps {gaps:.1e}"
+            )
+    return results
+
+
+CANDIDATE_VARIANT = "engine, block-sums normalization (candidate)"
+# The variants whose logits are compared with FP32 eager.
+LOGITS_CHECKED = (
+    "engine",
+    "engine, padded (before packing)",
+    "engine FP16",
+    "engine BF16",
+    CANDIDATE_VARIANT,
+)
+
+
+@contextlib.contextmanager
+def packed_normalization(replacement: Callable | None) -> Iterator[None]:
+    """The engine with another packed normalization for the duration (None: its own).
+
+    So that one run times the engine as it is and with the candidate that may replace its
+    normalization, without changing the engine before a GPU has measured the candidate.
+    """
+    from vaani.serving.engines import torch_engine
+
+    original = torch_engine.normalize_packed
+    torch_engine.normalize_packed = replacement or original
+    try:
+        yield
+    finally:
+        torch_engine.normalize_packed = original
+
+
 def engine_suite(torch, config, state: dict, timer: Timer, loads: dict[str, list[float]]) -> dict:
     """(a), (b), (c) at every workload, plus accuracy and the profile."""
     from transformers import Wav2Vec2ForCTC
 
+    from vaani.benchmarks.normalization_candidates import normalize_packed_blocks
     from vaani.serving.engines.torch_engine import TorchEngine, TorchEngineOptions
 
     def fresh(dtype):
@@ -394,6 +489,7 @@ def engine_suite(torch, config, state: dict, timer: Timer, loads: dict[str, list
     variants = {
         "engine, padded (before packing)": replace(default, packed=False),
         "engine": default,
+        CANDIDATE_VARIANT: default,
         "engine, no CUDA graphs": replace(default, cuda_graphs=False),
         "engine, flash varlen attention": replace(default, packed_attention="flash"),
         "engine FP16": replace(default, dtype="float16"),
@@ -407,12 +503,14 @@ def engine_suite(torch, config, state: dict, timer: Timer, loads: dict[str, list
     for label, options in variants.items():
         engine = TorchEngine(fresh(torch.float32), "cuda", options)
         print(f"(c) {label}")
-        for name in loads:
-            run = engine_runner(torch, engine, clips[name], max_padding=0.35)
-            rows[name].append(_measure(torch, timer, label, run, audio[name]))
-        if label in ("engine", "engine, padded (before packing)", "engine FP16", "engine BF16"):
-            accuracy[label] = logit_accuracy(torch, fp32, engine, [2.0, 3.7, 6.1, 9.4, 12.8, 15.0])
-            print(f"  logits vs FP32: {accuracy[label]}")
+        with packed_normalization(normalize_packed_blocks if label == CANDIDATE_VARIANT else None):
+            for name in loads:
+                run = engine_runner(torch, engine, clips[name], max_padding=0.35)
+                rows[name].append(_measure(torch, timer, label, run, audio[name]))
+            # Inside the `with`, so that the candidate's logits are checked as the engine's are.
+            if label in LOGITS_CHECKED:
+                accuracy[label] = logit_accuracy(torch, fp32, engine, [2.0, 3.7, 6.1, 9.4, 12.8, 15.0])
+                print(f"  logits vs FP32: {accuracy[label]}")
         if label == "engine":
             fused = engine.ctc.fused_norms
             print(f"  packed attention: {engine.ctc.attend_packed.__name__}, fused norms: {fused}")
@@ -678,6 +776,7 @@ def environment(torch) -> dict:
         "transformers": transformers.__version__,
         "python": platform.python_version(),
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),
+        "time": dt.datetime.now(dt.timezone.utc).strftime("%H:%M:%S"),  # orders runs of one date
         "tf32": torch.backends.cuda.matmul.allow_tf32,
     }
 
@@ -692,6 +791,7 @@ def run(args: argparse.Namespace) -> dict:
     state = copy.deepcopy(reference.state_dict())
     results: dict = {
         "command": " ".join(["python -m vaani.benchmarks.gpu_benchmark", *sys.argv[1:]]),
+        "commit": args.commit,
         "environment": environment(torch),
         "model": {
             "parameters": sum(p.numel() for p in reference.parameters()),
@@ -714,6 +814,9 @@ def run(args: argparse.Namespace) -> dict:
     results["workload_seconds"] = loads
     if not args.skip_engine:
         results["packed_check"] = packed_check(torch, config)
+        results["normalization"] = normalization_suite(
+            torch, config, Timer(torch, budget_s=0.2, min_reps=10, max_reps=50), loads
+        )
         results.update(engine_suite(torch, config, state, Timer(torch, budget_s=args.budget), loads))
     if args.eval_file and args.eval_model:
         try:
@@ -765,6 +868,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--server-pythonpath", default="", help="put first on the server's PYTHONPATH")
     parser.add_argument(
+        "--commit",
+        default="",
+        help="the commit measured, as recorded with the results (gpu-machine.sh: git, or $COMMIT)",
+    )
+    parser.add_argument(
+        "--baseline-dir",
+        type=Path,
+        default=Path(__file__).resolve().parent / "results",
+        help="recorded runs: each workload is compared with the newest one there (regression guard)",
+    )
+    parser.add_argument(
         "--eval-file", help="bundled test set as .npz (see vaani.benchmarks.gpu_report prepare-eval)"
     )
     parser.add_argument("--eval-model", help="the bundled model directory")
@@ -777,10 +891,13 @@ def main(argv: list[str] | None = None) -> int:
         prepare_eval(args.prepare_eval, Path(args.eval_file), args.eval_limit)
         return 0
     results = run(args)
-    from vaani.benchmarks.gpu_report import write_report
+    from vaani.benchmarks.gpu_report import regression_check, write_report
 
+    # Before writing: with --out inside --baseline-dir this run must not be its own baseline.
+    results["regression_check"] = regression_check(results, args.baseline_dir)
     paths = write_report(results, args.out)
     print("wrote " + ", ".join(str(p) for p in paths))
+    print("\n".join(["against the newest recorded run:", *results["regression_check"]["lines"]]))
     return 0
 
 

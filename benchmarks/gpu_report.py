@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 ENGINE = "engine"  # the variant that is served (defaults of TorchEngineOptions)
@@ -202,6 +204,10 @@ def markdown(results: dict) -> str:
         parts += ["", f"GPU memory in use during (d): {results['served'].get('gpu_memory_gib', 0):.1f} GiB."]
     if results.get("served_error"):
         parts += ["", f"(d) did not run: {results['served_error']}"]
+    check = results.get("regression_check")
+    if check:
+        parts += ["", "## Against the newest recorded run (more than 5 % slower: `REGRESSION`)", "", "```"]
+        parts += [*check["lines"], "```"]
     parts += ["", "## Accuracy", ""]
     for label, accuracy in results.get("logit_accuracy", {}).items():
         parts.append(
@@ -259,6 +265,160 @@ def plot(results: dict, path: Path) -> None:
     plt.close(figure)
 
 
+# ---------------------------------------------------------------- the regression guard
+
+REGRESSION = 0.05  # slower than the newest recorded run by more than this fraction: say so, loudly
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One workload of this run against the same workload of the newest recorded run before it."""
+
+    case: str  # e.g. "engine 32x10s" or "served mixed c=64, 2 instance(s)"
+    now: float
+    then: float
+    unit: str  # "ms" (lower is better) or "× real time" (higher is better)
+
+    @property
+    def slower(self) -> float:
+        """How much slower this run is, as a fraction (negative: faster)."""
+        return self.now / self.then - 1 if self.unit == "ms" else self.then / self.now - 1
+
+    @property
+    def regressed(self) -> bool:
+        return self.slower > REGRESSION
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A recorded run: its file, results and what identifies it in a report line."""
+
+    path: Path
+    results: dict
+
+    @cached_property
+    def added(self) -> tuple[str, int]:
+        """The commit that added the file and its time (git; ``("", 0)`` where there is none)."""
+        try:
+            out = subprocess.run(
+                ["git", "log", "--diff-filter=A", "-1", "--format=%h %ct", "--", self.path.name],
+                cwd=self.path.parent,
+                capture_output=True,
+                text=True,
+                timeout=10,
+            ).stdout.split()
+        except (OSError, subprocess.SubprocessError):
+            out = []
+        return (out[0], int(out[1])) if len(out) == 2 else ("", 0)
+
+    @property
+    def order(self) -> tuple[str, str, bool, int, str]:
+        """Newest last: date, then time of day (recorded since 2026-12-05), then for older runs
+        of one date: the file named as `write_report` names a run (``<gpu>-<date>.json``, the one
+        the README cites; same-day runs kept beside it carry a suffix), the time git added the
+        file, the name.
+        """
+        env = self.results["environment"]
+        canonical = self.path.stem == slug(self.results)
+        return env["date"], env.get("time", ""), canonical, self.added[1], self.path.name
+
+    def commit(self) -> str:
+        """The commit the run measured, where it recorded one; else the commit that added its file."""
+        if self.results.get("commit"):
+            return f"commit {self.results['commit']}"
+        return f"recorded in {self.added[0]}" if self.added[0] else "commit not recorded"
+
+    def label(self, root: Path | None = None) -> str:
+        name = self.path.relative_to(root) if root and self.path.is_relative_to(root) else self.path.name
+        return f"{name} ({self.commit()}, {self.results['environment']['date']})"
+
+
+def recorded_runs(results_dir: Path) -> list[Baseline]:
+    """Every GPU benchmark result under ``results_dir`` (any depth), not other tools' JSON."""
+    runs = []
+    for path in sorted(results_dir.rglob("*.json")):
+        try:
+            results = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(results, dict) and "ceiling_flops" in results and "environment" in results:
+            runs.append(Baseline(path, results))
+    return runs
+
+
+def _engine_rows(results: dict) -> dict[str, float]:
+    return {name: row["ms"] for name in results.get("workloads", {}) if (row := _row(results, name, ENGINE))}
+
+
+def _served_rows(results: dict) -> dict[str, tuple[float, str]]:
+    """Each served scenario by workload, concurrency and instances: throughput at load, p50 alone."""
+    rows = {}
+    for s in results.get("served", {}).get("scenarios", []):
+        case = f"served {s['workload']} c={s['concurrency']}, {s.get('acoustic_instances', 1)} instance(s)"
+        rows[case] = (s["p50_ms"], "ms") if s["concurrency"] == 1 else (s["rtf"], "× real time")
+    return rows
+
+
+def newest_before(results: dict, runs: list[Baseline], kind: str) -> Baseline | None:
+    """The newest recorded run on the same GPU, older than ``results``, that measured ``kind``.
+
+    ``kind`` is ``"engine"`` (the engine alone) or ``"served"``; a served-only run is no engine
+    baseline, and the other way round.
+    """
+    this = Baseline(Path(slug(results) + ".json"), results)
+    rows = _engine_rows if kind == "engine" else _served_rows
+    older = [
+        run
+        for run in runs
+        if run.results["environment"]["gpu"] == results["environment"]["gpu"]
+        and run.order < this.order
+        and rows(run.results)
+    ]
+    return max(older, key=lambda run: run.order, default=None)
+
+
+def compare(results: dict, baseline: Baseline, kind: str) -> list[Comparison]:
+    """Each ``kind`` workload that both runs measured, this run's figure against the baseline's."""
+    if kind == "engine":
+        now, then = _engine_rows(results), _engine_rows(baseline.results)
+        return [Comparison(f"engine {case}", now[case], then[case], "ms") for case in now if case in then]
+    now_s, then_s = _served_rows(results), _served_rows(baseline.results)
+    return [
+        Comparison(case, now_s[case][0], then_s[case][0], now_s[case][1]) for case in now_s if case in then_s
+    ]
+
+
+def regression_check(results: dict, results_dir: Path) -> dict:
+    """This run against the newest recorded runs in ``results_dir``: the lines to print and the data.
+
+    Returns ``{"lines": [...], "regressions": n, "baselines": {kind: path}, "comparisons": [...]}``;
+    a line starting ``REGRESSION:`` for each workload more than `REGRESSION` slower.
+    """
+    runs = recorded_runs(results_dir) if results_dir.is_dir() else []
+    gpu = results["environment"]["gpu"]
+    lines, comparisons, baselines = [], [], {}
+    for kind in ("engine", "served"):
+        if not (_engine_rows if kind == "engine" else _served_rows)(results):
+            continue
+        baseline = newest_before(results, runs, kind)
+        if baseline is None:
+            lines.append(f"{kind}: no earlier recorded run on {gpu} under {results_dir} to compare with")
+            continue
+        label = baseline.label(results_dir)
+        baselines[kind] = str(baseline.path)
+        lines.append(f"{kind}: against {label}")
+        for item in compare(results, baseline, kind):
+            comparisons.append({**item.__dict__, "slower": item.slower, "baseline": str(baseline.path)})
+            unit = " ms" if item.unit == "ms" else "×"
+            figures = f"{item.now:,.1f}{unit} now, {item.then:,.1f}{unit} then"
+            change = f"{abs(item.slower) * 100:.1f} % {'slower' if item.slower > 0 else 'faster'}"
+            lines.append(f"  {item.case}: {figures}; ratio {item.now / item.then:.3f} ({change})")
+            if item.regressed:
+                lines.append(f"REGRESSION: {item.case} is {item.slower * 100:.1f} % slower than {label}")
+    regressions = sum(line.startswith("REGRESSION:") for line in lines)
+    return {"lines": lines, "regressions": regressions, "baselines": baselines, "comparisons": comparisons}
+
+
 def write_report(results: dict, out_dir: Path) -> list[Path]:
     """Write ``<gpu>-<date>.json``, ``.md`` and ``.png`` into ``out_dir``; return their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -273,14 +433,24 @@ def write_report(results: dict, out_dir: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Re-render the Markdown and the plot from a recorded JSON."""
+    """Re-render the Markdown and the plot from a recorded JSON, or (--check) compare it with older runs."""
     import argparse
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("results", type=Path)
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--check",
+        type=Path,
+        metavar="RESULTS_DIR",
+        help="only compare RESULTS with the newest older run under RESULTS_DIR; exit 1 on a regression",
+    )
     args = parser.parse_args(argv)
     results = json.loads(args.results.read_text(encoding="utf-8"))
+    if args.check:
+        check = regression_check(results, args.check)
+        print("\n".join(check["lines"]))
+        return 1 if check["regressions"] else 0
     for path in write_report(results, args.out or args.results.parent):
         print(path)
     return 0
