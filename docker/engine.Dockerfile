@@ -19,6 +19,6 @@ COPY loadtest ./loadtest
 COPY benchmarks ./benchmarks
 # --no-deps: keep the image's numpy and TensorRT; the build step needs nothing else.
 RUN python3 -m pip install --no-deps . "numpy>=1.24" \
-    && python3 -c "import tensorrt, vaani.build.tensorrt_plan; print('TensorRT', tensorrt.__version__)" \
+    && python3 -c "import tensorrt, vaani.build.tensorrt.builder; print('TensorRT', tensorrt.__version__)" \
     && rm -rf /tmp/vaani-src
 WORKDIR /workspace

@@ -20,6 +20,6 @@ COPY client ./client
 COPY loadtest ./loadtest
 COPY benchmarks ./benchmarks
 RUN python3 -m pip install . \
-    && python3 -c "import vaani.serving.preprocessing, vaani.serving.ctc, vaani.server.plan_guard" \
+    && python3 -c "import vaani.serving.preprocessing, vaani.serving.ctc, vaani.build.tensorrt.plan_guard" \
     && rm -rf /tmp/vaani-src
 WORKDIR /

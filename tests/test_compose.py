@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vaani.build.tensorrt import DEFAULT_TRITON_TAG
-from vaani.stack.check import LOCUST, SERVING
+from vaani.build.tensorrt.route import DEFAULT_TRITON_TAG
+from vaani.stack import probes
+from vaani.stack.check import LOCUST, LOCUST_REQUEST_TYPES, SERVING, CheckSettings, ComposeCheck
 from vaani.stack.images import DEFAULT_BASE, PROJECT_IMAGES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,7 +73,7 @@ def test_triton_restricts_apis_and_checks_the_plan(triton):
         apis, _, credential = value.split("=", 1)[1].partition(":")
         assert set(apis.split(",")) == {"model-repository", "shared-memory"}
         assert credential == "admin-key=$${TRITON_ADMIN_KEY}"  # compose turns $$ into $; plan_guard fills it
-    assert triton["entrypoint"][:3] == ["python3", "-m", "vaani.server.plan_guard"]
+    assert triton["entrypoint"][:3] == ["python3", "-m", "vaani.build.tensorrt.plan_guard"]
 
 
 def test_one_triton_tag_for_server_sdk_and_engine(compose, triton):
@@ -207,3 +208,73 @@ def test_cpu_images_build_on_a_debian_base_without_torch():
     installs = re.findall(r"pip install ([^\n\\&]+)", (ROOT / PROJECT_IMAGES[0].dockerfile).read_text())
     assert [i.strip() for i in installs] == ['".[serve,loadtest,gateway]"']  # no [build]: no torch
     assert "prometheus" in (ROOT / PROJECT_IMAGES[1].dockerfile).read_text()
+
+
+def _environment(dockerfile: Path) -> list[str]:
+    """The ``NAME=value`` words of the ENV instructions of ``dockerfile``, continued lines joined."""
+    lines = (ROOT / dockerfile).read_text().replace("\\\n", " ").splitlines()
+    return [word for line in lines if line.startswith("ENV ") for word in line.split()[1:]]
+
+
+def test_grpc_clients_resolve_triton_with_getaddrinfo(compose):
+    """gRPC's c-ares resolver failed every gRPC user under podman (issue 18); getaddrinfo did not."""
+    for dockerfile in (PROJECT_IMAGES[0].dockerfile, Path("docker/locust.Dockerfile")):
+        assert "GRPC_DNS_RESOLVER=native" in _environment(dockerfile), dockerfile
+    assert compose["services"]["perf"]["environment"]["GRPC_DNS_RESOLVER"] == "native"
+
+
+def test_cpu_locust_runs_the_user_types_the_check_expects():
+    """The check demands requests of each of LOCUST_REQUEST_TYPES: the master must run those users."""
+    master = yaml.safe_load(CPU_FILE.read_text())["services"]["locust-master"]["command"]
+    assert {"TritonHttpUser", "TritonGrpcUser"} <= set(master)
+    locustfile = (ROOT / "loadtest" / "locustfile.py").read_text()
+    assert all(f'request_type = "{kind}"' in locustfile for kind in LOCUST_REQUEST_TYPES)
+
+
+# ---- how the compose check reads Locust's CSV: per request type, so no protocol fails unseen -----
+
+STATS_HEADER = "Type,Name,Request Count,Failure Count\n"
+
+
+def _locust_results(folder: Path, stats: str, failures: str = "") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "locust_stats.csv").write_text(STATS_HEADER + stats)
+    (folder / "locust_failures.csv").write_text("Method,Name,Error,Occurrences\n" + failures)
+    return folder
+
+
+def test_locust_totals_per_request_type_ignore_the_aggregate(tmp_path):
+    results = _locust_results(
+        tmp_path,
+        "triton-http,0-5 s,20,0\ntriton-http,5-10 s,30,0\ntriton-grpc,0-5 s,7,7\n,Aggregated,57,7\n",
+    )
+    assert probes.locust_by_type(results / "locust_stats.csv") == {
+        "triton-http": (50, 0),
+        "triton-grpc": (7, 7),
+    }
+
+
+def test_locust_errors_of_one_type_most_frequent_first(tmp_path):
+    failures = (
+        "triton-grpc,0-5 s,rare,1\ntriton-http,0-5 s,HTTP's,9\ntriton-grpc,5-10 s,DNS query cancelled,5\n"
+    )
+    results = _locust_results(tmp_path, "", failures)
+    errors = probes.locust_errors(results / "locust_failures.csv", "triton-grpc")
+    assert errors == ["DNS query cancelled", "rare"]
+    assert probes.locust_errors(tmp_path / "absent.csv", "triton-grpc") == []
+
+
+@pytest.mark.parametrize(
+    ("stats", "expected"),
+    [
+        ("triton-http,0-5 s,40,0\ntriton-grpc,0-5 s,38,0\n", []),
+        (
+            "triton-http,0-5 s,40,0\ntriton-grpc,0-5 s,38,38\n",
+            ["triton-grpc: 38 of 38 requests failed (e.g. DNS query cancelled)"],
+        ),
+        ("triton-http,0-5 s,40,0\n", ["triton-grpc: no requests"]),  # users that never sent one
+    ],
+)
+def test_compose_check_fails_a_protocol_whose_locust_users_failed(tmp_path, stats, expected):
+    results = _locust_results(tmp_path / "locust", stats, "triton-grpc,0-5 s,DNS query cancelled,38\n")
+    assert ComposeCheck(CheckSettings(root=ROOT, output=tmp_path)).locust_problems(results) == expected

@@ -1,7 +1,8 @@
 """docker-compose.cpu.yml for real: `vaani compose-check` builds the images, brings the stack up with
 Docker or podman, checks what the compose file promises (health, transcripts through Triton and the
-gateway, Prometheus's scrape, the admin key, 127.0.0.1-only ports, Locust, a restarted Triton) and
-tears it down. Measured on 2 cores: 66 s with the images cached, about 3 minutes from no image."""
+gateway, Prometheus's scrape, the admin key, 127.0.0.1-only ports, Locust's HTTP and gRPC users
+each with zero failures, a restarted Triton) and tears it down. Measured on 2 cores: 66 s with the
+images cached, about 3 minutes from no image."""
 
 from __future__ import annotations
 

@@ -8,10 +8,15 @@
 ARG BASE_IMAGE=debian:bookworm-slim
 FROM ${BASE_IMAGE}
 
+# GRPC_DNS_RESOLVER=native: the gRPC clients of this image (the gateway, Locust's gRPC users) find
+# `triton` through getaddrinfo, as the HTTP clients do, not through gRPC's own c-ares resolver.
+# Under podman, c-ares against aardvark-dns failed every gRPC user of a Locust run ("DNS query
+# cancelled" for triton:8001, issue 18) while HTTP, resolving the same name, succeeded.
 ENV DEBIAN_FRONTEND=noninteractive \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1 \
+    GRPC_DNS_RESOLVER=native \
     PATH=/opt/vaani/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 # libpython3.11: the python backend stub links the interpreter's shared library. g++, cmake, zlib
 # and boost: pip compiles `kenlm`, the LM of the beam-search decoder (the bundled model ships one).
@@ -28,6 +33,8 @@ RUN apt-get update \
 # needs BuildKit (Docker's default builder since 23.0) or podman/buildah.
 # Extras a tree lacks (gateway before it exists) are skipped by pip with a warning. The python
 # backend stub for this interpreter is put in place here: the server runs as a user who cannot.
+# That import runs from /, not the source tree: there `import vaani` would find ./vaani, which
+# lacks the folders pip installs into the package (build/ as vaani.build, client/, loadtest/, …).
 WORKDIR /tmp/vaani-src
 COPY pyproject.toml README.md ./
 COPY vaani ./vaani
@@ -38,7 +45,7 @@ COPY benchmarks ./benchmarks
 RUN --mount=type=secret,id=ca-certificates \
     if [ -s /run/secrets/ca-certificates ]; then export PIP_CERT=/run/secrets/ca-certificates; fi \
     && pip install ".[serve,loadtest,gateway]" \
-    && python -c "import vaani.serving.engines.onnxruntime, vaani.server.process as p; p.backend_directory()" \
+    && cd / && python -c "import vaani.serving.engines.onnxruntime, vaani.server.process as p; p.backend_directory()" \
     && rm -rf /tmp/vaani-src
 
 USER vaani

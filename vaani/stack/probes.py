@@ -99,10 +99,27 @@ def prometheus_sum(url: str, query: str) -> float | None:
     return sum(float(series["value"][1]) for series in result) if result else None
 
 
-def locust_totals(stats_csv: Path) -> tuple[int, int]:
-    """(requests, failures) of the Aggregated row of Locust's ``*_stats.csv``."""
+def locust_by_type(stats_csv: Path) -> dict[str, tuple[int, int]]:
+    """(requests, failures) per request type (Locust's ``Type`` column: one per protocol) of ``*_stats.csv``.
+
+    Per type, not the Aggregated row: the aggregate mixes protocols, and users that never report a
+    request (their client failed to start) leave no row at all beside others that look healthy.
+    """
+    totals: dict[str, tuple[int, int]] = {}
     with stats_csv.open(newline="") as handle:
         for row in csv.DictReader(handle):
             if row["Name"] == "Aggregated":
-                return int(row["Request Count"]), int(row["Failure Count"])
-    raise UserFacingError(f"{stats_csv} has no Aggregated row")
+                continue
+            requests, failures = totals.get(row["Type"], (0, 0))
+            totals[row["Type"]] = (requests + int(row["Request Count"]), failures + int(row["Failure Count"]))
+    return totals
+
+
+def locust_errors(failures_csv: Path, request_type: str) -> list[str]:
+    """The distinct errors Locust's ``*_failures.csv`` holds for ``request_type``, most frequent first."""
+    if not failures_csv.exists():
+        return []
+    with failures_csv.open(newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if row["Method"] == request_type]
+    rows.sort(key=lambda row: -int(row["Occurrences"]))
+    return list(dict.fromkeys(row["Error"] for row in rows))
