@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from vaani.errors import UserFacingError
+from vaani.errors import ServerUnreachable, UserFacingError
 
 DEFAULT_HTTP = "localhost:8000"
-DEFAULT_GRPC = "localhost:8001"
 
 
 def _users_list(text: str) -> list[int]:
@@ -32,7 +32,7 @@ def register(subcommands: argparse._SubParsersAction) -> None:
         "mixed-length clips back to back; results are requests/s, audio-seconds/s, real-time factor and "
         "latency percentiles, written as Locust's CSV + HTML plus <OUTPUT>/locust_audio.csv. "
         "--step-users ramps the user count in steps to find saturation. Exits non-zero on any failure "
-        "(an error or an empty transcript).",
+        "(an error or an empty transcript); with exit status 3 when no server answers.",
         formatter_class=formatter,
     )
     _add_addresses(load)
@@ -57,7 +57,8 @@ def register(subcommands: argparse._SubParsersAction) -> None:
         "clips of several lengths as --input-data (base64, one shape per entry). Writes perf.csv "
         "(client and server times per concurrency, plus audio-seconds/s), perf_composing.csv (queue and "
         "compute time of preprocess, wav2vec2 and ctc_decoder), perf.png (throughput vs p99 latency) and "
-        "the raw log into OUTPUT.",
+        "the raw log into OUTPUT. Exits non-zero, naming each concurrency and perf_analyzer's reason, when "
+        "any requested concurrency could not be measured.",
         formatter_class=formatter,
     )
     _add_addresses(perf)
@@ -102,8 +103,18 @@ def register(subcommands: argparse._SubParsersAction) -> None:
 
 def _add_addresses(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--http-url", default=DEFAULT_HTTP, help="Triton HTTP address (host:port)")
-    parser.add_argument("--grpc-url", default=DEFAULT_GRPC, help="Triton gRPC address (host:port)")
+    parser.add_argument(
+        "--grpc-url",
+        help="Triton gRPC address (host:port); default: the HTTP address's host, the port above its port",
+    )
     parser.add_argument("--output", type=Path, default=Path("results"), help="results folder")
+
+
+def _grpc_url(args: argparse.Namespace) -> str:
+    """--grpc-url, else Triton's gRPC port beside --http-url's, as the locustfile pairs them."""
+    from vaani.loadtest.runner import grpc_address
+
+    return args.grpc_url or grpc_address(args.http_url)
 
 
 def _loadtest(args: argparse.Namespace) -> int:
@@ -120,10 +131,12 @@ def _loadtest(args: argparse.Namespace) -> int:
         args.output / "locust",
         users=args.users,
         seconds=args.seconds,
-        grpc_url=args.grpc_url,
+        grpc_url=_grpc_url(args),
         step_users=args.step_users,
         step_seconds=args.step_seconds,
     )
+    if run.returncode == ServerUnreachable.exit_status:
+        raise ServerUnreachable(f"{' '.join(run.errors())} (Locust's log: {run.log})")
     if not run.records:
         raise UserFacingError(f"Locust sent no requests; its log says why: {run.log}")
     print(
@@ -145,8 +158,8 @@ def _perf(args: argparse.Namespace) -> int:
     from vaani.loadtest.clips import load_clips, manifest_from_args
 
     clips = load_clips(manifest_from_args(args, args.output))
-    url = args.grpc_url if args.protocol == "grpc" else args.http_url
-    code, rows = perf.run(
+    url = _grpc_url(args) if args.protocol == "grpc" else args.http_url
+    result = perf.run(
         clips,
         url,
         args.output,
@@ -157,14 +170,21 @@ def _perf(args: argparse.Namespace) -> int:
         args.max_trials,
         args.stability,
     )
-    for row in rows:
+    for row in result.rows:
         print(
             f"concurrency {row['Concurrency']:.0f}: {row['Inferences/Second']:.2f} infer/s, "
             f"{row['Audio seconds/Second']:.1f} audio-s/s, p99 {row['p99 latency'] / 1000:.0f} ms"
         )
-    if rows:
+    if result.rows:
         print(f"\n{args.output}/perf.csv, perf_composing.csv, perf.png")
-    return code
+    for problem in result.problems():
+        print(problem, file=sys.stderr)
+    if any("stable" in reason for reason in result.unmeasured.values()):
+        print(
+            "To let a level settle: a longer window (--cycles), more --max-trials or a larger --stability.",
+            file=sys.stderr,
+        )
+    return result.code
 
 
 def _soak(args: argparse.Namespace) -> int:
@@ -174,13 +194,14 @@ def _soak(args: argparse.Namespace) -> int:
     output = args.output / "soak"
     clips = load_clips(manifest_from_args(args, args.output))
     port = int(args.http_url.rsplit(":", 1)[1])
-    print(f"soak: {args.clients} gRPC clients for {args.minutes} min against {args.grpc_url}", flush=True)
-    result = Soak(args.grpc_url, port, clips, args.clients, args.minutes * 60).run()
+    grpc_url = _grpc_url(args)
+    print(f"soak: {args.clients} gRPC clients for {args.minutes} min against {grpc_url}", flush=True)
+    result = Soak(grpc_url, port, clips, args.clients, args.minutes * 60).run()
     settings = {
         "clients": args.clients,
         "minutes": args.minutes,
         "clips": len(clips),
-        "grpc_url": args.grpc_url,
+        "grpc_url": grpc_url,
     }
     summary = write_report(result, settings, output)
     for row in summary["minutes"]:

@@ -15,11 +15,21 @@ Without class names Locust runs the Triton users (HTTP and gRPC). The users of o
 only when named, with that server as ``--host``: `GatewayUser` (the OpenAI-compatible gateway,
 ``--host http://127.0.0.1:8080``) and `FastApiUser` (the baseline of `vaani bench`).
 
+Options beside Locust's own:
+    --grpc-host          Triton's gRPC address for `TritonGrpcUser` (also VAANI_GRPC_URL; default:
+                         --host's name and the port above its port, Triton's pairing of 8000 and 8001)
+    --give-up-after      stop the run, exit status 3, once this many requests in a row (all users
+                         together) got no answer from any server (default 10; 0: never)
+
+A request that no server answers (connection refused, unknown host, time-out) is a failure like any
+other, and its user then waits before the next one: 0.1 s, doubling with each further one, at most
+5 s. Against an address where nothing listens a run therefore stops after ten failures (with two
+users, within two seconds) and says why, instead of counting thousands of instant connection errors.
+
 Environment:
     VAANI_MANIFEST       NeMo JSONL manifest of the clips (default: the mixed-length clips of
                          `vaani loadtest`, made from the synthetic corpus once and kept in VAANI_CLIPS)
     VAANI_CLIPS          folder of those clips (default: vaani/locust-clips in the user's cache folder)
-    VAANI_GRPC_URL       gRPC address of Triton (default: the --host name, port 8001)
     VAANI_SEED           seed of the users' clip orders (default 0; same seed, same requests)
     VAANI_STEP_USERS     e.g. "1,2,4,8": opt in to the step ramp, one step per user count
     VAANI_STEP_SECONDS   length of each ramp step (default 30)
@@ -35,23 +45,35 @@ grpc_gevent.init_gevent()
 import io  # noqa: E402
 import itertools  # noqa: E402
 import json  # noqa: E402
+import logging  # noqa: E402
 import os  # noqa: E402
 import random  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from functools import cache  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import ClassVar  # noqa: E402
+from typing import TYPE_CHECKING, ClassVar  # noqa: E402
 from urllib.parse import urlsplit  # noqa: E402
 
-from locust import LoadTestShape, User, constant, events, task  # noqa: E402
+import gevent  # noqa: E402
+from locust import LoadTestShape, User, events, task  # noqa: E402
+from locust.argument_parser import LocustArgumentParser  # noqa: E402
 from locust.env import Environment  # noqa: E402
 
+from vaani.errors import ServerUnreachable  # noqa: E402
 from vaani.loadtest.clips import Clip, ClipPlan, load_clips, make_clips  # noqa: E402
+from vaani.loadtest.runner import grpc_address  # noqa: E402
 from vaani.loadtest.stats import RequestRecord, by_key, write_records, write_summaries  # noqa: E402
+
+if TYPE_CHECKING:
+    from vaani.client.api import TranscriptionClient
 
 LENGTH_BUCKETS = ((0, 5), (5, 10), (10, 10_000))
 RECORDS: list[RequestRecord] = []
+FIRST_BACKOFF_S = 0.1
+MAX_BACKOFF_S = 5.0
+GIVE_UP_AFTER = 10
+LOG = logging.getLogger("vaani.locust")
 
 
 class EmptyTranscriptError(Exception):
@@ -82,21 +104,88 @@ def length_bucket(seconds: float) -> str:
     return f"{low}-{high} s" if high < 10_000 else f">={low} s"
 
 
+def _option(environment: Environment, name: str, default: object) -> object:
+    """One of this locustfile's options; Locust run as a library, with no command line, gets ``default``."""
+    return getattr(environment.parsed_options, name, default)
+
+
+def _give_up(environment: Environment, message: str) -> None:
+    """Stop the whole run with ServerUnreachable's exit status, so that `vaani loadtest` can tell a
+    missing server from failed requests. Quitting kills every user, the calling one too, so it runs
+    in a greenlet of its own."""
+    LOG.error(message)
+    environment.process_exit_code = ServerUnreachable.exit_status
+    gevent.spawn(environment.runner.quit)
+
+
+class Silence:
+    """Requests in a row, over every user of this process, that no server answered, and the last
+    such failure of each kind of user: what it takes to stop a run that loads nothing, and to say
+    which addresses it tried."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.last: dict[str, str] = {}
+
+    def heard(self) -> None:
+        self.count = 0
+        self.last.clear()
+
+    def unanswered(self, user: AsrUser, error: Exception) -> None:
+        self.count += 1
+        self.last[user.request_type] = f"{user.request_type} at {user.server_url()}: {error!r}"
+        if self.count == _option(user.environment, "give_up_after", GIVE_UP_AFTER):
+            _give_up(
+                user.environment,
+                f"stopping: no server answered the last {self.count} requests "
+                f"({'; '.join(self.last.values())}). Is the server running at those addresses?",
+            )
+
+
+SILENCE = Silence()
+
+
 class AsrUser(User):
     """Sends clips back to back and reports each request with its audio length."""
 
     abstract = True
-    wait_time = constant(0)
     request_type = ""
     _numbers = itertools.count()
+    _unanswered = 0  # this user's requests in a row that no server answered
 
     def on_start(self) -> None:
         order = list(clips())
         random.Random(f"{os.environ.get('VAANI_SEED', '0')}:{next(self._numbers)}").shuffle(order)
         self._clips = itertools.cycle(order)
 
+    def wait_time(self) -> float:
+        """No wait while a server answers (a closed loop: users are the concurrency); after a request
+        that nobody answered 0.1 s, doubling with each further one up to 5 s."""
+        if not self._unanswered:
+            return 0.0
+        return min(MAX_BACKOFF_S, FIRST_BACKOFF_S * 2 ** (self._unanswered - 1))
+
+    def server_url(self) -> str:
+        """The address this user sends to (host:port)."""
+        return _address(self.host)
+
     def transcribe(self, clip: Clip) -> str:
         raise NotImplementedError
+
+    def answered(self, error: Exception) -> bool:
+        """Whether a server sent ``error`` (a refusal is an answer) rather than nobody answering:
+        a refused connection, an unknown host or a time-out is an OSError."""
+        return not isinstance(error, OSError)
+
+    def _note(self, error: Exception | None) -> None:
+        """An answer, even a refusal, ends the back-off; a request nobody answered lengthens it and
+        counts towards giving up."""
+        if error is None or self.answered(error):
+            self._unanswered = 0
+            SILENCE.heard()
+        else:
+            self._unanswered += 1
+            SILENCE.unanswered(self, error)
 
     @task
     def send(self) -> None:
@@ -123,6 +212,7 @@ class AsrUser(User):
                 "users": self.environment.runner.user_count,
             },
         )
+        self._note(error)
 
 
 def _address(host: str | None) -> str:
@@ -137,21 +227,26 @@ class _TritonUser(AsrUser):
 
     abstract = True
     protocol = ""
-
-    def server_url(self) -> str:
-        raise NotImplementedError
+    open_clients: ClassVar[set[TranscriptionClient]] = set()
 
     def on_start(self) -> None:
         from vaani.client.api import TranscriptionClient
 
         super().on_start()
         self._client = TranscriptionClient(self.server_url(), self.protocol)
+        self.open_clients.add(self._client)
 
     def on_stop(self) -> None:
         self._client.close()
+        self.open_clients.discard(self._client)
 
     def transcribe(self, clip: Clip) -> str:
         return self._client.transcribe(clip.audio)
+
+    def answered(self, error: Exception) -> bool:
+        """tritonclient's gRPC errors read alike whether a server sent them or none was reached,
+        so the server is asked whether it is there."""
+        return super().answered(error) and self._client.is_live()
 
 
 class TritonHttpUser(_TritonUser):
@@ -160,18 +255,16 @@ class TritonHttpUser(_TritonUser):
     request_type = "triton-http"
     protocol = "http"
 
-    def server_url(self) -> str:
-        return _address(self.host)
-
 
 class TritonGrpcUser(_TritonUser):
-    """The `asr` ensemble over Triton's gRPC protocol."""
+    """The `asr` ensemble over Triton's gRPC protocol, at --grpc-host, else next to --host."""
 
     request_type = "triton-grpc"
     protocol = "grpc"
 
     def server_url(self) -> str:
-        return os.environ.get("VAANI_GRPC_URL") or f"{urlsplit('//' + _address(self.host)).hostname}:8001"
+        chosen = _option(self.environment, "grpc_host", "")
+        return _address(chosen) if chosen else grpc_address(_address(self.host))
 
 
 class FastApiUser(AsrUser):
@@ -185,7 +278,7 @@ class FastApiUser(AsrUser):
 
         super().on_start()
         self._client = HTTPClient.from_url(
-            f"http://{_address(self.host)}/", concurrency=1, connection_timeout=60, network_timeout=300
+            f"http://{self.server_url()}/", concurrency=1, connection_timeout=60, network_timeout=300
         )
 
     def on_stop(self) -> None:
@@ -216,7 +309,7 @@ class GatewayUser(AsrUser):
 
         super().on_start()
         self._client = HTTPClient.from_url(
-            f"http://{_address(self.host)}/", concurrency=1, connection_timeout=60, network_timeout=300
+            f"http://{self.server_url()}/", concurrency=1, connection_timeout=60, network_timeout=300
         )
 
     def on_stop(self) -> None:
@@ -275,6 +368,24 @@ class StepRamp(LoadTestShape):
         return self.steps[step], float(max(self.steps))
 
 
+@events.init_command_line_parser.add_listener
+def _arguments(parser: LocustArgumentParser) -> None:
+    parser.add_argument(
+        "--grpc-host",
+        default="",
+        env_var="VAANI_GRPC_URL",
+        help="Triton's gRPC address (host:port) for TritonGrpcUser; default: --host's name and the "
+        "port above its port (Triton's pairing: HTTP 8000, gRPC 8001)",
+    )
+    parser.add_argument(
+        "--give-up-after",
+        type=int,
+        default=GIVE_UP_AFTER,
+        help="stop the run (exit status 3) once this many requests in a row got no answer from any "
+        "server (0: never); until then each such user waits 0.1 s, doubling up to 5 s",
+    )
+
+
 @events.init.add_listener
 def _preload(environment: Environment, **_: object) -> None:
     """Make (on a first run) and decode the clips when Locust starts, before the run's clock does:
@@ -318,6 +429,16 @@ def _ship(client_id: str, data: dict) -> None:
 @events.worker_report.add_listener
 def _collect(client_id: str, data: dict) -> None:
     RECORDS.extend(RequestRecord(*values) for values in data.get("vaani_records", []))
+
+
+@events.quit.add_listener
+def _close_clients(**_: object) -> None:
+    """Close the Triton clients of users killed before their ``on_stop`` ran. Python would close
+    their gRPC channels from a finalizer at exit, where grpc's gevent support waits forever: the
+    run would end, print everything and never exit."""
+    for client in list(_TritonUser.open_clients):
+        client.close()
+    _TritonUser.open_clients.clear()
 
 
 @events.quitting.add_listener

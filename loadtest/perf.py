@@ -4,6 +4,11 @@ perf_analyzer measures from the server's side too: with an ensemble it prints, p
 each composing model's queue and compute times, which is where a profile starts. Its CSV keeps
 only the ensemble's totals, so the "Composing models" blocks are parsed from its output into a
 second CSV.
+
+perf_analyzer drops a concurrency it cannot measure (no stable window within --max-trials) from
+its CSV, says so on stderr and still exits 0; and it orders the CSV by throughput, so a saturated
+server's levels come out backwards. So the rows are put in concurrency order here, every requested
+level is checked against them, and a sweep with a hole fails.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import re
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from vaani.errors import UserFacingError
@@ -132,6 +138,74 @@ def parse_composing(output: str) -> list[dict[str, object]]:
     return rows
 
 
+def concurrency_levels(concurrency: str) -> list[int]:
+    """The levels of perf_analyzer's ``--concurrency-range start[:end[:step]]``: ``end`` included, a
+    lone ``start`` is one level. An open range (``end`` 0) needs a latency limit this tool never sets."""
+    parts = concurrency.split(":")
+    if len(parts) > 3 or not all(part.isdigit() for part in parts):
+        raise UserFacingError(f"concurrency must be start:end:step, e.g. 1:4:1; got {concurrency!r}")
+    numbers = [int(part) for part in parts]
+    start = numbers[0]
+    end = numbers[1] if len(numbers) > 1 else start
+    step = numbers[2] if len(numbers) > 2 else 1
+    if not 1 <= start <= end or step < 1:
+        raise UserFacingError(
+            f"concurrency {concurrency!r}: start and step must be at least 1 and end at least start"
+        )
+    return list(range(start, end + 1, step))
+
+
+def unmeasured(levels: list[int], rows: list[dict[str, float]], output: str) -> dict[int, str]:
+    """Each requested level missing from perf_analyzer's CSV rows, with what its ``output`` says about
+    that level (it names the concurrency it could not stabilize), else its last line."""
+    measured = {round(row["Concurrency"]) for row in rows}
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    last = lines[-1] if lines else "no output"
+    missing = {}
+    for level in levels:
+        if level not in measured:
+            said = [line for line in lines if re.search(rf"\bconcurrency {level}\b", line)]
+            missing[level] = " ".join(said) or f"not in its CSV; its last line: {last}"
+    return missing
+
+
+@dataclass(frozen=True)
+class PerfRun:
+    """One sweep: the measured rows in ascending concurrency, each requested level perf_analyzer did
+    not measure with its reason, perf_analyzer's exit status and its whole output (``log``)."""
+
+    rows: list[dict[str, float]]
+    unmeasured: dict[int, str]
+    returncode: int
+    log: Path
+
+    @property
+    def code(self) -> int:
+        """Non-zero when perf_analyzer failed, and also when it exited 0 but left a level out."""
+        return self.returncode or int(bool(self.unmeasured))
+
+    def problems(self) -> list[str]:
+        """Why the sweep failed: one line per level that could not be measured, with perf_analyzer's
+        reason, then where its whole output is."""
+        if not self.code:
+            return []
+        reasons = [
+            f"perf_analyzer could not measure concurrency {n}: {why}" for n, why in self.unmeasured.items()
+        ]
+        return [*reasons, f"perf_analyzer exited {self.returncode}; its whole output: {self.log}"]
+
+
+def collect(
+    levels: list[int], raw: Path, process: subprocess.CompletedProcess, mean_seconds: float, log: Path
+) -> PerfRun:
+    """perf_analyzer's CSV at ``raw`` (absent when it failed) as rows in ascending concurrency with
+    audio throughput, checked against the requested ``levels`` and the ``process``'s output."""
+    rows = sorted(read_csv(raw), key=lambda row: row["Concurrency"]) if raw.exists() else []
+    rows = add_audio_throughput(rows, mean_seconds)
+    missing = unmeasured(levels, rows, process.stdout + process.stderr)
+    return PerfRun(rows, missing, process.returncode, log)
+
+
 def read_csv(path: Path) -> list[dict[str, float]]:
     with path.open(newline="") as source:
         return [
@@ -183,8 +257,10 @@ def run(
     cycles: int = 2,
     max_trials: int = 5,
     stability_percent: int = 50,
-) -> tuple[int, list[dict[str, float]]]:
-    """Run perf_analyzer and write ``perf.csv``, ``perf_composing.csv``, ``perf.png`` and ``perf.log``."""
+) -> PerfRun:
+    """Run perf_analyzer and write ``perf.log`` and, for the levels it measured, ``perf.csv``,
+    ``perf_composing.csv`` and ``perf.png``."""
+    levels = concurrency_levels(concurrency)
     output.mkdir(parents=True, exist_ok=True)
     chosen = spread_by_length(clips, entries)
     mean_seconds = write_input_data(chosen, output / "perf_input.json")
@@ -200,17 +276,21 @@ def run(
         file=sys.stderr,
     )
     result = subprocess.run(args, capture_output=True, text=True, check=False)
-    (output / "perf.log").write_text(" ".join(args) + "\n\n" + result.stdout + result.stderr)
-    if result.returncode != 0 or not raw.exists():
-        tail = (result.stdout + result.stderr).strip().splitlines()[-15:]
-        print("\n".join(tail), file=sys.stderr)
-        return result.returncode or 1, []
-    rows = add_audio_throughput(read_csv(raw), mean_seconds)
+    log = output / "perf.log"
+    log.write_text(" ".join(args) + "\n\n" + result.stdout + result.stderr)
+    sweep = collect(levels, raw, result, mean_seconds, log)
+    if sweep.rows:
+        write_results(sweep.rows, result.stdout, output, protocol)
+    return sweep
+
+
+def write_results(rows: list[dict[str, float]], stdout: str, output: Path, protocol: str) -> None:
+    """``perf.csv``, ``perf_composing.csv`` (from perf_analyzer's ``stdout``) and ``perf.png``."""
     with (output / "perf.csv").open("w", newline="") as out:
         writer = csv.DictWriter(out, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    composing = parse_composing(result.stdout)
+    composing = parse_composing(stdout)
     if composing:
         fields = list(dict.fromkeys(k for row in composing for k in row))
         with (output / "perf_composing.csv").open("w", newline="") as out:
@@ -218,4 +298,3 @@ def run(
             writer.writeheader()
             writer.writerows(composing)
     plot(rows, output / "perf.png", f"asr over {protocol}: throughput vs p99 latency")
-    return 0, rows

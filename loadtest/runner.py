@@ -2,7 +2,8 @@
 
 Locust monkey-patches the standard library with gevent when imported, which would break the
 threads and subprocesses of the calling program (the bench drives servers and PyTorch), so it
-always runs as ``python -m locust`` in its own process.
+always runs as ``python -m locust`` in its own process. Triton's gRPC address beside its HTTP
+one is worked out here too, the one rule for the locustfile and the `vaani` commands alike.
 """
 
 from __future__ import annotations
@@ -13,11 +14,26 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from vaani.loadtest.stats import RequestRecord, read_records
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 USER_CLASSES = {"http": "TritonHttpUser", "grpc": "TritonGrpcUser", "fastapi": "FastApiUser"}
+TRITON_HTTP_PORT = 8000
+
+
+def grpc_address(http_address: str) -> str:
+    """Triton's gRPC address beside its HTTP one: ``http://h:18000`` or ``h:18000`` → ``h:18001``.
+
+    Triton pairs its ports that way by default (HTTP 8000, gRPC 8001), so an HTTP address alone
+    says where gRPC is, and a load test never silently sends its gRPC users to another server's
+    8001. An address without a port is taken to be Triton's default.
+    """
+    parts = urlsplit(http_address if "//" in http_address else f"//{http_address}")
+    port = parts.port or TRITON_HTTP_PORT
+    host = parts.netloc.removesuffix(f":{parts.port}") if parts.port else parts.netloc
+    return f"{host}:{port + 1}"
 
 
 @dataclass(frozen=True)
@@ -31,6 +47,11 @@ class LocustRun:
     @property
     def log(self) -> Path:
         return Path(f"{self.prefix}.log")
+
+    def errors(self) -> list[str]:
+        """What Locust and the locustfile logged as errors (why a run stopped): the messages only."""
+        lines = self.log.read_text(errors="replace").splitlines() if self.log.exists() else []
+        return [line.split(": ", 1)[-1] for line in lines if "/ERROR/" in line or "/CRITICAL/" in line]
 
 
 def run_locust(
@@ -48,17 +69,18 @@ def run_locust(
 ) -> LocustRun:
     """Run Locust against ``host`` with one user class per target ("http", "grpc", "fastapi").
 
-    With ``step_users`` the step-ramp shape drives the run (one step per user count) instead of
-    a fixed ``users`` for ``seconds``. Files are ``<prefix>_*.csv``, ``<prefix>.html`` and ``<prefix>.log``.
+    gRPC users go to ``grpc_url``, else to `grpc_address` of ``host`` (never to a VAANI_GRPC_URL
+    left in the environment). With ``step_users`` the step-ramp shape drives the run (one step per
+    user count) instead of a fixed ``users`` for ``seconds``. Files are ``<prefix>_*.csv``,
+    ``<prefix>.html`` and ``<prefix>.log``.
     """
     from tqdm import tqdm
 
     prefix.parent.mkdir(parents=True, exist_ok=True)
     host = host if "//" in host else f"http://{host}"
     env = {**os.environ, "VAANI_MANIFEST": str(manifest.resolve()), "VAANI_SEED": str(seed)}
-    if grpc_url:
-        env["VAANI_GRPC_URL"] = grpc_url
     command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", host]
+    command += ["--grpc-host", grpc_url or grpc_address(host)]
     command += ["--csv", str(prefix), "--html", f"{prefix}.html", "--only-summary", "--loglevel", "WARNING"]
     # At the end of the run time users finish the request in flight: with long clips under load a
     # killed request would be work done but not counted, and short runs would record nothing.

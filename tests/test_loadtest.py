@@ -1,23 +1,30 @@
 """Locust against the session's tritonserver, and the FastAPI baseline of `vaani bench`.
 
 The Locust run uses the step ramp (2 then 4 users, 5 s each): one 10-second run covers the HTTP
-and gRPC users, the audio accounting and the opt-in shape.
+and gRPC users, the audio accounting and the opt-in shape. Against a port where nothing listens,
+Locust and `vaani loadtest` must stop after a few failures and say why.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
 import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from vaani import cli
 from vaani.benchmarks.bench import _wait_http
+from vaani.errors import ServerUnreachable
 from vaani.loadtest.clips import ClipPlan, load_clips, make_clips
-from vaani.loadtest.runner import run_locust
+from vaani.loadtest.runner import LOCUSTFILE, grpc_address, run_locust
+from vaani.loadtest.stats import read_records
 from vaani.server.process import free_port
 from vaani.serving.contract import SAMPLING_RATE
 
@@ -38,6 +45,50 @@ def test_clips_mix_lengths_and_are_reused(manifest):
     stamp = manifest.stat().st_mtime_ns
     make_clips(manifest.parent, ClipPlan(count=6, min_seconds=2, max_seconds=15))
     assert manifest.stat().st_mtime_ns == stamp, "same plan: the clips are reused, not rewritten"
+
+
+def _silent_port() -> int:
+    """A port that nothing listens on, nor on the port above it, where the gRPC users look."""
+    while True:
+        port = free_port()
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port + 1)) != 0:
+                return port
+
+
+def test_grpc_address_is_the_port_above_http():
+    assert grpc_address("http://127.0.0.1:18000") == "127.0.0.1:18001"
+    assert grpc_address("localhost:8000") == "localhost:8001"
+    assert grpc_address("http://[::1]:9000") == "[::1]:9001"
+    assert grpc_address("http://triton") == "triton:8001", "no port: Triton's default"
+
+
+def test_locust_without_a_server_stops_after_a_few_failures_and_says_why(manifest, tmp_path):
+    """The command a user types, server forgotten: a handful of failures (not tens of thousands), the
+    reason on the console, a failing exit status; the gRPC users look beside --host, not at 8001."""
+    port = _silent_port()
+    env = {k: v for k, v in os.environ.items() if k != "VAANI_GRPC_URL"} | {"VAANI_MANIFEST": str(manifest)}
+    command = [str(Path(sys.executable).with_name("locust")), "-f", str(LOCUSTFILE), "--headless"]
+    command += ["-u", "2", "-r", "2", "-t", "5s", "--host", f"http://127.0.0.1:{port}"]
+    done = subprocess.run(
+        [*command, "--csv", str(tmp_path / "locust")], env=env, capture_output=True, text=True, timeout=120
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == ServerUnreachable.exit_status, output[-3000:]
+    assert "no server answered the last 10 requests" in output
+    records = read_records(tmp_path / "locust_requests.csv")
+    assert 0 < len(records) < 50 and not any(r.ok for r in records), len(records)
+    assert {r.request_type for r in records} == {"triton-http", "triton-grpc"}
+    assert f"127.0.0.1:{port + 1}" in output and ":8001" not in output, "gRPC follows --host"
+
+
+def test_vaani_loadtest_without_a_server_exits_3_with_the_reason(manifest, tmp_path, capsys):
+    port = _silent_port()
+    arguments = ["loadtest", "--http-url", f"127.0.0.1:{port}", "--users", "2", "--seconds", "5"]
+    code = cli.main([*arguments, "--manifest", str(manifest), "--output", str(tmp_path)])
+    error = capsys.readouterr().err
+    assert code == ServerUnreachable.exit_status, error[-3000:]
+    assert "no server answered" in error and f"127.0.0.1:{port + 1}" in error
 
 
 @pytest.mark.server
@@ -65,7 +116,8 @@ def test_locust_http_and_grpc_users_step_ramp(triton, manifest, tmp_path):
 
 @pytest.mark.server
 def test_locust_counts_server_errors_as_failures(triton, tmp_path):
-    """Audio past the server's limit is refused: Locust must report failures and exit non-zero."""
+    """Audio past the server's limit is refused: Locust must report failures and exit non-zero, but
+    a refusal is an answer, so the run is not stopped as if no server were there."""
     import soundfile
 
     long_audio = np.zeros(SAMPLING_RATE * 40, dtype=np.float32)
@@ -74,7 +126,7 @@ def test_locust_counts_server_errors_as_failures(triton, tmp_path):
     run = run_locust(
         triton.http_url, ["http"], tmp_path / "manifest.jsonl", tmp_path / "locust", users=1, seconds=2
     )
-    assert run.returncode != 0
+    assert run.returncode not in (0, ServerUnreachable.exit_status), run.log.read_text()[-3000:]
     assert run.records and not any(r.ok for r in run.records)
 
 

@@ -19,6 +19,7 @@ RUN_BY: dict[str, str] = {  # text that finds a block → what runs it
     "from vaani.client.api import transcribe": "tests/journey/test_journey.py",
     "-F response_format=srt": "tests/journey/test_journey.py",
     "from openai import OpenAI": "tests/journey/test_journey.py",
+    "ffmpeg -f lavfi -i anullsrc": "tests/journey/test_journey.py",
 }
 FENCE = re.compile(r"^```(\w*)\s*$")
 

@@ -124,7 +124,12 @@ def serving(ports: Ports, log: Path, *extra: str) -> Iterator[subprocess.Popen]:
 
 def _run(command: str, cwd: Path, timeout: int = 600) -> str:
     result = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", command], cwd=cwd, capture_output=True, text=True, timeout=timeout
+        ["bash", "-euo", "pipefail", "-c", command],
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,  # as in CI: nothing to answer a prompt with
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     assert result.returncode == 0, f"{command}\nexit {result.returncode}\n{result.stdout}\n{result.stderr}"
     return result.stdout
@@ -209,6 +214,10 @@ def _gateway(ports: Ports, shell: Path) -> None:
     assert output.startswith(shown), "the README shows another answer than the gateway gives"
     python = substitute(block("from openai import OpenAI", "python").code, ports)
     _python(python, shell)
+    bomb = block("ffmpeg -f lavfi -i anullsrc").code
+    refusal = _run(substitute(bomb, ports), shell)
+    shown = next(line for line in bomb.splitlines() if line.startswith('# {"error"'))
+    assert refusal.startswith(shown[2:].split("…")[0]), refusal  # the README's refusal, as shown
 
 
 def _wer(ports: Ports, tmp_path: Path) -> None:
