@@ -164,13 +164,19 @@ def _published(service: dict) -> list[str]:
 
 
 def test_cpu_stack_services_and_binding():
-    env = {k: v for k, v in os.environ.items() if k != "VAANI_BIND"}
+    """Localhost by default; VAANI_BIND publishes the gateway alone, the door for untrusted clients,
+    while Triton's and Prometheus's ports follow VAANI_INTERNAL_BIND."""
+    env = {k: v for k, v in os.environ.items() if k not in ("VAANI_BIND", "VAANI_INTERNAL_BIND")}
     services = _cpu_config(**env)["services"]
     assert set(services) == {*SERVING, *LOCUST}
     published = [p for s in services.values() for p in _published(s)]
     assert published and all(p.startswith("127.0.0.1:") for p in published)
-    exposed = _cpu_config(VAANI_BIND="0.0.0.0")["services"]
-    assert all(p.startswith("0.0.0.0:") for s in exposed.values() for p in _published(s))
+    exposed = _cpu_config(**env, VAANI_BIND="0.0.0.0")["services"]
+    public = {name for name, s in exposed.items() if any(p.startswith("0.0.0.0:") for p in _published(s))}
+    assert public == {"gateway"}
+    inside = _cpu_config(**env, VAANI_INTERNAL_BIND="10.0.0.5")["services"]
+    internal = _published(inside["triton"]) + _published(inside["prometheus"])
+    assert internal and all(p.startswith("10.0.0.5:") for p in internal)
 
 
 def test_cpu_triton_is_vaani_serve_with_health_and_limits():
