@@ -1,7 +1,7 @@
-"""The README's code blocks, as the journey runs them: found by their text, ports substituted.
+"""The documentation's code blocks, as the journey runs them: found by their text, ports substituted.
 
-A shell or Python block of the README either runs in CI (the journey names it in `RUN_BY`) or says
-on its first line, visibly, why it cannot run here: ``# not run in CI: REASON``.
+A shell or Python block of the README or a page under docs/ either runs in CI (the journey names it
+in `RUN_BY`) or says on its first line, visibly, why it cannot run here: ``# not run in CI: REASON``.
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
+DOCUMENTS = (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")))
 NOT_RUN = "# not run in CI: "
 RUN_BY: dict[str, str] = {  # text that finds a block → what runs it
     "make setup && make serve": "tests/journey/test_journey.py (make serve; make test sets up)",
@@ -26,28 +27,33 @@ FENCE = re.compile(r"^```(\w*)\s*$")
 
 @dataclass(frozen=True)
 class Block:
-    line: int  # of the opening fence, 1-based
+    place: str  # document:line of the opening fence
     language: str
     code: str
 
 
-def blocks(text: str | None = None) -> list[Block]:
-    lines = (README.read_text(encoding="utf-8") if text is None else text).splitlines()
+def blocks() -> list[Block]:
+    return [b for document in DOCUMENTS for b in _blocks(document)]
+
+
+def _blocks(document: Path) -> list[Block]:
+    lines = document.read_text(encoding="utf-8").splitlines()
     found, start, language = [], None, ""
     for number, line in enumerate(lines, 1):
         fence = FENCE.match(line)
         if fence and start is None:
             start, language = number, fence.group(1)
         elif line.strip() == "```" and start is not None:
-            found.append(Block(start, language, "\n".join(lines[start : number - 1]) + "\n"))
+            code = "\n".join(lines[start : number - 1]) + "\n"
+            found.append(Block(f"{document.relative_to(ROOT)}:{start}", language, code))
             start = None
     return found
 
 
 def block(containing: str, language: str = "bash") -> Block:
-    """The one README block of ``language`` whose code holds ``containing``."""
+    """The one documented block of ``language`` whose code holds ``containing``."""
     matches = [b for b in blocks() if b.language == language and containing in b.code]
-    assert len(matches) == 1, f"{len(matches)} README {language} blocks hold {containing!r}"
+    assert len(matches) == 1, f"{len(matches)} documented {language} blocks hold {containing!r}"
     return matches[0]
 
 
