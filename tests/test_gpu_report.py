@@ -338,7 +338,8 @@ def test_check_command_exits_nonzero_on_a_regression(tmp_path: Path, capsys: pyt
 
 def test_normalization_suite_checks_every_method_against_float64() -> None:
     """The benchmark's normalization section on the CPU: the engine's and each candidate's error and gaps."""
-    from vaani.benchmarks.gpu_benchmark import BLOCK_SUMS, SCATTER_ADD, large_config, normalization_suite
+    from vaani.benchmarks.gpu_normalization_suite import BLOCK_SUMS, SCATTER_ADD, normalization_suite
+    from vaani.benchmarks.gpu_workloads import large_config
 
     torch = pytest.importorskip("torch")
     timer = lambda run, warmup=0: {"ms": 0.0, "ms_min": 0.0, "reps": 1}  # noqa: E731  (timing is the GPU's)
@@ -352,7 +353,7 @@ def test_normalization_suite_checks_every_method_against_float64() -> None:
 def test_candidate_variant_swaps_the_engine_normalization_only_for_its_duration() -> None:
     """The engine itself keeps its normalization: the candidate is in it only while measured."""
     pytest.importorskip("torch")
-    from vaani.benchmarks.gpu_benchmark import packed_normalization
+    from vaani.benchmarks.gpu_normalization_suite import packed_normalization
     from vaani.benchmarks.normalization_candidates import normalize_packed_blocks
     from vaani.serving.engines import torch_engine, torch_normalization
 
