@@ -8,7 +8,7 @@ and issue 22's H200 profile of 32 × 10 s gave them 15 ms of a 53 ms call.
 `vaani.serving.preprocessing.normalize` on the CPU (tests/test_torch_engine.py), but a change to
 the engine must come with an H200 run in the same submission, and none could be made when it was
 written; so it waits here, and the next `benchmarks/gpu-machine.sh` run times it against the
-engine as it is, alone (`gpu_benchmark.normalization_suite`, with `cumulative_sums` and
+engine as it is, alone (`gpu_normalization_suite.normalization_suite`, with `cumulative_sums` and
 `segment_reduce_sums`, the alternatives considered) and inside the engine (the variant
 "engine, block-sums normalization (candidate)").
 

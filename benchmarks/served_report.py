@@ -87,7 +87,7 @@ def markdown(runs: dict[str, dict]) -> str:
         f"{env['python']}; wav2vec2-large shape with random weights, `torch` engine (BF16, packed), "
         f"greedy decoder; `max_batch_size` {settings['max_batch_size']}, queue delay "
         f"{settings['queue_delay_us']} µs, {settings['python_instances']} instances of each python step. "
-        "Clients: closed-loop async gRPC (`gpu_benchmark.load_test`), speech-like noise clips; "
+        "Clients: closed-loop async gRPC (`gpu_served_suite.load_test`), speech-like noise clips; "
         "mixed = 64 clips of 2–15 s; perf_analyzer at concurrency 64 over 24 of those clips.",
         "",
         "Commands: " + "; ".join(f"{name}: `{r['command']}`" for name, r in runs.items()),

@@ -74,8 +74,9 @@ def _ours() -> list[str]:
     return [line for line in result.stdout.splitlines() if "pgrep" not in line]
 
 
-def _regions() -> set[str]:
-    return {p.name for p in SHM.glob("triton_python_backend_shm_region*")}
+def _regions(processes: list[str]) -> set[str]:
+    """The shared-memory regions these step processes were given (their command lines name them)."""
+    return set(re.findall(r"triton_python_backend_shm_region_[\w-]+", "\n".join(processes)))
 
 
 def _ready(url: str) -> bool:
@@ -91,7 +92,7 @@ def serving(ports: Ports, log: Path, *extra: str) -> Iterator[subprocess.Popen]:
     """`make serve` in its own process group until the ensemble and the gateway answer; on leaving,
     Ctrl-C as a terminal sends it (SIGINT to the group), then no process or region may be left."""
     assert not _ours(), f"a server of the checkout's repository is already running: {_ours()}"
-    regions_before = _regions()
+    regions: set[str] = set()
     with log.open("w") as out:
         process = subprocess.Popen(
             _make_serve(ports, *extra), cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
@@ -109,6 +110,7 @@ def serving(ports: Ports, log: Path, *extra: str) -> Iterator[subprocess.Popen]:
             time.sleep(1)
         yield process
     finally:
+        regions = _regions(_ours())
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGINT)
         code = process.wait(timeout=120)
@@ -119,7 +121,9 @@ def serving(ports: Ports, log: Path, *extra: str) -> Iterator[subprocess.Popen]:
     assert "Traceback" not in output, output[-3000:]
     assert not _ours(), f"left running after Ctrl-C: {_ours()}"
     assert _consecutive_free_ports(4, start=ports.http) == ports.http, "a port is still held after Ctrl-C"
-    assert not _regions() - regions_before, f"left in /dev/shm: {_regions() - regions_before}"
+    assert regions, "no step process of this server was seen"
+    left = {name for name in regions if (SHM / name).exists()}
+    assert not left, f"left in /dev/shm: {left}"
 
 
 def _run(command: str, cwd: Path, timeout: int = 600) -> str:
