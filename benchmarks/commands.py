@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from vaani.benchmarks import word_times
 from vaani.benchmarks.bench import Bench, BenchPlan
 from vaani.benchmarks.bench_report import regenerate
 from vaani.build.commands import add_settings_arguments, settings_from_args
@@ -76,6 +77,7 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     add_clip_arguments(bench)
     add_settings_arguments(bench)
     bench.set_defaults(func=_bench)
+    word_times.register(subcommands)
 
 
 def _bench(args: argparse.Namespace) -> int:
