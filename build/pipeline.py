@@ -11,7 +11,6 @@ import inspect
 import json
 import shutil
 from dataclasses import asdict
-from importlib import resources
 from pathlib import Path
 
 from vaani import __version__
@@ -47,22 +46,24 @@ def is_current(repo: Path, key: str) -> bool:
 
 
 def install_steps(repo: Path, engine: str) -> None:
-    """Give ``repo`` exactly the steps ``engine`` serves: their `model.py` (package data of
-    `vaani.serving.steps`) where it is missing, and no folder of a step it does not serve.
+    """Give ``repo`` exactly the steps ``engine`` serves: their `model.py` where it is missing, and no
+    folder of a step it does not serve.
 
-    Runs on every build, the up-to-date one too: a step left over from another engine (`windows`
-    after `make engine`) would otherwise stay in the folder a server or a `docker compose up` reads.
+    A step's `model.py` is one line naming its class, `vaani.serving.steps.<step>.TritonPythonModel`,
+    so a reader of the repository sees what runs; it is written from the step's name, so a
+    non-editable install builds a working repository. Runs on every build, the up-to-date one too:
+    a step left over from another engine (`windows` after `make engine`) would otherwise stay in
+    the folder a server or a `docker compose up` reads.
     """
     served = served_models(engine)
     for step in STEPS:
         if step not in served:
             shutil.rmtree(repo / step, ignore_errors=True)
-    source = resources.files("vaani.serving.steps") / "model.py"
     for step in (s for s in STEPS if s in served):
         target = version_dir(repo, step) / "model.py"
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(source.read_bytes())
+            target.write_text(f"from vaani.serving.steps.{step} import TritonPythonModel  # noqa: F401\n")
 
 
 def served_from(repo: Path) -> tuple[str, ...]:

@@ -82,10 +82,24 @@ def test_non_editable_install_builds_the_steps(tmp_path):
     command = [python, "-c", code, "build", "--model", str(BUNDLED_MODEL), "--repository", str(repository)]
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
-    source = (root / "vaani" / "serving" / "steps" / "model.py").read_bytes()
-    for step in ENSEMBLE_STEPS:
-        assert (version_dir(repository, step) / "model.py").read_bytes() == source
+    for step in ENSEMBLE_STEPS:  # the tracked copies are what the build writes
+        tracked = (root / "model_repository" / step / "1" / "model.py").read_bytes()
+        assert (version_dir(repository, step) / "model.py").read_bytes() == tracked
     assert not (repository / WINDOWS_STEP).exists()  # a TensorRT plan's step only
+
+
+def test_each_step_file_names_its_class(tmp_path):
+    """Every step's `model.py` is one line importing its own class from a module that exists, so a
+    reader of the repository sees what runs (`windows` too, written only beside a TensorRT plan)."""
+    import importlib.util
+
+    from vaani.build.pipeline import install_steps
+
+    install_steps(tmp_path, "tensorrt")
+    for step in (*ENSEMBLE_STEPS, WINDOWS_STEP):
+        text = (version_dir(tmp_path, step) / "model.py").read_text()
+        assert text == f"from vaani.serving.steps.{step} import TritonPythonModel  # noqa: F401\n"
+        assert importlib.util.find_spec(f"vaani.serving.steps.{step}") is not None
 
 
 def test_a_cache_hit_still_removes_a_step_the_engine_does_not_serve(tmp_path, capsys):

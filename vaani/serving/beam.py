@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from vaani.serving.acoustic import AcousticSpec
-from vaani.serving.ctc import GreedyDecoder, Word
+from vaani.serving.ctc import DEFAULT_HOTWORD_WEIGHT, GreedyDecoder, Word, segments, transcript
 
 LM_DIR = "language_model"
 """The HF `Wav2Vec2ProcessorWithLM` folder name, in a model folder and in the decoder's version folder."""
@@ -35,7 +35,6 @@ ATTRS_FILE = "attrs.json"
 UNIGRAMS_FILE = "unigrams.txt"
 KENLM_SUFFIXES = (".arpa", ".bin", ".binary")
 DEFAULT_BEAM_WIDTH = 64
-DEFAULT_HOTWORD_WEIGHT = 10.0
 DEFAULT_PIECE_FRAMES = 1_000  # 20 s of wav2vec2 frames: one window's kept frames (--window-seconds)
 TOKEN_MIN_LOGP = -5.0
 """pyctcdecode's default, passed to it explicitly: a frame's tokens below this log-probability are
@@ -183,7 +182,7 @@ class BeamDecoder:
         One search over all frames, unbounded: for offline comparisons (`vaani wer`, the LM's tuning).
         """
         words = self._search(log_probs(logits, self._special), hotwords, weight)
-        return " ".join(w.word for w in words), words
+        return transcript(words), words
 
     def _search(self, logp: np.ndarray, hotwords: list[str] | None, weight: float) -> list[Word]:
         if logp.shape[0] == 0:
@@ -232,14 +231,12 @@ class BeamDecoder:
             found, fell_back = self._piece(logits[first:last], query)
             words += [Word(w.word, w.start_frame + first, w.end_frame + first) for w in found]
             greedy += (last - first) * fell_back
-        return Decoded(" ".join(w.word for w in words), words, greedy)
+        return Decoded(transcript(words), words, greedy)
 
     def _pieces(self, logits: np.ndarray, breaks: Sequence[int]) -> list[tuple[int, int]]:
-        """``(first, last)`` frames of every piece: the parts between ``breaks``, each cut by `pieces`."""
-        frames = logits.shape[0]
-        bounds = [b for b in sorted(set(breaks) | {0}) if b < frames]
+        """``(first, last)`` frames of every piece: the `segments` between ``breaks``, cut by `pieces`."""
         found = []
-        for first, last in zip(bounds, [*bounds[1:], frames]):
+        for first, last in segments(logits.shape[0], breaks):
             best = logits[first:last].argmax(axis=1)
             cuts = pieces(best, self.piece_frames, self._spec.blank_id, self._delimiter)
             found += [(first + start, first + end) for start, end in cuts]

@@ -35,11 +35,26 @@ def words_json(words: list[Word], frame_seconds: float) -> str:
     )
 
 
+def transcript(words: list[Word]) -> str:
+    """The text of ``words``, single spaces between them: every decoder's transcript is its words'."""
+    return " ".join(w.word for w in words)
+
+
+def segments(frames: int, breaks: Sequence[int]) -> list[tuple[int, int]]:
+    """``(first, one past the last)`` frame of each part of ``frames`` frames between ``breaks``, in order.
+
+    ``breaks`` are frames where a long recording was cut at a pause: greedy and beam decoding both
+    decode each part on its own, so no repeat is merged and no word runs across a break.
+    """
+    bounds = [b for b in sorted(set(breaks) | {0}) if b < frames]
+    return list(zip(bounds, [*bounds[1:], frames]))
+
+
 def words_from_pieces(pieces: list[tuple[str, int, int]]) -> list[Word]:
     """Join ``(text, start_frame, end_frame)`` pieces into words, split at whitespace.
 
-    Splitting the concatenated text at whitespace is how the transcript is formed, so the
-    words joined with single spaces equal the transcript whatever the tokens hold.
+    Split as ``str.split`` splits the pieces' text, so the words' `transcript` is that text with
+    its whitespace runs made single spaces, whatever the tokens hold.
     """
     words: list[Word] = []
     chars: list[str] = []
@@ -88,8 +103,7 @@ class GreedyDecoder:
         afresh after a word break: a repeat is not merged and a word does not run across it.
         """
         pieces: list[tuple[str, int, int]] = []
-        bounds = [b for b in sorted(set(breaks) | {0}) if b < ids.size]
-        for first, last in zip(bounds, [*bounds[1:], ids.size]):
+        for first, last in segments(ids.size, breaks):
             part = ids[first:last]
             starts = np.flatnonzero(np.r_[True, part[1:] != part[:-1]])
             ends = np.r_[starts[1:], part.size]
@@ -101,14 +115,13 @@ class GreedyDecoder:
             ]
         return pieces
 
-    def decode_ids(self, ids: np.ndarray, breaks: Sequence[int] = (0,)) -> str:
-        """Decode one utterance's per-frame token ids, afresh at each of ``breaks``."""
-        text = "".join(piece for piece, _, _ in self._runs(ids, breaks))
-        return " ".join(text.split())
-
     def words_ids(self, ids: np.ndarray, breaks: Sequence[int] = (0,)) -> list[Word]:
-        """One utterance's words with their frame spans; joined with spaces they equal `decode_ids`."""
+        """One utterance's words and their frame spans from its frames' token ids, afresh at each break."""
         return words_from_pieces(self._runs(ids, breaks))
+
+    def decode_ids(self, ids: np.ndarray, breaks: Sequence[int] = (0,)) -> str:
+        """One utterance's transcript: the `transcript` of its `words_ids`, the one text a decoder makes."""
+        return transcript(self.words_ids(ids, breaks))
 
     def best_paths(self, logits: np.ndarray, num_samples: np.ndarray) -> list[np.ndarray]:
         """Each utterance's per-frame argmax over its own frames (frames past its length are padding)."""
@@ -130,6 +143,8 @@ class DecoderInputError(ValueError):
 MAX_HOTWORDS = 100
 MAX_HOTWORD_CHARS = 100
 MAX_HOTWORD_WEIGHT = 100.0
+DEFAULT_HOTWORD_WEIGHT = 10.0
+"""How strongly the beam favours HOTWORDS when a request sends no HOTWORD_WEIGHT (pyctcdecode's default)."""
 
 
 def check_shape(spec: AcousticSpec, scores: np.ndarray, max_frames: int) -> None:
@@ -200,7 +215,7 @@ def check_decoder_inputs(
         words = list(dict.fromkeys(" ".join(w.split()) for w in words))
         if any(len(w) > MAX_HOTWORD_CHARS or not w for w in words):
             raise DecoderInputError(f"each of HOTWORDS must be 1 to {MAX_HOTWORD_CHARS} characters")
-    value = 10.0
+    value = DEFAULT_HOTWORD_WEIGHT
     if weight is not None:
         values = weight.reshape(-1).astype(np.float64)
         if values.size == 0 or not np.isfinite(values).all() or not (values >= 0).all():

@@ -1,4 +1,8 @@
-"""What a python-backend step learns from Triton's ``initialize(args)``: its parameters and files."""
+"""What a python-backend step learns from Triton's ``initialize(args)``: its parameters and files.
+
+Numpy only, so it imports anywhere; what a step reads from and answers to each request is
+`vaani.serving.steps.boundary`, which needs Triton's stub.
+"""
 
 from __future__ import annotations
 
@@ -31,3 +35,11 @@ class StepContext:
         """The plan `vaani build` wrote as parameters (chunk, context and pause, in samples)."""
         chunk, context, pause = (int(self.parameters[f"{k}_samples"]) for k in ("chunk", "context", "pause"))
         return WindowPlan(chunk, context, pause, self.spec())
+
+    def max_samples(self) -> int:
+        """The longest recording the repository takes (``--max-audio-seconds``), in samples.
+
+        Written by `vaani build` beside the window plan for every step, so no step keeps a default
+        of its own that could disagree with the build's.
+        """
+        return int(self.parameters["max_samples"])

@@ -18,7 +18,7 @@ warning when that happens).
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from vaani.serving.beam import LM_DIR, MAX_CANDIDATES_PER_FRAME, SEARCH_SHARE, BeamDecoder
+from vaani.serving.beam import DEFAULT_BEAM_WIDTH, LM_DIR, MAX_CANDIDATES_PER_FRAME, SEARCH_SHARE, BeamDecoder
 from vaani.serving.contract import (
     FRAME_TOKENS,
     HOTWORD_WEIGHT,
@@ -27,25 +27,19 @@ from vaani.serving.contract import (
     NUM_SAMPLES,
     SAMPLING_RATE,
     TRANSCRIPT,
-    WINDOW_PLAN,
     WORDS,
 )
-from vaani.serving.ctc import DecoderInputError, GreedyDecoder, check_decoder_inputs, words_json
+from vaani.serving.ctc import (
+    DecoderInputError,
+    GreedyDecoder,
+    Word,
+    check_decoder_inputs,
+    transcript,
+    words_json,
+)
 from vaani.serving.step import StepContext
-from vaani.serving.windowing import breaks, from_tensor, plan_problem
-
-
-def _strings(values: list[str]) -> np.ndarray:
-    return np.array([[v.encode("utf-8")] for v in values], dtype=np.object_)
-
-
-def _optional(request, name: str):
-    tensor = pb_utils.get_input_tensor_by_name(request, name)
-    return None if tensor is None else tensor.as_numpy()
-
-
-def _error(message: str, code):
-    return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, code))
+from vaani.serving.steps.boundary import Refused, asked_for, failed, layout, optional, read, refused, strings
+from vaani.serving.windowing import breaks
 
 
 class TritonPythonModel:
@@ -53,7 +47,7 @@ class TritonPythonModel:
         context = StepContext(args)
         self.spec = context.spec()
         self.plan = context.window_plan()
-        self.max_samples = int(context.number("max_samples", 480_000))
+        self.max_samples = context.max_samples()
         self.greedy = GreedyDecoder(self.spec)
         self.beam = None
         if context.parameters.get("decoder") == "beam":
@@ -61,47 +55,39 @@ class TritonPythonModel:
             self.beam = BeamDecoder(
                 self.spec,
                 lm_dir if lm_dir.is_dir() else None,
-                int(context.number("beam_width", 64)),
+                int(context.number("beam_width", DEFAULT_BEAM_WIDTH)),
                 piece_frames=self.plan.chunk // self.spec.samples_per_frame,
                 longest_seconds=self.max_samples / SAMPLING_RATE,
             )
 
-    def _cuts(self, request, num_samples: np.ndarray) -> list[int]:
-        """Frames where decoding starts afresh: the pauses of a checked plan (none: one window)."""
-        plan = _optional(request, WINDOW_PLAN)
-        if plan is None:
-            return [0]
-        problem = plan_problem(plan, num_samples.reshape(-1, 1), self.plan, self.max_samples)
-        if problem:
-            raise DecoderInputError(problem)
-        return breaks(from_tensor(plan), self.spec.samples_per_frame)
-
     def _decode(self, request):
-        logits, tokens = _optional(request, LOGITS), _optional(request, FRAME_TOKENS)
+        logits, tokens = optional(request, LOGITS), optional(request, FRAME_TOKENS)
         if self.beam is not None and (logits is None or tokens is not None):
             raise DecoderInputError("the beam-search decoder takes LOGITS (and no FRAME_TOKENS)")
         if (logits is None) == (tokens is None):
             raise DecoderInputError("the greedy decoder takes one of LOGITS and FRAME_TOKENS")
-        num_samples = pb_utils.get_input_tensor_by_name(request, NUM_SAMPLES).as_numpy()
+        num_samples = read(request, NUM_SAMPLES)
         hotwords, weight = check_decoder_inputs(
             self.spec,
             logits if tokens is None else tokens,
             num_samples,
             self.max_samples,
-            _optional(request, HOTWORDS),
-            _optional(request, HOTWORD_WEIGHT),
+            optional(request, HOTWORDS),
+            optional(request, HOTWORD_WEIGHT),
         )
-        cuts = self._cuts(request, num_samples)
+        windows = layout(request, num_samples, self.plan, self.max_samples)
+        # Decoding starts afresh at the pauses of a long recording's windows (none: one window).
+        cuts = [0] if windows is None else breaks(windows, self.spec.samples_per_frame)
         if self.beam is not None:
-            decoded = self._beam(logits, num_samples, cuts, hotwords, weight)
+            words = self._beam(logits, num_samples, cuts, hotwords, weight)
         else:
             paths = (
                 self.greedy.best_paths(logits, num_samples)
                 if tokens is None
                 else self.greedy.own_frames(tokens, num_samples)
             )
-            decoded = [(self.greedy.decode_ids(p, cuts), self.greedy.words_ids(p, cuts)) for p in paths]
-        return self._response(request, decoded)
+            words = [self.greedy.words_ids(path, cuts) for path in paths]
+        return self._response(request, words)
 
     def _beam(
         self,
@@ -110,17 +96,17 @@ class TritonPythonModel:
         cuts: list[int],
         hotwords: list[str] | None,
         weight: float,
-    ) -> list[tuple[str, list]]:
+    ) -> list[list[Word]]:
         """Beam search within its budgets; a fallback to greedy decoding is said in the log."""
         decoded = self.beam.decode(logits, num_samples, cuts, hotwords=hotwords, weight=weight)
         self._warn_greedy(sum(d.greedy_frames for d in decoded))
-        return [(d.text, d.words) for d in decoded]
+        return [d.words for d in decoded]
 
-    def _response(self, request, decoded: list[tuple[str, list]]):
-        outputs = [pb_utils.Tensor(TRANSCRIPT, _strings([text for text, _ in decoded]))]
-        if WORDS in request.requested_output_names():
-            words = [words_json(w, self.spec.frame_seconds) for _, w in decoded]
-            outputs.append(pb_utils.Tensor(WORDS, _strings(words)))
+    def _response(self, request, words: list[list[Word]]):
+        """Each utterance's transcript from its words (computed once), and the words when asked for."""
+        outputs = [strings(TRANSCRIPT, [transcript(w) for w in words])]
+        if asked_for(request, WORDS):
+            outputs.append(strings(WORDS, [words_json(w, self.spec.frame_seconds) for w in words]))
         return pb_utils.InferenceResponse(outputs)
 
     @staticmethod
@@ -138,9 +124,8 @@ class TritonPythonModel:
         for request in requests:
             try:
                 responses.append(self._decode(request))
-            except DecoderInputError as error:
-                responses.append(_error(str(error), pb_utils.TritonError.INVALID_ARG))
+            except (DecoderInputError, Refused) as error:
+                responses.append(refused(str(error)))
             except Exception as error:  # a decoder failure fails its request, not the batch
-                message = f"ctc_decoder failed: {type(error).__name__}: {error}"
-                responses.append(_error(message, pb_utils.TritonError.INTERNAL))
+                responses.append(failed("ctc_decoder", error))
         return responses

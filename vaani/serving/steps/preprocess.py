@@ -11,6 +11,7 @@ import triton_python_backend_utils as pb_utils
 from vaani.serving.contract import AUDIO, NUM_SAMPLES, WINDOW_PLAN, WINDOWS
 from vaani.serving.preprocessing import AudioError, AudioLimits, normalize
 from vaani.serving.step import StepContext
+from vaani.serving.steps.boundary import read, refused
 from vaani.serving.windowing import cut, to_tensor
 
 
@@ -23,7 +24,7 @@ class TritonPythonModel:
         context = StepContext(args)
         self.limits = AudioLimits(
             min_samples=int(context.number("min_samples", 400)),
-            max_samples=int(context.number("max_samples", 480_000)),
+            max_samples=context.max_samples(),
         )
         self.plan = context.window_plan()
         self.normalize = normalize if context.parameters.get("normalize", "true") == "true" else _as_is
@@ -32,12 +33,11 @@ class TritonPythonModel:
         return [self._one(request) for request in requests]
 
     def _one(self, request):
-        audio = pb_utils.get_input_tensor_by_name(request, AUDIO).as_numpy()
+        audio = read(request, AUDIO)
         try:
             self.limits.check(audio)
         except AudioError as error:
-            invalid = pb_utils.TritonError(str(error), pb_utils.TritonError.INVALID_ARG)  # HTTP 400
-            return pb_utils.InferenceResponse(error=invalid)
+            return refused(str(error))
         windows = self.plan.windows(audio)
         rows = audio.shape[0]
         return pb_utils.InferenceResponse(

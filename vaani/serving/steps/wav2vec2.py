@@ -16,17 +16,13 @@ engine spends anything on it.
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from vaani.serving.contract import FRAME_TOKENS, LOGITS, NUM_SAMPLES, WINDOW_PLAN, WINDOWS
+from vaani.serving.contract import FRAME_TOKENS, LOGITS
 from vaani.serving.ctc import best_tokens
 from vaani.serving.engines.base import Limits, host_array
 from vaani.serving.engines.registry import instance_device, load_engine
 from vaani.serving.step import StepContext
-from vaani.serving.windowing import SILENT, from_tensor, join, request_problem, silence_logits, split
-
-
-def _error(message: str, code=None):
-    error = pb_utils.TritonError(message) if code is None else pb_utils.TritonError(message, code)
-    return pb_utils.InferenceResponse(error=error)
+from vaani.serving.steps.boundary import Refused, Windowed, cancelled, failed, refused, windowed
+from vaani.serving.windowing import SILENT, join, silence_logits
 
 
 class TritonPythonModel:
@@ -34,7 +30,7 @@ class TritonPythonModel:
         context = StepContext(args)
         self.spec = context.spec()
         self.plan = context.window_plan()
-        self.max_samples = int(context.number("max_samples", 480_000))
+        self.max_samples = context.max_samples()
         self.max_padding = context.number("max_padding", 1.0)
         self.output = context.parameters.get("decoder_input", LOGITS)
         device = instance_device(context.instance_kind, context.device_id)
@@ -49,40 +45,34 @@ class TritonPythonModel:
 
     def execute(self, requests):
         responses = [None] * len(requests)
-        accepted = []  # (index of the request, its windows, their audio)
+        accepted: list[tuple[int, Windowed]] = []  # (index of the request, its checked windows)
         for index, request in enumerate(requests):
             if request.is_cancelled():
-                responses[index] = _error("cancelled by the client", pb_utils.TritonError.CANCELLED)
+                responses[index] = cancelled()
                 continue
-            flat, plan, num_samples = (
-                host_array(pb_utils.get_input_tensor_by_name(request, name))
-                for name in (WINDOWS, WINDOW_PLAN, NUM_SAMPLES)
-            )
-            problem = request_problem(flat, plan, num_samples, self.plan, self.max_samples)
-            if problem:
-                responses[index] = _error(problem, pb_utils.TritonError.INVALID_ARG)
-                continue
-            windows = from_tensor(plan)
-            accepted.append((index, windows, split(flat, windows)))
+            try:
+                accepted.append((index, windowed(request, self.plan, self.max_samples, host_array)))
+            except Refused as error:
+                responses[index] = refused(str(error))
         try:
-            logits = self._logits(accepted)
+            logits = self._logits([recording for _, recording in accepted])
         except Exception as error:  # an engine failure fails these requests, not the server
-            for index, _, _ in accepted:
-                responses[index] = _error(f"wav2vec2 engine failed: {type(error).__name__}: {error}")
+            for index, _ in accepted:
+                responses[index] = failed("wav2vec2 engine", error)
             return responses
-        for (index, windows, _), parts in zip(accepted, logits):
-            responses[index] = self._response(join(parts, windows))
+        for (index, recording), parts in zip(accepted, logits):
+            responses[index] = self._response(join(parts, recording.windows))
         return responses
 
-    def _logits(self, accepted):
-        """Each accepted request's per-window logits; the audible windows of all run together."""
+    def _logits(self, recordings: list[Windowed]) -> list[list[np.ndarray]]:
+        """Each recording's per-window logits; the audible windows of all run together."""
         audible = [
             (n, k)
-            for n, (_, windows, _) in enumerate(accepted)
-            for k, w in enumerate(windows)
+            for n, recording in enumerate(recordings)
+            for k, w in enumerate(recording.windows)
             if w.kind != SILENT
         ]
-        arrays = [self.engine.view(accepted[n][2][k]) for n, k in audible]
+        arrays = [self.engine.view(recordings[n].audio[k]) for n, k in audible]
         lengths = [[a.shape[1]] * a.shape[0] for a in arrays]
         ran = dict(zip(audible, self.engine.run_groups(arrays, lengths, self.spec.frames, self.max_padding)))
         return [
@@ -90,9 +80,9 @@ class TritonPythonModel:
                 np.asarray(ran[(n, k)])
                 if (n, k) in ran
                 else silence_logits(piece.shape[0], window.keep_to, self.spec.vocab_size, self.spec.blank_id)
-                for k, (window, piece) in enumerate(zip(windows, pieces))
+                for k, (window, piece) in enumerate(zip(recording.windows, recording.audio))
             ]
-            for n, (_, windows, pieces) in enumerate(accepted)
+            for n, recording in enumerate(recordings)
         ]
 
     def _response(self, logits: np.ndarray):

@@ -14,37 +14,30 @@ the audio of each execution: memory stays bounded however long the recording.
 
 import asyncio
 
+import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from vaani.serving.contract import (
-    ACOUSTIC,
-    ATTENTION_MASK,
-    FRAME_TOKENS,
-    INPUT_VALUES,
-    LOGITS,
-    NUM_SAMPLES,
-    WINDOW_PLAN,
-    WINDOWS,
-)
+from vaani.serving.contract import ACOUSTIC, ATTENTION_MASK, FRAME_TOKENS, INPUT_VALUES, LOGITS
 from vaani.serving.ctc import best_tokens
 from vaani.serving.preprocessing import pad_to_bucket, sample_mask
 from vaani.serving.step import StepContext
-from vaani.serving.windowing import SILENT, from_tensor, join, request_problem, silence_logits, split
+from vaani.serving.steps.boundary import Refused, cancelled, passed_on, refused, windowed
+from vaani.serving.windowing import SILENT, Window, join, silence_logits
 
 
 class WindowFailed(Exception):
-    """The acoustic model refused a window; the message and code are its own."""
+    """A window got no logits; ``answer`` is what its request gets instead (the plan's error, CANCELLED)."""
 
-    def __init__(self, error):
-        super().__init__(error.message())
-        self.error = error
+    def __init__(self, answer: pb_utils.InferenceResponse) -> None:
+        super().__init__()
+        self.answer = answer
 
 
 class TritonPythonModel:
     def initialize(self, args):
         context = StepContext(args)
         self.plan = context.window_plan()
-        self.max_samples = int(context.number("max_samples", 480_000))
+        self.max_samples = context.max_samples()
         self.bucket = int(context.number("bucket_samples", 0))
         self.in_flight = int(context.number("windows_in_flight", 16))
         names = context.parameters.get("acoustic_inputs", f"{INPUT_VALUES},{ATTENTION_MASK}")
@@ -55,49 +48,42 @@ class TritonPythonModel:
         return list(await asyncio.gather(*(self._one(request) for request in requests)))
 
     async def _one(self, request):
-        flat = pb_utils.get_input_tensor_by_name(request, WINDOWS).as_numpy()
-        plan = pb_utils.get_input_tensor_by_name(request, WINDOW_PLAN).as_numpy()
-        num_samples = pb_utils.get_input_tensor_by_name(request, NUM_SAMPLES).as_numpy()
-        problem = request_problem(flat, plan, num_samples, self.plan, self.max_samples)
-        if problem:
-            return pb_utils.InferenceResponse(
-                error=pb_utils.TritonError(problem, pb_utils.TritonError.INVALID_ARG)
-            )
-        windows = from_tensor(plan)
+        try:
+            recording = windowed(request, self.plan, self.max_samples)
+        except Refused as error:
+            return refused(str(error))
         gate = asyncio.Semaphore(self.in_flight)
         jobs = [
             self._silence(piece.shape[0], window)
             if window.kind == SILENT
             else self._run(piece, gate, request)
-            for piece, window in zip(split(flat, windows), windows)
+            for piece, window in zip(recording.audio, recording.windows)
         ]
         try:
             logits = await asyncio.gather(*jobs)
         except WindowFailed as failure:
-            return pb_utils.InferenceResponse(error=failure.error)
-        joined = join(logits, windows)
+            return failure.answer
+        joined = join(logits, recording.windows)
         if self.output == FRAME_TOKENS:
             return pb_utils.InferenceResponse([pb_utils.Tensor(FRAME_TOKENS, best_tokens(joined))])
         return pb_utils.InferenceResponse([pb_utils.Tensor(LOGITS, joined)])
 
-    async def _silence(self, rows, window):
+    async def _silence(self, rows: int, window: Window) -> np.ndarray:
         spec = self.plan.spec
         return silence_logits(rows, window.keep_to, spec.vocab_size, spec.blank_id)
 
-    async def _run(self, piece, gate, request):
+    async def _run(self, piece: np.ndarray, gate: asyncio.Semaphore, request) -> np.ndarray:
         values = pad_to_bucket(piece, self.bucket)
         inputs = [pb_utils.Tensor(INPUT_VALUES, values)]
         if self.takes_mask:
             inputs.append(pb_utils.Tensor(ATTENTION_MASK, sample_mask(*values.shape, piece.shape[1])))
         async with gate:
             if request.is_cancelled():
-                raise WindowFailed(
-                    pb_utils.TritonError("cancelled by the client", pb_utils.TritonError.CANCELLED)
-                )
+                raise WindowFailed(cancelled())
             call = pb_utils.InferenceRequest(
                 model_name=ACOUSTIC, requested_output_names=[LOGITS], inputs=inputs
             )
             response = await call.async_exec()
         if response.has_error():
-            raise WindowFailed(response.error())
+            raise WindowFailed(passed_on(response.error()))
         return pb_utils.get_output_tensor_by_name(response, LOGITS).as_numpy()
