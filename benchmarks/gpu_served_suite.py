@@ -36,7 +36,7 @@ def prepare_repository(model: object, repository: Path, settings) -> None:
     model_dir = repository.parent / "model"
     model.save_pretrained(str(model_dir), safe_serialization=True)
     save_processor(model_dir)
-    install_steps(repository)
+    install_steps(repository, settings.engine)
     hf = HfModel.load(model_dir)
     save_model(hf.model, version_dir(repository, ACOUSTIC))
     write_configs(repository, hf.spec(), settings, source_model="random wav2vec2-large")
