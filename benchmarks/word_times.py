@@ -27,7 +27,6 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import jiwer
 import numpy as np
 
 from vaani.recipe.corpus.recordings import PlacedSentence, long_recording
@@ -76,6 +75,8 @@ def sentence_of_each(words: list[TimedWord], sentences: list[PlacedSentence]) ->
     owner = [0] * len(words)
     if not words:
         return owner
+    import jiwer  # the eval extra: `vaani --help` must not need it (the serving image has none)
+
     result = jiwer.process_words(" ".join(w for _, w in reference), " ".join(w.word for w in words))
     for chunk in result.alignments[0]:
         if chunk.type == "delete":

@@ -10,9 +10,9 @@ import urllib.request
 
 from vaani.server.process import free_port
 
-BLOCK_HEAVY = (
+BLOCK_HEAVY = (  # the build and eval extras: the serving image installs neither
     "import sys\n"
-    "for name in ('torch', 'transformers', 'onnx'):\n"
+    "for name in ('torch', 'transformers', 'onnx', 'jiwer', 'matplotlib'):\n"
     "    sys.modules[name] = None  # any import of them now fails\n"
 )
 
