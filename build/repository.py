@@ -291,6 +291,8 @@ def ctc_decoder_config(
             _io(mc.ModelInput, WINDOW_PLAN, mc.TYPE_INT64, [-1], ragged=True),
             _io(mc.ModelInput, HOTWORDS, mc.TYPE_STRING, [-1], ragged=True),
             _io(mc.ModelInput, HOTWORD_WEIGHT, mc.TYPE_FP32, [1]),
+            # The client's audio: word times end where the sound does (`vaani.serving.alignment`).
+            _io(mc.ModelInput, AUDIO, mc.TYPE_FP32, [-1], ragged=True),
         ]
     )
     for tensor in config.input[1:]:  # `wav2vec2` sends one of LOGITS and FRAME_TOKENS
@@ -353,6 +355,7 @@ def ensemble_config(settings: RepositorySettings, decoder: str = "greedy") -> mc
                         WINDOW_PLAN: "window_plan",
                         HOTWORDS: HOTWORDS,
                         HOTWORD_WEIGHT: HOTWORD_WEIGHT,
+                        AUDIO: AUDIO,
                     },
                     output_map={TRANSCRIPT: TRANSCRIPT, WORDS: WORDS},
                 ),

@@ -16,16 +16,18 @@ import pytest
 from vaani.benchmarks.word_times import (
     END_TOLERANCE,
     ONSET_TOLERANCE,
+    TimedWord,
     in_seconds,
     score,
     served_logits,
 )
+from vaani.client.api import TranscriptionClient
 from vaani.recipe.corpus import synth
 from vaani.recipe.corpus.recordings import long_recording, speech_span
 from vaani.serving.alignment import NO_WORD, WordAligner, speech_runs, viterbi, voiced_frames
 from vaani.serving.beam import LM_DIR, BeamDecoder
 from vaani.serving.contract import SAMPLING_RATE
-from vaani.serving.ctc import GreedyDecoder, Word
+from vaani.serving.ctc import DecoderInputError, GreedyDecoder, Word
 from vaani.subtitles import CueRules, cues
 
 from .conftest import BUNDLED_MODEL
@@ -201,3 +203,19 @@ def test_long_garbage_is_aligned_in_bounded_pieces(spec):
     swapped = [Word(w.word[::-1], w.start_frame, w.end_frame) for w in words]
     timed = aligner.word_times(swapped, cuts, best, logits)
     assert [w.word for w in timed] == [w.word for w in swapped]
+
+
+def test_audio_from_a_direct_caller_must_hold_its_samples(spec):
+    words, best = [[Word("क", 1, 2)]], [np.array([0, 17, 0])]
+    with pytest.raises(DecoderInputError, match="AUDIO"):
+        WordAligner(spec).batch(words, [0], best, np.array([[1_040]]), audio=np.zeros((1, 1_000), np.float32))
+
+
+def test_served_words_meet_the_goal(triton, recording):
+    """Through the server (greedy, FRAME_TOKENS and the audio to the decoder): the same goal."""
+    audio, sentences = recording
+    ((text, words),) = TranscriptionClient(triton.http_url).transcribe_words(audio[None])
+    assert " ".join(w["word"] for w in words) == text
+    timing = score([TimedWord(w["word"], w["start"], w["end"]) for w in words], sentences)
+    print(timing)
+    assert timing.meets_goal, timing

@@ -34,7 +34,7 @@ from itertools import pairwise
 import numpy as np
 
 from vaani.serving.acoustic import AcousticSpec
-from vaani.serving.ctc import Word
+from vaani.serving.ctc import DecoderInputError, Word, segments
 from vaani.serving.windowing import SILENCE_RATIO
 
 PAUSE_SECONDS = 0.15
@@ -182,6 +182,44 @@ class WordAligner:
         voiced = voiced_frames(audio, best.size, self._spec.samples_per_frame)
         return self.place(words, owners, speech_runs(voiced, self.pause_frames))
 
+    def batch(
+        self,
+        words: list[list[Word]],
+        breaks: Sequence[int],
+        best: list[np.ndarray],
+        num_samples: np.ndarray,
+        logits: np.ndarray | None = None,
+        audio: np.ndarray | None = None,
+    ) -> list[list[Word]]:
+        """`word_times` for each utterance of a `ctc_decoder` request.
+
+        ``best`` holds each utterance's best tokens over its own frames, ``logits`` the request's
+        ``[batch, frames, vocab]`` (beam search) and ``audio`` its ``AUDIO`` ``[batch, samples]``, which
+        the ensemble passes on from the client. A direct caller may send any: refused unless it holds
+        every utterance's ``NUM_SAMPLES`` samples; without it the words keep the aligned frames.
+        """
+        lengths = [int(n) for n in num_samples.reshape(-1)]
+        if audio is not None and (
+            audio.dtype != np.float32
+            or audio.ndim != 2
+            or audio.shape[0] != len(words)
+            or audio.shape[1] < max(lengths, default=0)
+        ):
+            raise DecoderInputError(
+                f"AUDIO must be [batch, samples] FP32 with batch {len(words)} and at least NUM_SAMPLES "
+                f"samples; got {list(audio.shape)} {audio.dtype}"
+            )
+        return [
+            self.word_times(
+                found,
+                breaks,
+                path,
+                None if logits is None else logits[row, : path.size],
+                None if audio is None else audio[row, : lengths[row]],
+            )
+            for row, (found, path) in enumerate(zip(words, best))
+        ]
+
     def tokens(self, word: str) -> list[int] | None:
         """The word's letters as token ids, longest token first; None if a letter is not in the vocabulary."""
         ids, position = [], 0
@@ -219,10 +257,9 @@ class WordAligner:
     def pieces(self, words: list[Word], breaks: Sequence[int], frames: int) -> list[Piece]:
         """Pieces of at most ``piece_frames`` (unless one word is longer), cut at every break and
         otherwise halfway between two words' spans (the decoder's words never cross a break)."""
-        bounds = sorted({b for b in breaks if 0 < b < frames} | {0, frames})
         pieces: list[Piece] = []
         index = 0
-        for start, stop in pairwise(bounds):
+        for start, stop in segments(frames, breaks):
             mine = index
             while index < len(words) and words[index].start_frame < stop:
                 index += 1

@@ -1,7 +1,9 @@
 """Step 3 of `asr`: CTC over each utterance's own frames; UTF-8 text out, and word times if asked.
 
 Greedy decoding reads each frame's best token (``FRAME_TOKENS``, what `wav2vec2` sends it);
-beam search reads ``LOGITS``. A direct caller may send ``LOGITS`` to either.
+beam search reads ``LOGITS``. A direct caller may send ``LOGITS`` to either. Asked for ``WORDS``, it
+aligns the words to the frames and places them by the energy of ``AUDIO``, which the ensemble passes
+on (`vaani.serving.alignment`): a word ends where its sound ends.
 
 Greedy, or beam search (with the repository's KenLM when the build put one in ``language_model/``)
 when the config's ``decoder`` parameter says ``beam``. Optional per-request ``HOTWORDS`` and
@@ -18,8 +20,10 @@ warning when that happens).
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
+from vaani.serving.alignment import WordAligner
 from vaani.serving.beam import DEFAULT_BEAM_WIDTH, LM_DIR, MAX_CANDIDATES_PER_FRAME, SEARCH_SHARE, BeamDecoder
 from vaani.serving.contract import (
+    AUDIO,
     FRAME_TOKENS,
     HOTWORD_WEIGHT,
     HOTWORDS,
@@ -49,6 +53,7 @@ class TritonPythonModel:
         self.plan = context.window_plan()
         self.max_samples = context.max_samples()
         self.greedy = GreedyDecoder(self.spec)
+        self.aligner = WordAligner(self.spec)
         self.beam = None
         if context.parameters.get("decoder") == "beam":
             lm_dir = context.version_dir / LM_DIR
@@ -78,6 +83,7 @@ class TritonPythonModel:
         windows = layout(request, num_samples, self.plan, self.max_samples)
         # Decoding starts afresh at the pauses of a long recording's windows (none: one window).
         cuts = [0] if windows is None else breaks(windows, self.spec.samples_per_frame)
+        paths = None
         if self.beam is not None:
             words = self._beam(logits, num_samples, cuts, hotwords, weight)
         else:
@@ -87,6 +93,10 @@ class TritonPythonModel:
                 else self.greedy.own_frames(tokens, num_samples)
             )
             words = [self.greedy.words_ids(path, cuts) for path in paths]
+        if asked_for(request, WORDS):  # times from the frames aligned to the words and the audio's energy
+            best = paths if paths is not None else self.greedy.best_paths(logits, num_samples)
+            scores = logits if self.beam is not None else None
+            words = self.aligner.batch(words, cuts, best, num_samples, scores, optional(request, AUDIO))
         return self._response(request, words)
 
     def _beam(
