@@ -139,7 +139,7 @@ class Row:
 def in_process(model_dir: Path, audio: np.ndarray, sentences: list[PlacedSentence]) -> list[Row]:
     """Greedy and beam (+ the model's LM, if any), each timed by its frames and by alignment."""
     from vaani.build.hf_model import HfModel
-    from vaani.serving.alignment import WordAligner
+    from vaani.serving.alignment import WordAligner, frame_rms
     from vaani.serving.beam import LM_DIR, BeamDecoder
     from vaani.serving.ctc import GreedyDecoder
 
@@ -158,10 +158,11 @@ def in_process(model_dir: Path, audio: np.ndarray, sentences: list[PlacedSentenc
         ),
     }
     aligner = WordAligner(spec)
+    rms = frame_rms(audio, best.size, spec.samples_per_frame)  # what `preprocess` sends the decoder
     rows = []
     for name, (words, scores) in decoded.items():
         rows.append(Row(name, "frames", score(in_seconds(words, spec.frame_seconds), sentences)))
-        aligned, rate = _timed(partial(aligner.word_times, words, cuts, best, scores, audio), seconds)
+        aligned, rate = _timed(partial(aligner.word_times, words, cuts, best, scores, rms), seconds)
         rows.append(Row(name, "aligned", score(in_seconds(aligned, spec.frame_seconds), sentences), rate))
     return rows
 

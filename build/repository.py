@@ -23,6 +23,7 @@ from vaani.serving.contract import (
     DECODER,
     ENSEMBLE,
     ENSEMBLE_STEPS,
+    FRAME_RMS,
     FRAME_TOKENS,
     HOTWORD_WEIGHT,
     HOTWORDS,
@@ -179,6 +180,7 @@ def preprocess_config(
             _io(mc.ModelOutput, WINDOWS, mc.TYPE_FP32, [-1]),
             _io(mc.ModelOutput, WINDOW_PLAN, mc.TYPE_INT64, [-1]),
             _io(mc.ModelOutput, NUM_SAMPLES, mc.TYPE_INT64, [1]),
+            _io(mc.ModelOutput, FRAME_RMS, mc.TYPE_FP32, [-1]),
         ]
     )
     _parameters(
@@ -291,8 +293,8 @@ def ctc_decoder_config(
             _io(mc.ModelInput, WINDOW_PLAN, mc.TYPE_INT64, [-1], ragged=True),
             _io(mc.ModelInput, HOTWORDS, mc.TYPE_STRING, [-1], ragged=True),
             _io(mc.ModelInput, HOTWORD_WEIGHT, mc.TYPE_FP32, [1]),
-            # The client's audio: word times end where the sound does (`vaani.serving.alignment`).
-            _io(mc.ModelInput, AUDIO, mc.TYPE_FP32, [-1], ragged=True),
+            # Each frame's loudness: word times end where the sound does (`vaani.serving.alignment`).
+            _io(mc.ModelInput, FRAME_RMS, mc.TYPE_FP32, [-1], ragged=True),
         ]
     )
     for tensor in config.input[1:]:  # `wav2vec2` sends one of LOGITS and FRAME_TOKENS
@@ -338,7 +340,12 @@ def ensemble_config(settings: RepositorySettings, decoder: str = "greedy") -> mc
                     model_name=PREPROCESS,
                     model_version=-1,
                     input_map={AUDIO: AUDIO},
-                    output_map={WINDOWS: "windows", WINDOW_PLAN: "window_plan", NUM_SAMPLES: "num_samples"},
+                    output_map={
+                        WINDOWS: "windows",
+                        WINDOW_PLAN: "window_plan",
+                        NUM_SAMPLES: "num_samples",
+                        FRAME_RMS: "frame_rms",
+                    },
                 ),
                 step(
                     model_name=acoustic,
@@ -355,7 +362,7 @@ def ensemble_config(settings: RepositorySettings, decoder: str = "greedy") -> mc
                         WINDOW_PLAN: "window_plan",
                         HOTWORDS: HOTWORDS,
                         HOTWORD_WEIGHT: HOTWORD_WEIGHT,
-                        AUDIO: AUDIO,
+                        FRAME_RMS: "frame_rms",
                     },
                     output_map={TRANSCRIPT: TRANSCRIPT, WORDS: WORDS},
                 ),

@@ -24,7 +24,7 @@ from vaani.benchmarks.word_times import (
 from vaani.client.api import TranscriptionClient
 from vaani.recipe.corpus import synth
 from vaani.recipe.corpus.recordings import long_recording, speech_span
-from vaani.serving.alignment import NO_WORD, WordAligner, speech_runs, viterbi, voiced_frames
+from vaani.serving.alignment import NO_WORD, WordAligner, frame_rms, speech_runs, viterbi, voiced_frames
 from vaani.serving.beam import LM_DIR, BeamDecoder
 from vaani.serving.contract import SAMPLING_RATE
 from vaani.serving.ctc import DecoderInputError, GreedyDecoder, Word
@@ -71,7 +71,7 @@ def test_words_end_with_their_speech_and_start_at_its_onset(spec, recording, fra
     _, cuts, best = frames
     words, logits = decoded[decoder]
     before = score(in_seconds(words, spec.frame_seconds), sentences)
-    timed = WordAligner(spec).word_times(words, cuts, best, logits, audio)
+    timed = WordAligner(spec).word_times(words, cuts, best, logits, _rms(spec, audio))
     after = score(in_seconds(timed, spec.frame_seconds), sentences)
     print(decoder, "frames:", before, "aligned:", after)
     assert [w.word for w in timed] == [w.word for w in words], "alignment changed the words"
@@ -86,7 +86,8 @@ def test_subtitle_cues_start_and_end_with_their_own_sentence(spec, recording, fr
     audio, sentences = recording
     _, cuts, best = frames
     words, _ = decoded["greedy"]
-    timed = in_seconds(WordAligner(spec).word_times(words, cuts, best, None, audio), spec.frame_seconds)
+    timed = WordAligner(spec).word_times(words, cuts, best, None, _rms(spec, audio))
+    timed = in_seconds(timed, spec.frame_seconds)
     found = cues(timed, CueRules())
     assert len(found) >= SENTENCES
     for cue in found:
@@ -160,7 +161,7 @@ def test_speech_without_pauses_keeps_its_words_where_their_letters_are(spec, bun
     values, mask = bundled_model.features([audio])
     best = bundled_model.logits(values, mask)[0][: spec.frames(audio.size)].argmax(axis=1)
     words = GreedyDecoder(spec).words_ids(best)
-    placed = WordAligner(spec).word_times(words, [0], best, None, audio)
+    placed = WordAligner(spec).word_times(words, [0], best, None, _rms(spec, audio))
     assert len(words) > 8 and placed[0].start_frame <= words[0].start_frame
     assert [w.start_frame for w in placed[1:]] == [w.start_frame for w in words[1:]]
 
@@ -174,9 +175,7 @@ def test_pauses_are_found_under_steady_noise(spec, recording):
     level = np.sqrt((speech**2).mean()) / 10
     noisy = audio + np.random.default_rng(0).normal(0, level, audio.size).astype(np.float32)
     aligner = WordAligner(spec)
-    runs = speech_runs(
-        voiced_frames(noisy, spec.frames(audio.size), spec.samples_per_frame), aligner.pause_frames
-    )
+    runs = speech_runs(voiced_frames(_rms(spec, noisy)), aligner.pause_frames)
     times = runs * spec.frame_seconds
     assert len(runs) == SENTENCES
     for (start, end), sentence in zip(times, sentences):
@@ -205,17 +204,22 @@ def test_long_garbage_is_aligned_in_bounded_pieces(spec):
     assert [w.word for w in timed] == [w.word for w in swapped]
 
 
-def test_audio_from_a_direct_caller_must_hold_its_samples(spec):
+def test_frame_rms_from_a_direct_caller_must_hold_its_frames(spec):
     words, best = [[Word("क", 1, 2)]], [np.array([0, 17, 0])]
-    with pytest.raises(DecoderInputError, match="AUDIO"):
-        WordAligner(spec).batch(words, [0], best, np.array([[1_040]]), audio=np.zeros((1, 1_000), np.float32))
+    with pytest.raises(DecoderInputError, match="FRAME_RMS"):
+        WordAligner(spec).batch(words, [0], best, rms=np.zeros((1, 2), np.float32))
 
 
 def test_served_words_meet_the_goal(triton, recording):
-    """Through the server (greedy, FRAME_TOKENS and the audio to the decoder): the same goal."""
+    """Through the server (greedy: FRAME_TOKENS, and FRAME_RMS from preprocess): the same goal."""
     audio, sentences = recording
     ((text, words),) = TranscriptionClient(triton.http_url).transcribe_words(audio[None])
     assert " ".join(w["word"] for w in words) == text
     timing = score([TimedWord(w["word"], w["start"], w["end"]) for w in words], sentences)
     print(timing)
     assert timing.meets_goal, timing
+
+
+def _rms(spec, audio: np.ndarray) -> np.ndarray:
+    """What `preprocess` sends the decoder for ``audio``."""
+    return frame_rms(audio, spec.frames(audio.size), spec.samples_per_frame)

@@ -107,18 +107,23 @@ def viterbi(scores: np.ndarray, targets: np.ndarray) -> np.ndarray | None:
     return np.where(path % 2 == 1, (path - 1) // 2, NO_WORD)
 
 
-def voiced_frames(audio: np.ndarray, frames: int, samples_per_frame: int) -> np.ndarray:
-    """Per frame, whether its samples are louder than silence: RMS over 1 % of the loud level and
+def frame_rms(audio: np.ndarray, frames: int, samples_per_frame: int) -> np.ndarray:
+    """Each frame's RMS over one utterance's samples (FP32 ``[frames]``): all the word times need of the
+    audio, sent by `preprocess` as ``FRAME_RMS`` at 1/``samples_per_frame`` of the audio's bytes."""
+    own = np.asarray(audio, dtype=np.float32).reshape(-1)
+    if own.size < frames * samples_per_frame:
+        own = np.concatenate([own, np.zeros(frames * samples_per_frame - own.size, dtype=np.float32)])
+    blocks = own[: frames * samples_per_frame].reshape(frames, samples_per_frame)
+    return np.sqrt(np.einsum("ij,ij->i", blocks, blocks) / samples_per_frame).astype(np.float32)
+
+
+def voiced_frames(rms: np.ndarray) -> np.ndarray:
+    """Per frame, whether it is louder than silence: RMS (`frame_rms`) over 1 % of the loud level and
     over twice the noise floor.
 
     The loud level is the recording's 95th percentile frame RMS, as `windowing` finds pauses, so a
     pause the server cuts at is a pause here too; the floor (`NOISE_MARGIN`) keeps pauses under noise.
     """
-    own = np.asarray(audio, dtype=np.float32).reshape(-1)
-    if own.size < frames * samples_per_frame:
-        own = np.concatenate([own, np.zeros(frames * samples_per_frame - own.size, dtype=np.float32)])
-    blocks = own[: frames * samples_per_frame].reshape(frames, samples_per_frame)
-    rms = np.sqrt(np.einsum("ij,ij->i", blocks, blocks) / samples_per_frame)
     if rms.size == 0:
         return rms.astype(bool)
     floor, loud = np.percentile(rms, [NOISE_PERCENTILE, 95])
@@ -168,46 +173,41 @@ class WordAligner:
         breaks: Sequence[int],
         best: np.ndarray,
         logits: np.ndarray | None = None,
-        audio: np.ndarray | None = None,
+        rms: np.ndarray | None = None,
     ) -> list[Word]:
-        """``words`` as a decoder found them, with spans from the alignment and, given ``audio``, the energy.
+        """``words`` as a decoder found them, with spans from the alignment and, given ``rms``, the energy.
 
         ``best`` is the utterance's per-frame best token (``FRAME_TOKENS``), ``logits`` its
-        ``[frames, vocab]`` scores when the text may differ from the best path (beam search), ``audio``
-        its own samples. ``breaks`` are the frames where the decoder started afresh.
+        ``[frames, vocab]`` scores when the text may differ from the best path (beam search), ``rms``
+        its frames' `frame_rms`. ``breaks`` are the frames where the decoder started afresh.
         """
         owners = self.owners(words, breaks, best, logits)
-        if audio is None:
+        if rms is None:
             return self._spans(words, owners)
-        voiced = voiced_frames(audio, best.size, self._spec.samples_per_frame)
-        return self.place(words, owners, speech_runs(voiced, self.pause_frames))
+        return self.place(words, owners, speech_runs(voiced_frames(rms[: best.size]), self.pause_frames))
 
     def batch(
         self,
         words: list[list[Word]],
         breaks: Sequence[int],
         best: list[np.ndarray],
-        num_samples: np.ndarray,
         logits: np.ndarray | None = None,
-        audio: np.ndarray | None = None,
+        rms: np.ndarray | None = None,
     ) -> list[list[Word]]:
         """`word_times` for each utterance of a `ctc_decoder` request.
 
         ``best`` holds each utterance's best tokens over its own frames, ``logits`` the request's
-        ``[batch, frames, vocab]`` (beam search) and ``audio`` its ``AUDIO`` ``[batch, samples]``, which
-        the ensemble passes on from the client. A direct caller may send any: refused unless it holds
-        every utterance's ``NUM_SAMPLES`` samples; without it the words keep the aligned frames.
+        ``[batch, frames, vocab]`` (beam search) and ``rms`` its ``FRAME_RMS`` ``[batch, frames]``, which
+        `preprocess` makes from the client's audio. A direct caller may send any: refused unless it holds
+        every utterance's frames; without it the words keep the aligned frames.
         """
-        lengths = [int(n) for n in num_samples.reshape(-1)]
-        if audio is not None and (
-            audio.dtype != np.float32
-            or audio.ndim != 2
-            or audio.shape[0] != len(words)
-            or audio.shape[1] < max(lengths, default=0)
+        frames = max((path.size for path in best), default=0)
+        if rms is not None and (
+            rms.dtype != np.float32 or rms.ndim != 2 or rms.shape[0] != len(words) or rms.shape[1] < frames
         ):
             raise DecoderInputError(
-                f"AUDIO must be [batch, samples] FP32 with batch {len(words)} and at least NUM_SAMPLES "
-                f"samples; got {list(audio.shape)} {audio.dtype}"
+                f"FRAME_RMS must be [batch, frames] FP32 with batch {len(words)} and at least {frames} "
+                f"frames; got {list(rms.shape)} {rms.dtype}"
             )
         return [
             self.word_times(
@@ -215,7 +215,7 @@ class WordAligner:
                 breaks,
                 path,
                 None if logits is None else logits[row, : path.size],
-                None if audio is None else audio[row, : lengths[row]],
+                None if rms is None else rms[row],
             )
             for row, (found, path) in enumerate(zip(words, best))
         ]

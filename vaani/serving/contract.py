@@ -36,6 +36,9 @@ INPUT_VALUES = "INPUT_VALUES"
 ATTENTION_MASK = "ATTENTION_MASK"
 NUM_SAMPLES = "NUM_SAMPLES"
 LOGITS = "LOGITS"
+FRAME_RMS = "FRAME_RMS"
+"""Each frame's RMS of the client's audio (FP32, `preprocess` to `ctc_decoder`): where speech is, so
+that a word's time ends where its sound does; 1/320 of the audio's bytes."""
 FRAME_TOKENS = "FRAME_TOKENS"
 """The most probable token of each frame (INT32): all greedy decoding needs, 1/vocab of LOGITS' bytes."""
 

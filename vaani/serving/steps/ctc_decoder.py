@@ -2,8 +2,8 @@
 
 Greedy decoding reads each frame's best token (``FRAME_TOKENS``, what `wav2vec2` sends it);
 beam search reads ``LOGITS``. A direct caller may send ``LOGITS`` to either. Asked for ``WORDS``, it
-aligns the words to the frames and places them by the energy of ``AUDIO``, which the ensemble passes
-on (`vaani.serving.alignment`): a word ends where its sound ends.
+aligns the words to the frames and places them by the loudness of each frame, ``FRAME_RMS``, which
+`preprocess` measures (`vaani.serving.alignment`): a word ends where its sound ends.
 
 Greedy, or beam search (with the repository's KenLM when the build put one in ``language_model/``)
 when the config's ``decoder`` parameter says ``beam``. Optional per-request ``HOTWORDS`` and
@@ -23,7 +23,7 @@ import triton_python_backend_utils as pb_utils
 from vaani.serving.alignment import WordAligner
 from vaani.serving.beam import DEFAULT_BEAM_WIDTH, LM_DIR, MAX_CANDIDATES_PER_FRAME, SEARCH_SHARE, BeamDecoder
 from vaani.serving.contract import (
-    AUDIO,
+    FRAME_RMS,
     FRAME_TOKENS,
     HOTWORD_WEIGHT,
     HOTWORDS,
@@ -96,7 +96,7 @@ class TritonPythonModel:
         if asked_for(request, WORDS):  # times from the frames aligned to the words and the audio's energy
             best = paths if paths is not None else self.greedy.best_paths(logits, num_samples)
             scores = logits if self.beam is not None else None
-            words = self.aligner.batch(words, cuts, best, num_samples, scores, optional(request, AUDIO))
+            words = self.aligner.batch(words, cuts, best, scores, optional(request, FRAME_RMS))
         return self._response(request, words)
 
     def _beam(

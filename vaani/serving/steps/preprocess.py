@@ -1,4 +1,5 @@
-"""Step 1 of `asr`: check the audio, cut it into windows (at pauses), normalize each as HF does.
+"""Step 1 of `asr`: check the audio, cut it into windows (at pauses), normalize each as HF does,
+and measure each frame's loudness for the decoder's word times (``FRAME_RMS``).
 
 A recording of one window or less is one window: the whole utterance, normalized as before.
 Where the acoustic engine normalizes on its own device (the `torch` engine, parameter
@@ -8,7 +9,8 @@ Where the acoustic engine normalizes on its own device (the `torch` engine, para
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from vaani.serving.contract import AUDIO, NUM_SAMPLES, WINDOW_PLAN, WINDOWS
+from vaani.serving.alignment import frame_rms
+from vaani.serving.contract import AUDIO, FRAME_RMS, NUM_SAMPLES, WINDOW_PLAN, WINDOWS
 from vaani.serving.preprocessing import AudioError, AudioLimits, normalize
 from vaani.serving.step import StepContext
 from vaani.serving.steps.boundary import read, refused
@@ -27,6 +29,7 @@ class TritonPythonModel:
             max_samples=context.max_samples(),
         )
         self.plan = context.window_plan()
+        self.spec = context.spec()
         self.normalize = normalize if context.parameters.get("normalize", "true") == "true" else _as_is
 
     def execute(self, requests):
@@ -40,10 +43,13 @@ class TritonPythonModel:
             return refused(str(error))
         windows = self.plan.windows(audio)
         rows = audio.shape[0]
+        frames = self.spec.frames(audio.shape[1])
+        rms = np.stack([frame_rms(row, frames, self.spec.samples_per_frame) for row in audio])
         return pb_utils.InferenceResponse(
             output_tensors=[
                 pb_utils.Tensor(WINDOWS, cut(audio, windows, self.normalize)),
                 pb_utils.Tensor(WINDOW_PLAN, to_tensor(windows, rows)),
                 pb_utils.Tensor(NUM_SAMPLES, np.full((rows, 1), audio.shape[1], dtype=np.int64)),
+                pb_utils.Tensor(FRAME_RMS, rms),
             ]
         )
