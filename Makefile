@@ -16,13 +16,14 @@ OUTPUT ?= results
 PRECISION ?= fp16
 TRITON_TAG ?= 25.01
 TESTSET := data/tiny-hindi-test/test.jsonl
+OOVSET := data/tiny-hindi-oov/test.jsonl
 MANIFEST ?= $(TESTSET)
 # More `vaani build`/`vaani serve` options, e.g. SERVE_ARGS="--decoder greedy" (`vaani serve --help` lists them)
 SERVE_ARGS ?=
 export TRITON_TAG
 SETUP_STAMP := $(VENV)/.setup-complete
 
-.PHONY: setup serve gateway build engine testset wer test lint clean compose-check
+.PHONY: setup serve gateway build engine testset oovset decoders wer test lint clean compose-check
 
 ## setup: .venv with the project, its Python dependencies and the Debian packages it needs
 setup: $(SETUP_STAMP)
@@ -61,6 +62,16 @@ testset: $(TESTSET)
 
 $(TESTSET): models/tiny-hindi/testset.jsonl | $(SETUP_STAMP)
 	$(VAANI) corpus --split test --plan $< --output $(dir $@)
+
+## oovset: 20 sentences mostly of words the bundled LM never saw, 4 espeak-ng voices (benchmarks/oov-plan.jsonl)
+oovset: $(OOVSET)
+
+$(OOVSET): benchmarks/oov-plan.jsonl | $(SETUP_STAMP)
+	$(VAANI) corpus --split test --plan $< --output $(dir $@)
+
+## decoders: greedy vs beam vs beam + LM on the test set and the out-of-vocabulary set (no server)
+decoders: $(TESTSET) $(OOVSET)
+	$(VAANI) wer $(TESTSET) --also $(OOVSET) --compare-decoders models/tiny-hindi --decoders-only
 
 ## wer: WER/CER of the running server (HTTP_URL) on MANIFEST (default: the bundled test set) into OUTPUT/wer
 wer: setup $(if $(filter $(TESTSET),$(MANIFEST)),$(TESTSET))

@@ -79,7 +79,7 @@ class TranscriptionClient:
         """``[batch, samples]`` utterances of equal length → one transcript each.
 
         ``hotwords`` (words or phrases) steer a beam-search decoder towards them, ``hotword_weight``
-        says how strongly (server default 10); a greedy server ignores both.
+        says how strongly (server default 10); a greedy server refuses hotwords (`TranscriptionError`).
         """
         return self._infer(audio, (TRANSCRIPT,), hotwords, hotword_weight)[TRANSCRIPT]
 

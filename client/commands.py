@@ -51,7 +51,8 @@ def register(subcommands) -> None:
         "--hotword",
         action="append",
         metavar="WORD",
-        help="a word or phrase the beam-search decoder should favour in every file (repeatable)",
+        help="a word or phrase the beam-search decoder should favour in every file (repeatable; "
+        "a greedy server refuses it)",
     )
     parser.add_argument(
         "--hotword-weight", type=float, help="how strongly to favour the hotwords (server default 10)"
@@ -100,8 +101,28 @@ def register(subcommands) -> None:
     parser.add_argument(
         "--lm", type=Path, help="KenLM .arpa/.bin or language_model/ folder for --compare-decoders"
     )
+    parser.add_argument(
+        "--also",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="MANIFEST",
+        help="one more set for --compare-decoders (repeatable), e.g. the out-of-vocabulary set",
+    )
+    parser.add_argument(
+        "--decoders-only",
+        action="store_true",
+        help="with --compare-decoders: no server, only the decoder comparison on MANIFEST (and --also)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=_wer)
+
+
+def _compare_decoders(args: argparse.Namespace) -> None:
+    from vaani.client.decoders import compare_decoders, format_decoders
+
+    rows = compare_decoders([args.manifest, *args.also], args.compare_decoders, args.lm)
+    print("\ndecoders on the FP32 reference's logits of the same audio:\n" + format_decoders(rows))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -192,6 +213,11 @@ def render(result: dict, form: str, rules: CueRules) -> str:
 
 
 def _wer(args: argparse.Namespace) -> int:
+    if args.decoders_only:
+        if args.compare_decoders is None:
+            raise UserFacingError("--decoders-only needs --compare-decoders MODEL_DIR")
+        _compare_decoders(args)
+        return 0
     # Imported here so that `vaani` starts without the eval extra (jiwer, matplotlib) installed.
     from vaani.client.wer import evaluate, format_summary
 
@@ -209,9 +235,6 @@ def _wer(args: argparse.Namespace) -> int:
     )
     print(format_summary(summary))
     if args.compare_decoders is not None:
-        from vaani.client.decoders import compare_decoders, format_decoders
-
-        rows = compare_decoders(args.manifest, args.compare_decoders, args.lm)
-        print("\ndecoders on the FP32 reference's logits of the same audio:\n" + format_decoders(rows))
+        _compare_decoders(args)
     print(f"\nwrote {args.output / 'summary.json'}, utterances.csv and report.png")
     return 0

@@ -89,6 +89,20 @@ def test_bundled_test_plan_is_what_vaani_corpus_draws():
     assert committed == synth.plan("test", len(committed), seed=0)
 
 
+def test_out_of_vocabulary_plan_is_outside_the_training_text(vocabulary):
+    """benchmarks/oov-plan.jsonl (`make oovset`): 20 sentences in 4 voices, most words never trained on."""
+    plan = synth.read_plan(ROOT / "benchmarks" / "oov-plan.jsonl")
+    assert len(plan) == 20 and len({u.voice for u in plan}) == 4
+    assert all(u.voice in synth.VOICES for u in plan)
+    unigrams = set(
+        (ROOT / "models" / "tiny-hindi" / "language_model" / "unigrams.txt").read_text("utf-8").split()
+    )
+    words = [w for u in plan for w in u.text.split()]
+    assert sum(w not in unigrams for w in words) / len(words) >= 0.6
+    assert sum(w not in vocabulary for w in words) / len(words) >= 0.6
+    assert all(any(w not in unigrams for w in u.text.split()) for u in plan)
+
+
 def test_synthesize_gives_16khz_float32():
     audio = synth.synthesize("मेरा भाई बाज़ार जाता है", voice="hi+f3", speed=160, pitch=40)
     assert audio.dtype == np.float32 and audio.ndim == 1

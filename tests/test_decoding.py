@@ -22,9 +22,9 @@ from vaani.recipe.corpus import synth
 from vaani.scoring import score
 from vaani.server.process import Ports, TritonProcess, free_port
 from vaani.server.stubs import stubs_of
-from vaani.serving.beam import BeamDecoder, pieces
+from vaani.serving.beam import BeamDecoder, hotword_unigrams, pieces, split_glued
 from vaani.serving.contract import DECODER, LOGITS, NUM_SAMPLES, TRANSCRIPT, WINDOW_PLAN, version_dir
-from vaani.serving.ctc import GreedyDecoder
+from vaani.serving.ctc import GreedyDecoder, Word
 from vaani.serving.windowing import AFTER_CUT, Window, to_tensor
 
 from .conftest import BUNDLED_MODEL
@@ -34,6 +34,10 @@ TEST_UTTERANCES = 40  # the first of the committed held-out test plan
 # writes "प्रियअंका"; with it, "प्रियंका".
 HOTWORD_SENTENCE = ("मेरी दादी प्रियंका", "hi", 160, 50)
 HOTWORD = "प्रियंका"
+# Found by trying voices, speeds and pitches: with the hotword the search glues "मौसम" to the word
+# before it ("आजमौसम बहुत अच्छा है"), which `split_glued` takes apart; without it, "आजमौसम" as well.
+GLUED_SENTENCE = ("आज मौसम बहुत अच्छा है", "hi+m2", 150, 30)
+GLUED_HOTWORD = "मौसम"
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +136,79 @@ def test_hotword_fixes_a_rare_word_and_leaves_other_requests_alone(lm_server, te
     assert HOTWORD in results["hot"].split()
     assert results["other"] == other_alone
     assert _with_hotwords(url, audio, None) == plain
+
+
+@pytest.mark.server
+def test_greedy_server_refuses_hotwords(triton, test_speech):
+    """`--decoder greedy` cannot use HOTWORDS: the request is refused by name, not decoded without them."""
+    from vaani.client.api import TranscriptionError
+
+    client = TranscriptionClient(triton.http_url)
+    audio = test_speech[0][1]
+    with pytest.raises(TranscriptionError) as error:
+        client.transcribe(audio, hotwords=[HOTWORD])
+    print(error.value)
+    assert "HOTWORDS need beam search" in str(error.value) and "--decoder" in str(error.value)
+    assert client.transcribe(audio) == client.transcribe(audio, hotwords=[])  # none sent: decoded as ever
+    assert client.is_ready()
+
+
+def test_split_glued_takes_a_hotword_apart_from_its_neighbours():
+    hot = hotword_unigrams(["मौसम", "दिल्ली मेट्रो"])
+    assert hot == ["दिल्ली", "मेट्रो", "मौसम"]  # longest first, in order among equals
+    known = {"आज", "बहुत", "मौसमी", *hot}
+
+    def split(word: str) -> list[str]:
+        return [w.word for w in split_glued(Word(word, 10, 30), hot, known)]
+
+    assert split("मौसमबहुत") == ["मौसम", "बहुत"]
+    assert split("आजमौसम") == ["आज", "मौसम"]
+    assert split("आजमौसमबहुत") == ["आज", "मौसम", "बहुत"]
+    assert split("मौसमअच्छा") == ["मौसम", "अच्छा"]  # not a known word, but a word of its own
+    for whole in ("मौसम", "मौसमी", "मौसमों", "मौसमे", "स्मौसम", "बहुत", "मौसमक"):  # vowel signs, half letters
+        assert split(whole) == [whole]
+    words = split_glued(Word("मौसमबहुत", 10, 30), hot, known)
+    assert [(w.start_frame, w.end_frame) for w in words] == [(10, 20), (20, 30)]
+
+
+def test_a_hotword_comes_back_as_its_own_word(beam, bundled_model):
+    """The hotword fixes its word as a word: the space before it is kept, the other words are as spoken."""
+    text, voice, speed, pitch = GLUED_SENTENCE
+    audio = synth.synthesize(text, voice, speed, pitch)
+    logits = bundled_model.logits(*bundled_model.features([audio]))[0]
+    logits = logits[: bundled_model.spec().frames(len(audio))]
+    plain, _ = beam.decode_one(logits)
+    assert GLUED_HOTWORD not in plain.split(), plain
+    (served,) = beam.decode(logits[None], np.array([[len(audio)]]), hotwords=[GLUED_HOTWORD])
+    print(f"without hotword: {plain!r}; with {GLUED_HOTWORD!r}: {served.text!r}")
+    assert served.text == text
+    assert [w.word for w in served.words] == text.split()
+    spans = [t for w in served.words for t in (w.start_frame, w.end_frame)]
+    assert spans == sorted(spans)
+
+
+def test_decoder_table_covers_every_set_without_a_server(tmp_path, capsys):
+    """`make decoders`: `vaani wer … --also … --compare-decoders MODEL --decoders-only`, one block per set."""
+    from vaani.cli import main
+
+    plans = {
+        "in-domain": synth.read_plan(BUNDLED_MODEL / "testset.jsonl")[:2],
+        "oov": synth.read_plan(BUNDLED_MODEL.parents[1] / "benchmarks" / "oov-plan.jsonl")[:2],
+    }
+    manifests = []
+    for name, plan in plans.items():
+        spoken = synth.speak_all(plan, tmp_path / name, "wav")
+        manifest = tmp_path / f"{name}.jsonl"
+        lines = [synth.manifest_line(u, path, seconds) for u, path, seconds in spoken]
+        manifest.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        manifests.append(manifest)
+    args = ["wer", str(manifests[0]), "--also", str(manifests[1]), "--compare-decoders", str(BUNDLED_MODEL)]
+    assert main([*args, "--decoders-only", "--url", "localhost:1"]) == 0
+    table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    print("\n".join(table))
+    assert len(table) == 2 + 2 * 3
+    assert str(manifests[0]) in table[2] and str(manifests[1]) in table[5]
+    assert "alpha 0.4, beta 4" in table[4]
 
 
 def _decoder_request(url: str, logits: np.ndarray, num_samples: np.ndarray, extra=()) -> str | None:

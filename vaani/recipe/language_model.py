@@ -2,7 +2,9 @@
 
 Written in Hugging Face's `Wav2Vec2ProcessorWithLM` layout (``language_model/`` with the KenLM
 binary, ``unigrams.txt``, ``attrs.json``) so `vaani build` picks it up like any model's LM. Alpha
-and beta are chosen on the validation split (synthesized with espeak-ng), never the test split.
+and beta are chosen on the validation split (synthesized with espeak-ng), never the test split,
+among the settings that are no worse than greedy decoding on the out-of-vocabulary plan
+(``benchmarks/oov-plan.jsonl``: sentences written apart from the corpus grammar).
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from vaani.errors import UserFacingError
 from vaani.recipe.corpus import hindi_text, synth
 from vaani.scoring import score
 from vaani.serving.beam import ATTRS_FILE, LM_DIR, UNIGRAMS_FILE, BeamDecoder
+from vaani.serving.ctc import GreedyDecoder
 
 TRAIN_SENTENCES = 40_000  # the bundled model's training split (models/tiny-hindi/corpus.json)
-ALPHAS = (0.3, 0.5, 0.8, 1.2)
-BETAS = (0.0, 1.0, 2.0)
+ALPHAS = (0.3, 0.4, 0.5, 0.6, 0.8, 1.2)
+BETAS = (0.0, 1.0, 2.0, 3.0, 4.0, 5.0)
 
 
 def kenlm_tool(name: str, bin_dir: Path | None) -> str:
@@ -78,12 +81,19 @@ def validation_logits(
     model_dir: Path, count: int, seed: int = 0
 ) -> tuple[list[str], list[np.ndarray], object]:
     """Logits of ``count`` validation utterances (espeak-ng) from the FP32 reference model."""
+    return plan_logits(model_dir, synth.plan("validation", count, seed=seed))
+
+
+def plan_logits(
+    model_dir: Path, utterances: list[synth.Utterance]
+) -> tuple[list[str], list[np.ndarray], object]:
+    """Texts and FP32 reference logits of ``utterances``, spoken by espeak-ng."""
     from vaani.build.hf_model import HfModel
 
     hf = HfModel.load(model_dir)
     spec = hf.spec()
     texts, logits = [], []
-    for utterance in synth.plan("validation", count, seed=seed):
+    for utterance in utterances:
         audio = synth.synthesize(utterance.text, utterance.voice, utterance.speed, utterance.pitch)
         values, mask = hf.features([audio])
         texts.append(utterance.text)
@@ -91,23 +101,43 @@ def validation_logits(
     return texts, logits, spec
 
 
-def tune(folder: Path, texts: list[str], logits: list[np.ndarray], spec, beam_width: int) -> dict:
-    """Grid-search alpha and beta for the lowest validation WER; writes them into ``attrs.json``."""
+def tune(
+    folder: Path,
+    texts: list[str],
+    logits: list[np.ndarray],
+    spec,
+    beam_width: int,
+    guard: tuple[list[str], list[np.ndarray]] | None = None,
+) -> dict:
+    """Grid-search alpha and beta for the lowest validation WER (then CER); writes them into ``attrs.json``.
+
+    With ``guard`` (the out-of-vocabulary sentences' texts and logits) only settings whose WER and CER
+    there are no worse than greedy decoding's compete (all do if none is), and ties on validation go
+    to the lower guard WER, then CER, then the lower alpha and beta.
+    """
     attrs_path = folder / ATTRS_FILE
     attrs = json.loads(attrs_path.read_text(encoding="utf-8"))
+    greedy = GreedyDecoder(spec)
+    floor = None
+    if guard is not None:
+        floor = score(guard[0], [greedy.decode_ids(lg.argmax(axis=-1)) for lg in guard[1]])
+        print(f"out-of-vocabulary guard, greedy: WER {100 * floor.wer:.2f}% CER {100 * floor.cer:.2f}%")
     results = []
     for alpha, beta in itertools.product(ALPHAS, BETAS):
         attrs_path.write_text(json.dumps({**attrs, "alpha": alpha, "beta": beta}), encoding="utf-8")
         decoder = BeamDecoder(spec, folder, beam_width)
         start = time.perf_counter()
-        hyps = [decoder.decode_one(lg)[0] for lg in logits]
-        result = score(texts, hyps)
-        results.append((result.wer, result.cer, alpha, beta))
-        print(
-            f"alpha {alpha:.2f} beta {beta:.1f}: WER {100 * result.wer:.2f}% CER {100 * result.cer:.2f}% "
-            f"({time.perf_counter() - start:.1f} s)"
-        )
-    wer, _, alpha, beta = min(results)
+        result = score(texts, [decoder.decode_one(lg)[0] for lg in logits])
+        line = f"alpha {alpha:.2f} beta {beta:.1f}: WER {100 * result.wer:.2f}% CER {100 * result.cer:.2f}%"
+        oov = (0.0, 0.0)
+        if guard is not None:
+            found = score(guard[0], [decoder.decode_one(lg)[0] for lg in guard[1]])
+            oov = (found.wer, found.cer)
+            line += f", out-of-vocabulary WER {100 * found.wer:.2f}% CER {100 * found.cer:.2f}%"
+        results.append(((result.wer, result.cer, *oov, alpha, beta), oov))
+        print(f"{line} ({time.perf_counter() - start:.1f} s)")
+    safe = [key for key, oov in results if floor is None or (oov[0] <= floor.wer and oov[1] <= floor.cer)]
+    wer, *_, alpha, beta = min(safe or [key for key, _ in results])
     attrs.update(alpha=alpha, beta=beta)
     attrs_path.write_text(json.dumps(attrs, indent=1) + "\n", encoding="utf-8")
     print(f"chosen on {len(texts)} validation utterances: alpha {alpha}, beta {beta} (WER {100 * wer:.2f}%)")

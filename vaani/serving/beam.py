@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,7 @@ speech needs 0.002); past it, its remaining pieces are greedy. Catches what the 
 not price (hotwords rescan each beam's text, a slow or busy CPU). A piece is never cut short, so a
 request may overrun by one piece (≤ 3 s measured: 1,000 frames at the candidate cap, 100 hotwords)."""
 MIN_SEARCH_SECONDS = 2.0
+VIRAMA = "\u094d"
 _SUPPRESSED = (
     -1e4
 )  # logit for special tokens (<s>, </s>, <unk>): greedy drops them, the beam never emits them
@@ -88,6 +90,55 @@ class Decoded:
     text: str
     words: list[Word]
     greedy_frames: int
+
+
+def hotword_unigrams(hotwords: Sequence[str]) -> list[str]:
+    """The words of ``hotwords`` (phrases split at spaces), longest first, each once."""
+    return sorted(dict.fromkeys(w for phrase in hotwords for w in phrase.split()), key=len, reverse=True)
+
+
+def split_glued(word: Word, hotwords: Sequence[str], known: set[str] | frozenset[str]) -> list[Word]:
+    """``word`` as its hotword and the known words glued to it, or as it is.
+
+    pyctcdecode's hotword scorer boosts a hotword's letters while they are a prefix of it and the
+    whole word only between spaces, so a beam that misses the space after (or before) a boosted word
+    keeps reading, and "मौसम बहुत" comes back as "मौसमबहुत". A word that is not known itself is split
+    into ``left + hotword + right`` when each of ``left`` and ``right`` is empty or could be a word of
+    its own (`_could_be_word`), one of them not empty; the longest hotword that fits wins. A hotword
+    followed by a vowel sign ("मौसमी", "मौसमों") is part of a longer word and stays. The frames are
+    shared by letters. ``hotwords`` must be unigrams, longest first (`hotword_unigrams`).
+    """
+    text = word.word
+    if text in known:
+        return [word]
+    for hot in hotwords:
+        start = text.find(hot)
+        while start >= 0:
+            left, right = text[:start], text[start + len(hot) :]
+            if (left or right) and all(not p or _could_be_word(p, known) for p in (left, right)):
+                parts = [p for p in (left, hot, right) if p]
+                return _share_frames(word, parts)
+            start = text.find(hot, start + 1)
+    return [word]
+
+
+def _could_be_word(text: str, known: set[str] | frozenset[str]) -> bool:
+    """A known word, or two letters or more that neither begin with a combining sign (a vowel sign,
+    nukta, virama, anusvara: the middle of a word) nor end with a virama (half a conjunct)."""
+    if text in known:
+        return True
+    return len(text) >= 2 and not unicodedata.category(text[0]).startswith("M") and text[-1] != VIRAMA
+
+
+def _share_frames(word: Word, parts: list[str]) -> list[Word]:
+    """``word``'s frames for each of ``parts`` (its letters in order), in proportion to their letters."""
+    span = word.end_frame - word.start_frame
+    out, done = [], 0
+    for part in parts:
+        first = word.start_frame + span * done // len(word.word)
+        done += len(part)
+        out.append(Word(part, first, word.start_frame + span * done // len(word.word)))
+    return out
 
 
 def log_probs(logits: np.ndarray, suppressed: Sequence[int]) -> np.ndarray:
@@ -159,12 +210,14 @@ class BeamDecoder:
         self._special = [i for i in spec.special_ids if i != spec.blank_id]
         self._greedy = GreedyDecoder(spec)
         self._delimiter = spec.tokens.index(spec.word_delimiter)
+        self._unigrams: frozenset[str] = frozenset()
         if lm_dir is None:
             self._decoder = build_ctcdecoder(labels(spec))
             return
         attrs = json.loads((Path(lm_dir) / ATTRS_FILE).read_text(encoding="utf-8"))
         unigrams_path = Path(lm_dir) / UNIGRAMS_FILE
         unigrams = unigrams_path.read_text(encoding="utf-8").split() if unigrams_path.exists() else None
+        self._unigrams = frozenset(unigrams or ())
         self._decoder = build_ctcdecoder(
             labels(spec),
             str(kenlm_file(lm_dir)),
@@ -194,7 +247,12 @@ class BeamDecoder:
             hotwords=hotwords or None,
             hotword_weight=weight,
         )
-        return [Word(w, int(s), int(e)) for w, (s, e) in beams[0][2]]
+        words = [Word(w, int(s), int(e)) for w, (s, e) in beams[0][2]]
+        if not hotwords:
+            return words
+        hot = hotword_unigrams(hotwords)
+        known = self._unigrams | set(hot)
+        return [part for word in words for part in split_glued(word, hot, known)]
 
     def search_seconds(self, frames: int) -> float:
         """How long a request of ``frames`` frames (all its utterances) may beam-search.

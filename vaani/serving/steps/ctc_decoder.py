@@ -7,7 +7,8 @@ aligns the words to the frames and places them by the loudness of each frame, ``
 
 Greedy, or beam search (with the repository's KenLM when the build put one in ``language_model/``)
 when the config's ``decoder`` parameter says ``beam``. Optional per-request ``HOTWORDS`` and
-``HOTWORD_WEIGHT`` steer the beam. Each request is checked on its own (the step can be called
+``HOTWORD_WEIGHT`` steer the beam; a greedy decoder refuses a request with ``HOTWORDS`` (INVALID_ARG)
+rather than ignore them. Each request is checked on its own (the step can be called
 directly, past `preprocess`): a bad one gets INVALID_ARG, the rest of the batch is decoded.
 
 Its work is bounded for any request: at most the frames of ``max_samples`` (the repository's
@@ -80,6 +81,12 @@ class TritonPythonModel:
             optional(request, HOTWORDS),
             optional(request, HOTWORD_WEIGHT),
         )
+        if hotwords and self.beam is None:
+            raise DecoderInputError(
+                "HOTWORDS need beam search, and this server decodes greedily (built with --decoder "
+                "greedy, or --decoder auto for a model without an LM): send no HOTWORDS, or rebuild "
+                "with --decoder beam"
+            )
         windows = layout(request, num_samples, self.plan, self.max_samples)
         # Decoding starts afresh at the pauses of a long recording's windows (none: one window).
         cuts = [0] if windows is None else breaks(windows, self.spec.samples_per_frame)
