@@ -23,3 +23,7 @@ RUN python3 -m pip install . \
     && python3 -c "import vaani.serving.preprocessing, vaani.serving.ctc, vaani.build.tensorrt.plan_guard" \
     && rm -rf /tmp/vaani-src
 WORKDIR /
+# plan_guard execs tritonserver, so the runtime's SIGTERM reaches it directly: Triton's own stop,
+# which lets HTTP requests in flight finish but fails gRPC requests already past the ensemble's first
+# step (measured with the pip 2.51 server, README "A server that stays up").
+STOPSIGNAL SIGTERM

@@ -8,6 +8,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from vaani.build.pipeline import build
 from vaani.build.repository import RepositorySettings
 from vaani.client.api import TranscriptionClient
 from vaani.server.admin import ADMIN_HEADER, GRPC_ADMIN_HEADER
+from vaani.server.commands import LEAKED_VERSIONS_LIMIT
 from vaani.server.process import Ports, TritonProcess, free_port
 from vaani.server.stubs import SHM_DIR, rss_mb, stubs_of
 from vaani.serving.acoustic import AcousticSpec
@@ -363,6 +365,95 @@ def test_a_killed_step_comes_back_and_readiness_tells_the_truth(own_repository, 
         assert [r.models for r in server.supervisor.recoveries] == [(step,) for step in ENSEMBLE_STEPS]
 
 
+def _crash_preprocess(http_url: str) -> None:
+    """The `[1, 2^62]` AUDIO request: it kills `preprocess` with the request in flight."""
+    status, _ = _raw_http(http_url, ENSEMBLE, {"inputs": OVERFLOWING["AUDIO to asr"][2]}, b"")
+    assert status >= 400
+
+
+def test_one_crash_is_one_recovery_of_that_step_alone(own_repository, tmp_path):
+    """Readiness does not flap: before, the first recovery after a start also reloaded the other steps
+    (their folders had changed: the stubs' first imports wrote `__pycache__`), and their old processes'
+    exit a second later was taken for deaths, so a second recovery followed."""
+    for cache in own_repository.glob("*/1/__pycache__"):
+        shutil.rmtree(cache)  # as `vaani build` leaves a repository
+    with _server(own_repository, tmp_path) as server:
+        others = {stub.model: stub.pid for stub in stubs_of(server.process.pid) if stub.model != PREPROCESS}
+        _crash_preprocess(server.http_url)
+        _wait(lambda: server.supervisor.recoveries, 30)
+        _wait(lambda: _ready(server.http_url), 30)
+        flapped = False
+        deadline = time.monotonic() + 8  # old processes of a reloaded step exit about 1 s after the load
+        while time.monotonic() < deadline:
+            flapped |= not _ready(server.http_url)
+            time.sleep(0.1)
+        assert not flapped, "readiness turned false again after the recovery"
+        assert [recovery.models for recovery in server.supervisor.recoveries] == [(PREPROCESS,)]
+        assert {s.model: s.pid for s in stubs_of(server.process.pid) if s.model != PREPROCESS} == others
+
+
+def test_a_stop_after_crashes_is_clean_within_the_exit_timeout(own_repository, tmp_path):
+    """Each crash leaves its model version in the server for good (the python backend never releases
+    the request it died with): Triton's own stop waited out the exit timeout for them and logged
+    "failed to stop server". The stop unloads every model, then does not wait for those versions."""
+    exit_timeout = 20
+    server = _server(own_repository, tmp_path, exit_timeout=exit_timeout)
+    try:
+        for crashes in range(1, 4):
+            _crash_preprocess(server.http_url)
+            _wait(lambda: len(server.supervisor.recoveries) == crashes, 30)  # noqa: B023 - waited on here
+            _wait(lambda: _ready(server.http_url), 30)
+        assert len(server.supervisor.leaked) == 3  # the dead stubs' regions, still mapped in the server
+    finally:
+        start = time.monotonic()
+        server.stop()
+        took = time.monotonic() - start
+    assert took < exit_timeout, f"the stop took {took:.1f} s"
+    log = (tmp_path / "tritonserver.log").read_text()
+    assert "failed to stop server" not in log and "Exit timeout expired" not in log
+    assert not _group(server.process.pid)
+    assert not [region for region in server.supervisor.regions if (SHM_DIR / region).exists()]
+
+
+def test_serve_replaces_a_server_that_holds_too_many_leaked_versions(own_repository):
+    """Leaked versions keep their threads and memory until the server ends: `vaani serve` drains and
+    replaces the server once it holds LEAKED_VERSIONS_LIMIT of them, and ends what it left."""
+    process, ports = _serve(own_repository)
+    url = f"127.0.0.1:{ports.http}"
+    try:
+        old = _server_pid(process.pid)
+        for crash in range(1, LEAKED_VERSIONS_LIMIT + 1):
+            (victim,) = [stub.pid for stub in stubs_of(old) if stub.model == PREPROCESS]
+            _crash_preprocess(url)
+            if crash < LEAKED_VERSIONS_LIMIT:  # back: a new preprocess process, ready
+                _wait(lambda: {s.pid for s in stubs_of(old) if s.model == PREPROCESS} - {victim}, 30)  # noqa: B023
+                _wait(lambda: _ready(url), 30)
+        _wait(lambda: _server_pid_or_none(process.pid) not in (None, old) and _ready(url), 120)
+        assert not _group(old)
+        client = TranscriptionClient(url)
+        assert client.transcribe(SPEECHLIKE[0])
+        client.close()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=90) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def _group(pgid: int) -> list[int]:
+    """The processes of process group ``pgid`` (a server and the stubs it started)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+                members.append(int(entry.name))
+    return members
+
+
 def test_overload_is_refused_at_once_and_accepted_requests_finish(tmp_path_factory, tmp_path):
     repository = tmp_path_factory.mktemp("small_queue")
     settings = RepositorySettings(max_batch_size=1, threads=1, queue_delay_us=0, max_queue_size=2)
@@ -410,16 +501,23 @@ def _serve(repository: Path) -> tuple[subprocess.Popen, Ports]:
     return process, ports
 
 
-def _server_pid(launcher: int) -> int:
+def _server_pid_or_none(launcher: int) -> int | None:
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 stat = (entry / "stat").read_text()
             except OSError:
                 continue
-            if "(tritonserver)" in stat and int(stat.rsplit(")", 1)[1].split()[1]) == launcher:
+            fields = stat.rsplit(")", 1)[1].split()
+            if "(tritonserver)" in stat and int(fields[1]) == launcher and fields[0] not in ("Z", "X"):
                 return int(entry.name)
-    raise AssertionError("no tritonserver under the launcher")
+    return None
+
+
+def _server_pid(launcher: int) -> int:
+    pid = _server_pid_or_none(launcher)
+    assert pid is not None, "no tritonserver under the launcher"
+    return pid
 
 
 def test_sigterm_lets_in_flight_requests_finish_and_leaves_nothing_behind(own_repository):

@@ -50,3 +50,6 @@ RUN --mount=type=secret,id=ca-certificates \
 
 USER vaani
 WORKDIR /home/vaani
+# The runtime's stop signal must reach `vaani serve` (exec form, as docker-compose.cpu.yml runs it:
+# PID 1), which drains in-flight requests; tritonserver signalled itself fails gRPC requests in flight.
+STOPSIGNAL SIGTERM

@@ -8,9 +8,11 @@ the system one otherwise breaks imports such as ``ssl`` inside the steps).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
+import py_compile
 import shutil
 import signal
 import socket
@@ -28,7 +30,7 @@ from vaani.build.pipeline import served_from
 from vaani.errors import UserFacingError
 from vaani.gpu import gpu_info
 from vaani.server.admin import AdminClient, resolve_admin_key, restricted_flags
-from vaani.server.stubs import remove_regions, stubs_of
+from vaani.server.stubs import mapped_regions, reap_group, remove_regions, stubs_of
 from vaani.server.supervisor import SETTLED, Supervisor
 from vaani.serving.contract import ENSEMBLE
 
@@ -80,6 +82,21 @@ def server_environment() -> dict[str, str]:
     # The stub finds this environment's site-packages through the python on PATH.
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
     return env
+
+
+def compile_steps(repository: Path) -> None:
+    """Write each step's `__pycache__` before the server loads it, so that its stub writes nothing.
+
+    Triton reloads a step whose folder changed since it was loaded whenever the ensemble loads
+    again, and a stub's first import writes `model.py`'s bytecode into that folder (the stub's
+    interpreter ignores PYTHONDONTWRITEBYTECODE): the supervisor's first recovery of one step
+    then restarted every step, and the old processes' exit was taken for more deaths. Compiled
+    here, with this interpreter (the stub's version), the stub finds the bytecode current. A
+    read-only repository is left as it is: the stub cannot write into it either.
+    """
+    for source in repository.glob("*/[0-9]*/model.py"):
+        with contextlib.suppress(OSError, py_compile.PyCompileError):
+            py_compile.compile(str(source), doraise=True)
 
 
 def command(
@@ -146,8 +163,8 @@ class TritonProcess:
     """A running, supervised tritonserver; a context manager that always stops it.
 
     Stopping drains: the ensemble is unloaded first, so new requests are refused while the ones
-    in flight finish (within ``exit_timeout``); then the server stops and any shared-memory region
-    its stubs left is removed.
+    in flight finish (within ``exit_timeout``); then the server stops, any stub process that
+    outlived it is ended, and any shared-memory region its stubs left is removed.
     """
 
     def __init__(
@@ -171,6 +188,7 @@ class TritonProcess:
         self._log = open(log_file, "w") if log_file else None  # noqa: SIM115 - lives as long as the server
         if gpu_info() is None:
             log(CPU_ONLY_NOTE)
+        compile_steps(repository)
         self.process = subprocess.Popen(
             command(repository, ports, self.admin_key, address, exit_timeout),
             env=server_environment(),
@@ -217,14 +235,28 @@ class TritonProcess:
         raise UserFacingError(f"tritonserver was not ready within {timeout:.0f} s")
 
     def drain(self) -> None:
-        """Refuse new requests (the ensemble unloads) and let the ones in flight finish."""
+        """Refuse new requests and let the ones in flight finish, within ``exit_timeout`` in all.
+
+        The ensemble unloads first, so `asr` refuses new requests while its requests in flight go on
+        through the steps; then every step unloads, so calls made to a step directly finish too and
+        each step's processes exit. This is what tritonserver's own SIGTERM path does, except that
+        Triton refuses the next step of an ensemble request once it is stopping: over gRPC such a
+        request in flight fails (HTTP requests are spared: Triton first waits for their connections).
+        """
+        deadline = time.monotonic() + self.exit_timeout
         try:
             self.admin.unload(ENSEMBLE)
-            deadline = time.monotonic() + self.exit_timeout
-            while time.monotonic() < deadline and self.admin.states().get(ENSEMBLE, "") not in SETTLED:
-                time.sleep(0.1)
+            self._settle(lambda states: states.get(ENSEMBLE, "") in SETTLED, deadline)
+            for model, state in self.admin.states().items():
+                if state not in SETTLED:
+                    self.admin.unload(model)
+            self._settle(lambda states: all(state in SETTLED for state in states.values()), deadline)
         except (urllib.error.URLError, OSError, ValueError):
             pass  # the server is not answering: nothing left to drain
+
+    def _settle(self, done: Callable[[dict[str, str]], bool], deadline: float) -> None:
+        while time.monotonic() < deadline and not done(self.admin.states()):
+            time.sleep(0.1)
 
     def stop(self) -> int:
         regions: set[str] = set()
@@ -234,18 +266,52 @@ class TritonProcess:
         if self.process.poll() is None:
             regions |= {stub.region for stub in stubs_of(self.process.pid)}
             self.drain()
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=self.exit_timeout + 15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        left = remove_regions(regions)
+            self._end()
+        orphans = reap_group(self.process.pid)
+        if orphans:
+            self.log(
+                f"ended {len(orphans)} step process(es) that outlived tritonserver: "
+                + ", ".join(f"{stub.model} (pid {stub.pid})" for stub in orphans)
+            )
+        left = remove_regions(regions | {stub.region for stub in orphans})
         if left:
             self.log(f"removed {len(left)} shared-memory region(s) the server left in /dev/shm")
         if self._log:
             self._log.close()
         return self.process.returncode
+
+    def _end(self, grace: float = 2.0) -> None:
+        """SIGTERM, and wait for the server to exit; end it once nothing of it is left to finish.
+
+        After the drain every model is unloaded and no step process runs, and a server with nothing
+        loaded exits at once, unless it waits out the whole exit timeout (then logs "failed to stop
+        server"): for idle HTTP keep-alive connections, or for a model version whose step process
+        died with a request in flight (the python backend never releases that request, so the
+        version never unloads). Neither has anything left to finish: once no step process of the
+        server has run for ``grace`` seconds, it is ended. While a step process still runs (a drain
+        cut short by the exit timeout), Triton's own exit timeout applies.
+        """
+        self.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + self.exit_timeout + 15
+        idle_since = time.monotonic()
+        while time.monotonic() < deadline:
+            try:
+                self.process.wait(timeout=0.2)
+                return
+            except subprocess.TimeoutExpired:
+                pass
+            if stubs_of(self.process.pid):
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since >= grace:
+                leaked = len(mapped_regions(self.process.pid))
+                self.log(
+                    f"tritonserver has nothing left to finish (every model unloaded, no step process) but "
+                    f"waits out its exit timeout, for idle HTTP connections or {leaked} model version(s) "
+                    "of steps that died with a request in flight: ending it"
+                )
+                break
+        self.process.kill()
+        self.process.wait()
 
     def __enter__(self) -> TritonProcess:
         return self

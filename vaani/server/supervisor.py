@@ -8,6 +8,15 @@ new processes), loads the ensemble, and removes the dead stub's
 shared-memory region. Recovery takes a few seconds; `asr`'s readiness is false for all of it.
 (Triton's own `/v2/health/ready` leaves a model that was unloaded on purpose out of its count, so
 it turns false only while a model is loading or unloading.)
+
+One death is one recovery: each instance is watched through its newest stub, so the old stub of a
+reloaded step, which exits once its version has unloaded, is not taken for a death.
+
+A stub that died with a request in flight (the `[1, 2^62]` request kills `preprocess` that way)
+leaves its model version loaded for the server's life: the python backend never releases that
+request, so the version never finishes unloading. Nothing from outside frees it; the supervisor
+counts such versions (`leaked`: the dead stub's region is still mapped in the server), `vaani serve`
+starts a fresh server once there are too many, and `TritonProcess.stop` does not wait on them.
 """
 
 from __future__ import annotations
@@ -18,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from vaani.server.admin import AdminClient
-from vaani.server.stubs import Stub, remove_regions, stubs_of
+from vaani.server.stubs import Stub, mapped_regions, newest_by_instance, remove_regions, running, stubs_of
 from vaani.serving.contract import ENSEMBLE
 
 SETTLED = ("UNAVAILABLE", "")  # states of a model that is no longer loaded or unloading
@@ -48,13 +57,15 @@ class Supervisor(threading.Thread):
         self.timeout = timeout
         self.recoveries: list[Recovery] = []
         self.regions: set[str] = set()  # every stub region seen: removed at shutdown if left behind
+        self.leaked: set[str] = set()  # regions of dead stubs whose model version the server still holds
+        self._dead_regions: set[str] = set()
         self._stopping = threading.Event()
-        self._watched: list[Stub] = []
+        self._watched: dict[str, Stub] = {}
 
     def watch(self) -> None:
-        """Take the current stubs as the healthy set (call once the server is ready)."""
-        self._watched = stubs_of(self.server_pid)
-        self.regions |= {stub.region for stub in self._watched}
+        """Take the newest stub of each instance as the healthy set (call once the server is ready)."""
+        self._watched = newest_by_instance(stubs_of(self.server_pid))
+        self.regions |= {stub.region for stub in self._watched.values()}
 
     def stop(self) -> None:
         self._stopping.set()
@@ -64,7 +75,9 @@ class Supervisor(threading.Thread):
     def run(self) -> None:
         self.watch()
         while not self._stopping.wait(self.interval):
-            dead = [stub for stub in self._watched if not stub.alive()]
+            if not running(self.server_pid):
+                return  # the server is gone: whoever started it restarts it and reaps what it left
+            dead = self.dead()
             if not dead:
                 continue
             try:
@@ -73,6 +86,19 @@ class Supervisor(threading.Thread):
                 self.log(f"supervisor: recovery failed ({type(error).__name__}: {error}); retrying")
                 continue
             self.watch()
+
+    def dead(self) -> list[Stub]:
+        """The watched stubs that died and that no newer stub of their instance replaced."""
+        newest = newest_by_instance(stubs_of(self.server_pid))
+        dead = []
+        for instance, stub in self._watched.items():
+            successor = newest.get(instance)
+            if successor is not None and successor.started > stub.started:
+                self._watched[instance] = successor  # a load replaced it: watch the new one
+                self.regions.add(successor.region)
+            elif not stub.alive():
+                dead.append(stub)
+        return dead
 
     def recover(self, dead: list[Stub]) -> Recovery:
         start = time.monotonic()
@@ -96,6 +122,13 @@ class Supervisor(threading.Thread):
             f"supervisor: {', '.join(models)} back in {recovery.seconds:.1f} s; "
             f"removed {len(removed)} stale shared-memory region(s)"
         )
+        self._dead_regions |= {stub.region for stub in dead}
+        self.leaked = self._dead_regions & mapped_regions(self.server_pid)
+        if self.leaked:
+            self.log(
+                f"supervisor: tritonserver holds {len(self.leaked)} model version(s) whose process died "
+                "with a request in flight; the python backend never releases them (they go with the server)"
+            )
         return recovery
 
     def _wait(self, done: Callable[[dict[str, str]], bool], what: str) -> None:
