@@ -185,7 +185,7 @@ def served_suite(
     """
     from transformers import Wav2Vec2ForCTC
 
-    from vaani.build.repository import RepositorySettings
+    from vaani.build.repository import RepositorySettings, served_models
     from vaani.server.process import Ports, TritonProcess
 
     model = Wav2Vec2ForCTC(config)
@@ -214,7 +214,9 @@ def served_suite(
     }
     os.environ.update(stub_environment)
     try:
-        process = TritonProcess(repository, Ports(18000, 18001, 18002), log_file=log)
+        process = TritonProcess(
+            repository, Ports(18000, 18001, 18002), log_file=log, models=served_models(settings.engine)
+        )
     finally:
         for key in stub_environment:
             del os.environ[key]

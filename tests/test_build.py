@@ -173,3 +173,18 @@ def test_a_failed_engine_build_leaves_the_served_repository_as_it_was(tmp_path, 
     capsys.readouterr()
     build(str(BUNDLED_MODEL), repository, settings)
     assert "nothing to do" in capsys.readouterr().out
+
+
+def test_a_repository_without_a_build_is_served_by_the_models_named(tmp_path):
+    """The GPU benchmark writes its configs without `vaani build`: it names what the server loads."""
+    from vaani.build.repository import served_models
+    from vaani.server.process import Ports, command
+
+    repository = tmp_path / "repo"
+    repository.mkdir()
+    with pytest.raises(UserFacingError, match="no complete build"):
+        command(repository, Ports(), admin_key="k")
+    flags = command(repository, Ports(), admin_key="k", models=served_models("torch"))
+    assert [f for f in flags if f.startswith("--load-model=")] == [
+        f"--load-model={model}" for model in (ENSEMBLE, *ENSEMBLE_STEPS)
+    ]

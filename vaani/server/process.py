@@ -22,7 +22,7 @@ import sysconfig
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,10 +106,11 @@ def command(
     address: str = "127.0.0.1",
     exit_timeout: int = 30,
     log_verbose: int = 0,
+    models: Sequence[str] | None = None,
 ) -> list[str]:
-    """The server's flags: explicit model control (the supervisor reloads failed steps), the models
-    the build wrote loaded by name (a stray folder in the repository cannot stop a start), strict
-    readiness, and model control, shared memory, logging and trace behind ``admin_key``."""
+    """The server's flags: explicit model control (the supervisor reloads failed steps), ``models`` (by
+    default those the build wrote) loaded by name (a stray folder in the repository cannot stop a
+    start), strict readiness, and model control, shared memory, logging and trace behind ``admin_key``."""
     binary = _pytriton_root() / "tritonserver" / "bin" / "tritonserver"
     return [
         str(binary),
@@ -124,7 +125,7 @@ def command(
         "--allow-metrics=true",
         "--allow-gpu-metrics=false",
         "--model-control-mode=explicit",
-        *(f"--load-model={model}" for model in served_from(repository)),
+        *(f"--load-model={model}" for model in (models or served_from(repository))),
         "--strict-readiness=true",
         f"--exit-timeout-secs={exit_timeout}",
         *restricted_flags(admin_key),
@@ -177,7 +178,10 @@ class TritonProcess:
         exit_timeout: int = 30,
         supervise: bool = True,
         log: Callable[[str], None] = print,
+        models: Sequence[str] | None = None,
     ) -> None:
+        """``models``: what to load, for a repository assembled without `vaani build` (the GPU
+        benchmark's); by default the models its build wrote."""
         require_free(ports, address)
         self.repository = repository
         self.ports = ports
@@ -190,7 +194,7 @@ class TritonProcess:
             log(CPU_ONLY_NOTE)
         compile_steps(repository)
         self.process = subprocess.Popen(
-            command(repository, ports, self.admin_key, address, exit_timeout),
+            command(repository, ports, self.admin_key, address, exit_timeout, models=models),
             env=server_environment(),
             stdout=self._log or None,
             stderr=subprocess.STDOUT if self._log else None,
