@@ -36,8 +36,8 @@ from vaani.errors import UserFacingError
 from vaani.loadtest.clips import Clip
 from vaani.loadtest.runner import run_locust
 from vaani.loadtest.stats import RequestRecord, summarize_runs
-from vaani.server.process import free_port
 from vaani.serving.contract import ACOUSTIC, version_dir
+from vaani.supervision.process import free_port
 
 BASE_RANDOM = "base-random"
 
@@ -311,7 +311,7 @@ class Bench:
         from tqdm import tqdm
 
         from vaani.client.api import TranscriptionClient
-        from vaani.server.process import Ports, TritonProcess
+        from vaani.supervision.process import Ports, TritonProcess
 
         self._log("(c) Triton ensemble over HTTP and gRPC")
         ports = Ports(free_port(), free_port(), free_port())

@@ -169,7 +169,7 @@ for name in nvidia_pytriton tritonclient python_rapidjson numpy; do unpack "$nam
 SITE=$WORK/out/site
 mkdir -p "$SITE/pytriton/tritonserver/backends" "$SITE/pytriton/tritonserver/python_backend_stubs"
 SERVER=$WORK/nvidia_pytriton/pytriton/tritonserver
-# vaani.server finds the server through `pytriton.__file__`: a marker package, not pytriton's own
+# vaani.supervision finds the server through `pytriton.__file__`: a marker package, not pytriton's own
 # __init__ (it imports the rest of the wheel, which does not travel).
 echo '"""The tritonserver parts of nvidia-pytriton 0.7.0 (benchmarks/gpu-carry.sh)."""' > "$SITE/pytriton/__init__.py"
 cp -r "$SERVER/bin" "$SITE/pytriton/tritonserver/"

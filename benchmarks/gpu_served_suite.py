@@ -186,7 +186,7 @@ def served_suite(
     from transformers import Wav2Vec2ForCTC
 
     from vaani.build.repository import RepositorySettings, served_models
-    from vaani.server.process import Ports, TritonProcess
+    from vaani.supervision.process import Ports, TritonProcess
 
     model = Wav2Vec2ForCTC(config)
     model.load_state_dict(state)

@@ -25,8 +25,8 @@ from vaani.client.api import TranscriptionClient
 from vaani.loadtest.soak import server_processes
 from vaani.recipe.corpus.recordings import long_recording
 from vaani.scoring import normalize
-from vaani.server.stubs import rss_mb
 from vaani.serving.contract import SAMPLING_RATE
+from vaani.supervision.stubs import rss_mb
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,9 +25,9 @@ import numpy as np
 from vaani.build.pipeline import build
 from vaani.build.repository import RepositorySettings
 from vaani.client.api import TranscriptionClient
-from vaani.server.process import Ports, TritonProcess, free_port
-from vaani.server.stubs import rss_mb, stubs_of
 from vaani.serving.contract import ACOUSTIC, SAMPLING_RATE
+from vaani.supervision.process import Ports, TritonProcess, free_port
+from vaani.supervision.stubs import rss_mb, stubs_of
 
 VARIANTS = {
     "no cap, arena (before)": {"max_batch_audio_seconds": 1e9, "memory_arena": True},

@@ -117,7 +117,7 @@ def served_logits(model: HfModel, audio: np.ndarray, max_seconds: float) -> tupl
     from vaani.serving.windowing import SILENT, breaks, cut, join, silence_logits, split
 
     spec = model.spec()
-    plan = RepositorySettings(max_audio_seconds=max_seconds).window_plan(spec)
+    plan = RepositorySettings(max_audio_seconds=max_seconds).windowing(spec)
     windows = plan.windows(audio[None])
     logits = []
     for window, values in zip(windows, split(cut(audio[None], windows, normalize), windows)):

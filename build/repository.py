@@ -34,13 +34,13 @@ from vaani.serving.contract import (
     SAMPLING_RATE,
     STEPS,
     TRANSCRIPT,
-    WINDOW_PLAN,
+    WINDOW_LAYOUT,
     WINDOWS,
     WINDOWS_STEP,
     WORDS,
 )
 from vaani.serving.engines.torch_options import TorchEngineOptions
-from vaani.serving.windowing import WindowPlan
+from vaani.serving.windowing import Windowing
 
 ENGINES = ("onnxruntime", "torch", "tensorrt")
 DECODERS = ("auto", "greedy", "beam")
@@ -112,14 +112,14 @@ class RepositorySettings:
     def bucket_samples(self) -> int:
         return round(self.bucket_seconds * SAMPLING_RATE)
 
-    def window_plan(self, spec: AcousticSpec) -> WindowPlan:
-        return WindowPlan.from_seconds(
+    def windowing(self, spec: AcousticSpec) -> Windowing:
+        return Windowing.from_seconds(
             self.window_seconds, self.context_seconds, self.pause_seconds, spec, SAMPLING_RATE
         )
 
     def window_samples(self, spec: AcousticSpec) -> int:
         """The most samples the acoustic model gets in one row: a window, padded up to a bucket."""
-        longest = self.window_plan(spec).longest
+        longest = self.windowing(spec).longest
         bucket = self.bucket_samples
         return longest if bucket <= 0 else -(-longest // bucket) * bucket
 
@@ -160,11 +160,11 @@ def _python_step(name: str, settings: RepositorySettings, kind: int = mc.ModelIn
 
 
 def _window_parameters(spec: AcousticSpec, settings: RepositorySettings) -> dict[str, object]:
-    plan = settings.window_plan(spec)
+    windowing = settings.windowing(spec)
     return {
-        "chunk_samples": plan.chunk,
-        "context_samples": plan.context,
-        "pause_samples": plan.min_pause,
+        "chunk_samples": windowing.chunk,
+        "context_samples": windowing.context,
+        "pause_samples": windowing.min_pause,
         "max_samples": settings.max_samples,
     }
 
@@ -178,7 +178,7 @@ def preprocess_config(
     config.output.extend(
         [
             _io(mc.ModelOutput, WINDOWS, mc.TYPE_FP32, [-1]),
-            _io(mc.ModelOutput, WINDOW_PLAN, mc.TYPE_INT64, [-1]),
+            _io(mc.ModelOutput, WINDOW_LAYOUT, mc.TYPE_INT64, [-1]),
             _io(mc.ModelOutput, NUM_SAMPLES, mc.TYPE_INT64, [1]),
             _io(mc.ModelOutput, FRAME_RMS, mc.TYPE_FP32, [-1]),
         ]
@@ -203,7 +203,7 @@ def _windows_inputs() -> list[mc.ModelInput]:
     """What `preprocess` sends on: a recording's windows end to end, where they lie, its length."""
     return [
         _io(mc.ModelInput, WINDOWS, mc.TYPE_FP32, [-1], ragged=True),
-        _io(mc.ModelInput, WINDOW_PLAN, mc.TYPE_INT64, [-1], ragged=True),
+        _io(mc.ModelInput, WINDOW_LAYOUT, mc.TYPE_INT64, [-1], ragged=True),
         _io(mc.ModelInput, NUM_SAMPLES, mc.TYPE_INT64, [1]),
     ]
 
@@ -290,7 +290,7 @@ def ctc_decoder_config(
             _io(mc.ModelInput, NUM_SAMPLES, mc.TYPE_INT64, [1]),
             _io(mc.ModelInput, LOGITS, mc.TYPE_FP32, [-1, spec.vocab_size], ragged=True),
             _io(mc.ModelInput, FRAME_TOKENS, mc.TYPE_INT32, [-1], ragged=True),
-            _io(mc.ModelInput, WINDOW_PLAN, mc.TYPE_INT64, [-1], ragged=True),
+            _io(mc.ModelInput, WINDOW_LAYOUT, mc.TYPE_INT64, [-1], ragged=True),
             _io(mc.ModelInput, HOTWORDS, mc.TYPE_STRING, [-1], ragged=True),
             _io(mc.ModelInput, HOTWORD_WEIGHT, mc.TYPE_FP32, [1]),
             # Each frame's loudness: word times end where the sound does (`vaani.serving.alignment`).
@@ -305,7 +305,7 @@ def ctc_decoder_config(
             _io(mc.ModelOutput, WORDS, mc.TYPE_STRING, [1]),
         ]
     )
-    # The window plan and max_samples: the decoder checks a direct caller's WINDOW_PLAN as `wav2vec2`
+    # The window layout and max_samples: the decoder checks a direct caller's WINDOW_LAYOUT as `wav2vec2`
     # does, caps its frames at the longest audio, and beam-searches one window's frames at a time.
     _parameters(
         config,
@@ -342,7 +342,7 @@ def ensemble_config(settings: RepositorySettings, decoder: str = "greedy") -> mc
                     input_map={AUDIO: AUDIO},
                     output_map={
                         WINDOWS: "windows",
-                        WINDOW_PLAN: "window_plan",
+                        WINDOW_LAYOUT: "window_layout",
                         NUM_SAMPLES: "num_samples",
                         FRAME_RMS: "frame_rms",
                     },
@@ -350,7 +350,11 @@ def ensemble_config(settings: RepositorySettings, decoder: str = "greedy") -> mc
                 step(
                     model_name=acoustic,
                     model_version=-1,
-                    input_map={WINDOWS: "windows", WINDOW_PLAN: "window_plan", NUM_SAMPLES: "num_samples"},
+                    input_map={
+                        WINDOWS: "windows",
+                        WINDOW_LAYOUT: "window_layout",
+                        NUM_SAMPLES: "num_samples",
+                    },
                     output_map={scores: "scores"},
                 ),
                 step(
@@ -359,7 +363,7 @@ def ensemble_config(settings: RepositorySettings, decoder: str = "greedy") -> mc
                     input_map={
                         scores: "scores",
                         NUM_SAMPLES: "num_samples",
-                        WINDOW_PLAN: "window_plan",
+                        WINDOW_LAYOUT: "window_layout",
                         HOTWORDS: HOTWORDS,
                         HOTWORD_WEIGHT: HOTWORD_WEIGHT,
                         FRAME_RMS: "frame_rms",

@@ -20,7 +20,7 @@ import numpy as np
 
 from vaani.client.api import TranscriptionClient, TranscriptionError
 from vaani.loadtest.clips import Clip
-from vaani.server.stubs import rss_mb, server_listening_on, stubs_of
+from vaani.supervision.stubs import rss_mb, server_listening_on, stubs_of
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import pytest
 from vaani.build.hf_model import HfModel
 from vaani.build.pipeline import build
 from vaani.build.repository import RepositorySettings
-from vaani.server.process import Ports, TritonProcess, free_port
+from vaani.supervision.process import Ports, TritonProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED_MODEL = ROOT / "models" / "tiny-hindi"

@@ -150,7 +150,7 @@ def test_a_killed_build_is_rebuilt_by_the_next(tmp_path, capsys):
 
 def test_the_server_loads_the_built_models_by_name(tmp_path):
     """No `--load-model=*`: a stray folder in the repository cannot stop a start."""
-    from vaani.server.process import Ports, command
+    from vaani.supervision.process import Ports, command
 
     repository = tmp_path / "repo"
     build(str(BUNDLED_MODEL), repository, RepositorySettings(max_batch_size=4))
@@ -178,7 +178,7 @@ def test_a_failed_engine_build_leaves_the_served_repository_as_it_was(tmp_path, 
 def test_a_repository_without_a_build_is_served_by_the_models_named(tmp_path):
     """The GPU benchmark writes its configs without `vaani build`: it names what the server loads."""
     from vaani.build.repository import served_models
-    from vaani.server.process import Ports, command
+    from vaani.supervision.process import Ports, command
 
     repository = tmp_path / "repo"
     repository.mkdir()

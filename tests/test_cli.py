@@ -8,7 +8,7 @@ import sys
 import time
 import urllib.request
 
-from vaani.server.process import free_port
+from vaani.supervision.process import free_port
 
 BLOCK_HEAVY = (  # the build and eval extras: the serving image installs neither
     "import sys\n"

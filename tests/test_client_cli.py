@@ -100,7 +100,7 @@ def test_truncated_directory_and_missing_files_name_the_file_and_the_problem(tri
 
 
 def test_an_unreachable_server_is_exit_status_3_over_both_protocols(tmp_path, capsys):
-    from vaani.server.process import free_port
+    from vaani.supervision.process import free_port
 
     clip = tmp_path / "clip.wav"
     sf.write(clip, probe_audio()[0], SAMPLING_RATE)

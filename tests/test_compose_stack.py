@@ -12,7 +12,7 @@ import pytest
 
 from vaani.errors import UserFacingError
 from vaani.stack.check import CheckSettings, ComposeCheck
-from vaani.stack.engine import detect
+from vaani.stack.runtime import detect
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -20,12 +20,12 @@ from vaani.client.api import TranscriptionClient
 from vaani.errors import UserFacingError
 from vaani.recipe.corpus import synth
 from vaani.scoring import score
-from vaani.server.process import Ports, TritonProcess, free_port
-from vaani.server.stubs import stubs_of
 from vaani.serving.beam import BeamDecoder, hotword_unigrams, pieces, split_glued
-from vaani.serving.contract import DECODER, LOGITS, NUM_SAMPLES, TRANSCRIPT, WINDOW_PLAN, version_dir
+from vaani.serving.contract import DECODER, LOGITS, NUM_SAMPLES, TRANSCRIPT, WINDOW_LAYOUT, version_dir
 from vaani.serving.ctc import GreedyDecoder, Word
 from vaani.serving.windowing import AFTER_CUT, Window, to_tensor
+from vaani.supervision.process import Ports, TritonProcess, free_port
+from vaani.supervision.stubs import stubs_of
 
 from .conftest import BUNDLED_MODEL
 
@@ -382,7 +382,7 @@ def _direct(url: str, logits: np.ndarray, plan: np.ndarray | None = None) -> str
     client = httpclient.InferenceServerClient(url, network_timeout=300, connection_timeout=300)
     arrays = [(LOGITS, logits[None], "FP32"), (NUM_SAMPLES, _samples(logits.shape[0]), "INT64")]
     if plan is not None:
-        arrays.append((WINDOW_PLAN, plan, "INT64"))
+        arrays.append((WINDOW_LAYOUT, plan, "INT64"))
     inputs = []
     for name, array, dtype in arrays:
         inputs.append(httpclient.InferInput(name, list(array.shape), dtype))
@@ -423,7 +423,7 @@ def test_garbage_window_plans_fail_alone_in_their_batch(lm_server, speech_logits
     assert results[:4] == [alone] * 4
     for refused in results[4:]:
         assert isinstance(refused, InferenceServerException), refused
-        assert refused.status() == "400" and "WINDOW_PLAN" in refused.message(), refused
+        assert refused.status() == "400" and "WINDOW_LAYOUT" in refused.message(), refused
     assert httpclient.InferenceServerClient(url).is_model_ready(DECODER)
     assert _decoder_pid(lm_server) == pid
 

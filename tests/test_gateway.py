@@ -24,9 +24,9 @@ from vaani.audio import load_audio
 from vaani.client.api import TranscriptionClient
 from vaani.gateway.process import GatewayProcess
 from vaani.recipe.corpus import synth
-from vaani.server.process import free_port
 from vaani.serving import contract
 from vaani.subtitles import CueRules, Word, cues
+from vaani.supervision.process import free_port
 
 from .browser import chromium
 

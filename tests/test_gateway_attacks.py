@@ -30,8 +30,8 @@ from vaani.gateway import limits
 from vaani.gateway.front_door import LOG_BURST
 from vaani.gateway.process import GatewayProcess
 from vaani.recipe.corpus import synth
-from vaani.server.process import Ports, TritonProcess, free_port
 from vaani.serving import contract
+from vaani.supervision.process import Ports, TritonProcess, free_port
 
 from .conftest import BUNDLED_MODEL
 

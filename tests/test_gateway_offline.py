@@ -25,9 +25,9 @@ from vaani.gateway.app import GatewaySettings, create_app
 from vaani.gateway.decoding import decode
 from vaani.gateway.front_door import LOG_BURST, LOG_PER_MINUTE, TRACEBACK_CHARS, LogRateLimit
 from vaani.gateway.triton import Transcript
-from vaani.server.process import free_port
 from vaani.serving.contract import SAMPLING_RATE
 from vaani.subtitles import Word
+from vaani.supervision.process import free_port
 
 from .browser import chromium
 

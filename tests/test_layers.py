@@ -36,7 +36,7 @@ LAYERS = (
     ("vaani.build",),
     ("vaani.client",),
     ("vaani.gateway",),
-    ("vaani.server",),
+    ("vaani.supervision",),
     ("vaani.recipe",),
     ("vaani.loadtest",),
     ("vaani.benchmarks",),
@@ -279,7 +279,7 @@ audio = (0.1 * np.random.default_rng(0).standard_normal((1, 16000))).astype(np.f
 tensors = {{t.name: t for t in out.outputs}}
 (tokens,) = acoustic.execute([Request(tensors)])
 assert tokens.error is None, tokens.error
-inputs = {{k: tensors[k] for k in ("NUM_SAMPLES", "WINDOW_PLAN")}}
+inputs = {{k: tensors[k] for k in ("NUM_SAMPLES", "WINDOW_LAYOUT")}}
 (text,) = decoder.execute([Request(**{{tokens.outputs[0].name: tokens.outputs[0]}}, **inputs)])
 assert text.outputs[0].name == "TRANSCRIPT"
 
@@ -294,7 +294,7 @@ assert np.array_equal(through_plan.outputs[0].array, tokens.outputs[0].array)
 assert bad.error is not None
 
 tooling = ("vaani.build", "vaani.client", "vaani.loadtest", "vaani.recipe", "vaani.benchmarks")
-tooling += ("vaani.server", "vaani.cli")
+tooling += ("vaani.supervision", "vaani.cli")
 loaded = sorted(m for m in sys.modules if m.startswith(tooling))
 assert not loaded, loaded
 heavy = ("torch", "transformers", "onnx", "jiwer", "tritonclient", "scipy")

@@ -25,8 +25,8 @@ from vaani.errors import ServerUnreachable
 from vaani.loadtest.clips import ClipPlan, load_clips, make_clips
 from vaani.loadtest.runner import LOCUSTFILE, grpc_address, run_locust
 from vaani.loadtest.stats import read_records
-from vaani.server.process import free_port
 from vaani.serving.contract import SAMPLING_RATE
+from vaani.supervision.process import free_port
 
 from .conftest import BUNDLED_MODEL
 

@@ -16,7 +16,7 @@ from vaani.scoring import normalize as normalize_text
 from vaani.serving.acoustic import AcousticSpec
 from vaani.serving.contract import ACOUSTIC, SAMPLING_RATE, SPEC_FILE, version_dir
 from vaani.serving.ctc import GreedyDecoder
-from vaani.serving.windowing import SILENT, WindowPlan, cut, join, silence_logits, split
+from vaani.serving.windowing import SILENT, Windowing, cut, join, silence_logits, split
 
 SENTENCES = 60  # about three minutes
 
@@ -37,7 +37,7 @@ def test_one_long_request_is_as_accurate_as_its_sentences_one_by_one(triton, tes
     audio, placed = recording
     assert audio.size / SAMPLING_RATE > 150
     spec = AcousticSpec.load(version_dir(triton.repository, ACOUSTIC) / SPEC_FILE)
-    windows = test_settings.window_plan(spec).windows(audio[None])
+    windows = test_settings.windowing(spec).windows(audio[None])
     spans = [(w.start, w.end) for w in windows if w.kind != SILENT]
     assert len(spans) == len(placed)  # one window a sentence: cut at every pause
     with ThreadPoolExecutor(4) as pool:
@@ -88,7 +88,7 @@ def test_cuts_inside_words_keep_every_frame_once(triton):
     spec = AcousticSpec.load(version_dir(triton.repository, ACOUSTIC) / SPEC_FILE)
     plan = synth.plan("test", 3, seed=2030)
     audio = np.concatenate([synth.synthesize(u.text, u.voice, u.speed, u.pitch) for u in plan])[None]
-    windows = WindowPlan.from_seconds(1.5, 0.5, 0.0, spec, SAMPLING_RATE).windows(audio)
+    windows = Windowing.from_seconds(1.5, 0.5, 0.0, spec, SAMPLING_RATE).windows(audio)
     assert len(windows) >= 4 and all(w.kind != SILENT for w in windows)
     pieces = split(cut(audio, windows, lambda window: window), windows)
     joined = join([_local_logits(piece, spec) for piece in pieces], windows)
@@ -97,7 +97,7 @@ def test_cuts_inside_words_keep_every_frame_once(triton):
 
 def test_silence_before_speech_is_not_run_and_decodes_to_nothing(triton):
     spec = AcousticSpec.load(version_dir(triton.repository, ACOUSTIC) / SPEC_FILE)
-    plan = WindowPlan.from_seconds(20.0, 2.0, 0.3, spec, SAMPLING_RATE)
+    plan = Windowing.from_seconds(20.0, 2.0, 0.3, spec, SAMPLING_RATE)
     speech = synth.synthesize("मेरी दादी हर रोज़ देर तक गिरती थी")
     audio = np.concatenate([np.zeros(30 * SAMPLING_RATE, np.float32), speech])[None]
     windows = plan.windows(audio)
@@ -125,7 +125,7 @@ def test_a_recording_reaches_the_acoustic_step_as_one_request(triton, test_setti
     after = executions()
     runs, requests = after[0] - before[0], after[1] - before[1]
     spec = AcousticSpec.load(version_dir(triton.repository, ACOUSTIC) / SPEC_FILE)
-    plan = test_settings.window_plan(spec)
+    plan = test_settings.windowing(spec)
     windows = sum(len(plan.windows(a[None])) for a in (audio, audio[::-1].copy()))
     assert all(texts) and windows >= 2 * SENTENCES
     assert requests == 2 and runs <= 2 < windows, f"{runs} executions, {requests} requests, {windows} windows"

@@ -28,10 +28,6 @@ from tritonclient.utils import InferenceServerException
 from vaani.build.pipeline import build
 from vaani.build.repository import RepositorySettings
 from vaani.client.api import TranscriptionClient
-from vaani.server.admin import ADMIN_HEADER, GRPC_ADMIN_HEADER
-from vaani.server.commands import LEAKED_VERSIONS_LIMIT
-from vaani.server.process import Ports, TritonProcess, free_port
-from vaani.server.stubs import SHM_DIR, rss_mb, stubs_of
 from vaani.serving.acoustic import AcousticSpec
 from vaani.serving.contract import (
     ACOUSTIC,
@@ -44,10 +40,14 @@ from vaani.serving.contract import (
     NUM_SAMPLES,
     PREPROCESS,
     SAMPLING_RATE,
-    WINDOW_PLAN,
+    WINDOW_LAYOUT,
     WINDOWS,
 )
 from vaani.serving.windowing import AFTER_CUT, Window, to_tensor
+from vaani.supervision.admin import ADMIN_HEADER, GRPC_ADMIN_HEADER
+from vaani.supervision.commands import LEAKED_VERSIONS_LIMIT
+from vaani.supervision.process import Ports, TritonProcess, free_port
+from vaani.supervision.stubs import SHM_DIR, rss_mb, stubs_of
 
 from .conftest import BUNDLED_MODEL
 
@@ -121,13 +121,13 @@ HTTP_CASES["decoder called directly with neither logits nor tokens"] = (
 
 
 def _decoder_with_plan(plan: list[int]) -> tuple[dict, None]:
-    """`ctc_decoder` called directly with 6 frames' tokens and a (garbage) WINDOW_PLAN for them."""
+    """`ctc_decoder` called directly with 6 frames' tokens and a (garbage) WINDOW_LAYOUT for them."""
     return (
         {
             "inputs": [
                 _tensor(FRAME_TOKENS, [1, 6], "INT32", data=[0] * 6),
                 _tensor(NUM_SAMPLES, [1, 1], "INT64", data=[2000]),
-                _tensor(WINDOW_PLAN, [1, len(plan)], "INT64", data=plan),
+                _tensor(WINDOW_LAYOUT, [1, len(plan)], "INT64", data=plan),
             ]
         },
         None,
@@ -155,7 +155,7 @@ def _acoustic_inputs(values: np.ndarray, lengths: np.ndarray, plan: np.ndarray) 
     return {
         "inputs": [
             _tensor(WINDOWS, list(values.shape), data=values.ravel().tolist()),
-            _tensor(WINDOW_PLAN, list(plan.shape), "INT64", data=plan.ravel().tolist()),
+            _tensor(WINDOW_LAYOUT, list(plan.shape), "INT64", data=plan.ravel().tolist()),
             _tensor(NUM_SAMPLES, list(lengths.shape), "INT64", data=lengths.ravel().tolist()),
         ]
     }
@@ -187,7 +187,7 @@ def test_hostile_http_requests_get_errors_and_leave_the_server_serving(triton, b
         assert status >= 400, f"{name}: {status} {body[:200]}"
         assert _ready(triton.http_url), f"{name} left the server not ready"
         if "plan with" in name:  # the decoder checks a plan before it trusts an offset
-            assert status == 400 and "WINDOW_PLAN" in body, f"{name}: {status} {body[:200]}"
+            assert status == 400 and "WINDOW_LAYOUT" in body, f"{name}: {status} {body[:200]}"
     for name, header in _acoustic_cases(bundled_model.spec()).items():
         status, body = _raw_http(triton.http_url, ACOUSTIC, header)
         assert 400 <= status < 500, f"{name}: {status} {body[:200]}"
@@ -305,7 +305,7 @@ OVERFLOWING = {
         ACOUSTIC,
         [
             _overflowing(WINDOWS),
-            _tensor(WINDOW_PLAN, [1, 5], "INT64", data=[0, 16000, 0, 49, 0]),
+            _tensor(WINDOW_LAYOUT, [1, 5], "INT64", data=[0, 16000, 0, 49, 0]),
             _tensor(NUM_SAMPLES, [1, 1], "INT64", data=[16000]),
         ],
     ),

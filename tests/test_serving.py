@@ -16,7 +16,7 @@ from vaani.serving.contract import (
     FRAME_TOKENS,
     NUM_SAMPLES,
     PREPROCESS,
-    WINDOW_PLAN,
+    WINDOW_LAYOUT,
     WINDOWS,
 )
 
@@ -30,7 +30,7 @@ def _wav2vec2(triton, clip: np.ndarray) -> np.ndarray:
     audio.set_data_from_numpy(clip[None, :].astype(np.float32))
     windows = client.infer(PREPROCESS, [audio])
     inputs = []
-    for name in (WINDOWS, WINDOW_PLAN, NUM_SAMPLES):
+    for name in (WINDOWS, WINDOW_LAYOUT, NUM_SAMPLES):
         array = windows.as_numpy(name)
         tensor = httpclient.InferInput(name, list(array.shape), "FP32" if name == WINDOWS else "INT64")
         tensor.set_data_from_numpy(array)

@@ -21,9 +21,9 @@ import yaml
 from vaani.build.pipeline import build
 from vaani.build.repository import RepositorySettings
 from vaani.client.api import TranscriptionClient, TranscriptionError
-from vaani.server.process import Ports, TritonProcess, free_port
-from vaani.server.stubs import SHM_DIR, stubs_of
 from vaani.serving.contract import ACOUSTIC, SAMPLING_RATE
+from vaani.supervision.process import Ports, TritonProcess, free_port
+from vaani.supervision.stubs import SHM_DIR, stubs_of
 
 from .conftest import BUNDLED_MODEL, ROOT
 from .test_reliability import _group, _ready, _serve, _server_pid, _server_pid_or_none, _wait

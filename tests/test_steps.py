@@ -24,7 +24,7 @@ from vaani.serving.contract import (
     NUM_SAMPLES,
     SAMPLING_RATE,
     TRANSCRIPT,
-    WINDOW_PLAN,
+    WINDOW_LAYOUT,
     WINDOWS,
     WINDOWS_STEP,
     WORDS,
@@ -157,7 +157,7 @@ def test_ensemble_contract_and_configs_parse():
     ]
     assert [s.model_name for s in asr.ensemble_scheduling.step] == list(ENSEMBLE_STEPS)
     acoustic = {i.name: i.allow_ragged_batch for i in configs[ACOUSTIC].input}
-    assert acoustic == {WINDOWS: True, WINDOW_PLAN: True, NUM_SAMPLES: False}  # a length per request
+    assert acoustic == {WINDOWS: True, WINDOW_LAYOUT: True, NUM_SAMPLES: False}  # a length per request
     assert [o.name for o in configs[ACOUSTIC].output] == [FRAME_TOKENS]  # greedy reads best tokens
     assert WINDOWS_STEP not in configs  # only a TensorRT plan needs the BLS step
     for config in configs.values():
@@ -244,15 +244,15 @@ def _plan(*windows: tuple[int, int, int, int, int]) -> np.ndarray:
 
 def test_window_plans_are_checked_before_any_offset_is_trusted():
     """What `ctc_decoder` (and `wav2vec2`) refuse from a direct caller: every garbage plan, by name."""
-    from vaani.serving.windowing import WindowPlan, plan_problem
+    from vaani.serving.windowing import Windowing, layout_problem
 
     spec = AcousticSpec(32, (10, 3, 3, 3, 3, 2, 2), (5, 2, 2, 2, 2, 2, 2), True, 1, "|", tuple("x" * 32))
-    windows = WindowPlan.from_seconds(20, 2, 0.3, spec, SAMPLING_RATE)
+    windows = Windowing.from_seconds(20, 2, 0.3, spec, SAMPLING_RATE)
     samples = np.array([[16_000]], np.int64)
     one = _plan((0, 16_000, 0, 49, 0))  # 1 s: one window, all 49 frames kept
     two = np.repeat(one, 2, axis=0)
-    assert plan_problem(one, samples, windows, 480_000) is None
-    assert plan_problem(two, samples[[0, 0]], windows, 480_000) is None
+    assert layout_problem(one, samples, windows, 480_000) is None
+    assert layout_problem(two, samples[[0, 0]], windows, 480_000) is None
     cases = {
         "negative offsets": (_plan((-3_200, 16_000, 0, 49, 0)), samples),
         "offsets of 10^15": (_plan((0, 10**15, 0, 49, 0)), samples),
@@ -268,7 +268,7 @@ def test_window_plans_are_checked_before_any_offset_is_trusted():
         "over the longest audio": (one, np.array([[10**15]])),
     }
     for name, (plan, lengths) in cases.items():
-        assert plan_problem(plan, lengths, windows, 480_000), f"{name} passed"
+        assert layout_problem(plan, lengths, windows, 480_000), f"{name} passed"
 
 
 def test_decoder_settings_reach_the_config():
@@ -279,7 +279,7 @@ def test_decoder_settings_reach_the_config():
     assert config.instance_group[0].count == 3
     assert config.parameters["decoder"].string_value == "beam"
     assert config.parameters["beam_width"].string_value == "16"
-    # It checks a direct caller's WINDOW_PLAN and caps frames at the longest audio, as `wav2vec2` does.
+    # It checks a direct caller's WINDOW_LAYOUT and caps frames at the longest audio, as `wav2vec2` does.
     acoustic = all_configs(spec, RepositorySettings(), decoder="beam")[ACOUSTIC]
     for key in ("chunk_samples", "context_samples", "pause_samples", "max_samples"):
         assert config.parameters[key] == acoustic.parameters[key], key

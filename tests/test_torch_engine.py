@@ -99,7 +99,7 @@ def test_torch_config_runs_on_gpu_instances_with_ragged_inputs() -> None:
     config = acoustic_config(spec, settings)
     assert config.backend == "python"
     assert [(g.kind, g.count) for g in config.instance_group] == [(mc.ModelInstanceGroup.KIND_GPU, 2)]
-    assert [t.name for t in config.input if t.allow_ragged_batch] == ["WINDOWS", "WINDOW_PLAN"]
+    assert [t.name for t in config.input if t.allow_ragged_batch] == ["WINDOWS", "WINDOW_LAYOUT"]
     assert config.max_batch_size == 64
     assert config.parameters["engine"].string_value == "torch"
     # The engine's knobs are written from its own defaults, and read back unchanged.
@@ -347,7 +347,7 @@ def test_preprocess_leaves_normalization_to_the_torch_engine() -> None:
         preprocess = configs["preprocess"].parameters["normalize"].string_value
         assert preprocess == str(not normalizes).lower()
         inputs = [tensor.name for tensor in configs[ACOUSTIC].input]
-        assert inputs == ["WINDOWS", "WINDOW_PLAN", "NUM_SAMPLES"]  # one length per request, no mask
+        assert inputs == ["WINDOWS", "WINDOW_LAYOUT", "NUM_SAMPLES"]  # one length per request, no mask
 
 
 # ---- the candidate packed normalization (vaani.benchmarks.normalization_candidates) ------------

@@ -14,7 +14,7 @@ from vaani.errors import UserFacingError
 
 COMMAND_MODULES = (
     "vaani.build.commands",
-    "vaani.server.commands",
+    "vaani.supervision.commands",
     "vaani.client.commands",
     "vaani.gateway.commands",
     "vaani.recipe.corpus.commands",

@@ -45,7 +45,7 @@ COPY benchmarks ./benchmarks
 RUN --mount=type=secret,id=ca-certificates \
     if [ -s /run/secrets/ca-certificates ]; then export PIP_CERT=/run/secrets/ca-certificates; fi \
     && pip install ".[serve,loadtest,gateway]" \
-    && cd / && python -c "import vaani.serving.engines.onnxruntime, vaani.server.process as p; p.backend_directory()" \
+    && cd / && python -c "import vaani.serving.engines.onnxruntime, vaani.supervision.process as p; p.backend_directory()" \
     && rm -rf /tmp/vaani-src
 
 USER vaani

@@ -31,7 +31,7 @@ HOTWORD_WEIGHT = "HOTWORD_WEIGHT"
 
 # Between the steps.
 WINDOWS = "WINDOWS"  # a recording's windows, each normalized, end to end (`vaani.serving.windowing`)
-WINDOW_PLAN = "WINDOW_PLAN"  # where each window lies and which of its frames the join keeps
+WINDOW_LAYOUT = "WINDOW_LAYOUT"  # where each window lies and which of its frames the join keeps
 INPUT_VALUES = "INPUT_VALUES"
 ATTENTION_MASK = "ATTENTION_MASK"
 NUM_SAMPLES = "NUM_SAMPLES"

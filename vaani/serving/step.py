@@ -11,7 +11,7 @@ from pathlib import Path
 
 from vaani.serving.acoustic import AcousticSpec
 from vaani.serving.contract import SPEC_FILE
-from vaani.serving.windowing import WindowPlan
+from vaani.serving.windowing import Windowing
 
 
 class StepContext:
@@ -31,15 +31,15 @@ class StepContext:
     def number(self, key: str, default: float) -> float:
         return float(self.parameters.get(key, default))
 
-    def window_plan(self) -> WindowPlan:
+    def windowing(self) -> Windowing:
         """The plan `vaani build` wrote as parameters (chunk, context and pause, in samples)."""
         chunk, context, pause = (int(self.parameters[f"{k}_samples"]) for k in ("chunk", "context", "pause"))
-        return WindowPlan(chunk, context, pause, self.spec())
+        return Windowing(chunk, context, pause, self.spec())
 
     def max_samples(self) -> int:
         """The longest recording the repository takes (``--max-audio-seconds``), in samples.
 
-        Written by `vaani build` beside the window plan for every step, so no step keeps a default
+        Written by `vaani build` beside the window layout for every step, so no step keeps a default
         of its own that could disagree with the build's.
         """
         return int(self.parameters["max_samples"])

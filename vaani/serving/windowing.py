@@ -54,7 +54,7 @@ class Window:
 
 
 @dataclass(frozen=True)
-class WindowPlan:
+class Windowing:
     """How recordings are cut; ``chunk``, ``context`` and ``min_pause`` in samples, whole frames each."""
 
     chunk: int
@@ -72,7 +72,7 @@ class WindowPlan:
     @classmethod
     def from_seconds(
         cls, chunk_s: float, context_s: float, pause_s: float, spec: AcousticSpec, rate: int
-    ) -> WindowPlan:
+    ) -> Windowing:
         """Seconds down to whole frames, so a window never holds more than the seconds say."""
         step = spec.samples_per_frame
 
@@ -187,7 +187,7 @@ def join(logits: list[np.ndarray], windows: list[Window]) -> np.ndarray:
 
 
 def problem(windows: list[Window], samples: int, spec: AcousticSpec, longest: int) -> str | None:
-    """Why a plan that came with a request is not one `WindowPlan` makes (the step can be called directly)."""
+    """Why a plan that came with a request is not one `Windowing` makes (the step can be called directly)."""
     step = spec.samples_per_frame
     expected = 0
     for window in windows:
@@ -208,10 +208,10 @@ def problem(windows: list[Window], samples: int, spec: AcousticSpec, longest: in
     return None
 
 
-def plan_problem(
-    plan: np.ndarray, num_samples: np.ndarray, windows: WindowPlan, max_samples: int
+def layout_problem(
+    plan: np.ndarray, num_samples: np.ndarray, windows: Windowing, max_samples: int
 ) -> str | None:
-    """Why ``WINDOW_PLAN`` and ``NUM_SAMPLES`` are not what `preprocess` sends: one recording's plan.
+    """Why ``WINDOW_LAYOUT`` and ``NUM_SAMPLES`` are not what `preprocess` sends: one recording's plan.
 
     Every step that reads a plan (`wav2vec2`, `windows`, `ctc_decoder`) can be called directly, so each
     checks it before it trusts an offset. Shapes and the count of windows (a kept frame each at least)
@@ -220,11 +220,11 @@ def plan_problem(
     rows = num_samples.shape[0] if num_samples.ndim == 2 else -1
     if num_samples.shape != (rows, 1) or plan.ndim != 2 or plan.shape[0] != rows or rows == 0:
         return (
-            f"WINDOW_PLAN and NUM_SAMPLES must be [batch, …] and [batch, 1] of one batch; "
+            f"WINDOW_LAYOUT and NUM_SAMPLES must be [batch, …] and [batch, 1] of one batch; "
             f"got {list(plan.shape)} and {list(num_samples.shape)}"
         )
     if num_samples.dtype.kind not in "iu" or plan.dtype.kind not in "iu":
-        return "WINDOW_PLAN and NUM_SAMPLES must be integers"
+        return "WINDOW_LAYOUT and NUM_SAMPLES must be integers"
     samples = int(num_samples[0, 0])
     spec = windows.spec
     if (num_samples != samples).any() or not spec.receptive_field <= samples <= max_samples:
@@ -232,26 +232,26 @@ def plan_problem(
     fields = plan.shape[1]
     if fields == 0 or fields % FIELDS or fields > FIELDS * spec.frames(samples) or (plan != plan[:1]).any():
         return (
-            f"WINDOW_PLAN must hold {FIELDS} numbers per window, at most one window per frame, "
+            f"WINDOW_LAYOUT must hold {FIELDS} numbers per window, at most one window per frame, "
             "the same on every row"
         )
     wrong = problem(from_tensor(plan), samples, spec, windows.longest)
-    return f"WINDOW_PLAN: {wrong}" if wrong else None
+    return f"WINDOW_LAYOUT: {wrong}" if wrong else None
 
 
 def request_problem(
-    flat: np.ndarray, plan: np.ndarray, num_samples: np.ndarray, windows: WindowPlan, max_samples: int
+    flat: np.ndarray, plan: np.ndarray, num_samples: np.ndarray, windows: Windowing, max_samples: int
 ) -> str | None:
-    """Why a request's WINDOWS, WINDOW_PLAN and NUM_SAMPLES are not what `preprocess` sends.
+    """Why a request's WINDOWS, WINDOW_LAYOUT and NUM_SAMPLES are not what `preprocess` sends.
 
     The steps that take them can be called directly, so they check instead of trusting.
     """
     if flat.ndim != 2 or num_samples.shape[:1] != flat.shape[:1]:
         shapes = f"{list(flat.shape)}, {list(plan.shape)} and {list(num_samples.shape)}"
-        return f"WINDOWS, WINDOW_PLAN and NUM_SAMPLES must be [batch, …] of one batch; got {shapes}"
+        return f"WINDOWS, WINDOW_LAYOUT and NUM_SAMPLES must be [batch, …] of one batch; got {shapes}"
     if flat.dtype != np.float32:
         return "WINDOWS must be FP32"
-    wrong = plan_problem(plan, num_samples, windows, max_samples)
+    wrong = layout_problem(plan, num_samples, windows, max_samples)
     if wrong:
         return wrong
     planned = sum(w.samples for w in from_tensor(plan))

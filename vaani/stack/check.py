@@ -29,10 +29,10 @@ from vaani.errors import UserFacingError
 from vaani.loadtest.clips import ClipPlan, make_clips
 from vaani.manifest import read_manifest
 from vaani.scoring import score
-from vaani.server.process import free_port
 from vaani.serving.contract import ENSEMBLE
 from vaani.stack import images, probes
-from vaani.stack.engine import Engine, detect
+from vaani.stack.runtime import Runtime, detect
+from vaani.supervision.process import free_port
 
 COMPOSE_FILE = Path("docker-compose.cpu.yml")
 SERVING = ("triton", "prometheus", "gateway")
@@ -50,7 +50,7 @@ class CheckSettings:
     root: Path
     output: Path
     model: str = "models/tiny-hindi"
-    engine: str | None = None
+    runtime: str | None = None
     base_image: str = images.DEFAULT_BASE
     bind: str = "127.0.0.1"
     locust_users: int = 4
@@ -107,30 +107,30 @@ class ComposeCheck:
         self.project = f"vaani-check-{os.getpid()}"
         self.ports = {name: free_port() for name in ("http", "grpc", "metrics", "prometheus", "gateway")}
         self.services = SERVING if has_gateway() else SERVING[:2]
-        self.engine: Engine | None = None
+        self.runtime: Runtime | None = None
         self.env: dict[str, str] = {}
         self.sent = 0  # requests this check sent to the ensemble since the stack came up
 
     def compose(self, *args: str) -> str:
-        assert self.engine
-        result = self.engine.compose_run(self.project, [COMPOSE_FILE], self.env, *args)
+        assert self.runtime
+        result = self.runtime.compose_run(self.project, [COMPOSE_FILE], self.env, *args)
         return result.stdout + result.stderr
 
     def container(self, service: str) -> str:
-        assert self.engine
-        return self.engine.container(self.project, service)
+        assert self.runtime
+        return self.runtime.container(self.project, service)
 
     def run(self) -> int:
         s = self.settings
-        with self.log.step("container engine"):
-            self.engine = detect(s.root, s.engine)
-            self.log(f"   {self.engine.name}, compose: {' '.join(self.engine.compose)}")
+        with self.log.step("container runtime"):
+            self.runtime = detect(s.root, s.runtime)
+            self.log(f"   {self.runtime.name}, compose: {' '.join(self.runtime.compose)}")
         with self.log.step("base image"):
-            base = images.base_image(self.engine, s.base_image)
+            base = images.base_image(self.runtime, s.base_image)
             self.log(f"   building on {base}")
         for spec in images.PROJECT_IMAGES:
             with self.log.step(f"image {spec.tag} ({spec.dockerfile})"):
-                images.build(self.engine, spec, base)
+                images.build(self.runtime, spec, base)
         with self.log.step(f"model repository for {s.model} (host, ONNX Runtime engine)"):
             repository = self.output / "model_repository"
             build(s.model, repository, RepositorySettings(engine="onnxruntime"))
@@ -163,8 +163,8 @@ class ComposeCheck:
             self.collect_logs()
             with self.log.step("teardown"):
                 self.compose("down")
-                self.engine.remove_networks(self.project)
-                left = self.engine.containers(self.project)
+                self.runtime.remove_networks(self.project)
+                left = self.runtime.containers(self.project)
                 if left:
                     raise UserFacingError(f"containers left after down: {left}")
         if self.log.failures:
@@ -200,8 +200,8 @@ class ComposeCheck:
         with self.log.verify(f"headless Locust, 2 workers, {s.locust_users} users, {s.locust_seconds} s"):
             self.run_locust()
         with self.log.verify("restart triton: it comes back healthy and serves"):
-            assert self.engine
-            self.engine.run("restart", self.container("triton"))
+            assert self.runtime
+            self.runtime.run("restart", self.container("triton"))
             self.wait_healthy(("triton",))
             again = self.transcribe(clip.audio_path, clip.text, gateway=False)
             if again != transcript:
@@ -209,7 +209,7 @@ class ComposeCheck:
             self.log("   same transcript after the restart")
 
     def wait_healthy(self, services: tuple[str, ...]) -> None:
-        assert self.engine
+        assert self.runtime
         for service in services:
             container = self.container(service)
             seconds = probes.wait_for(
@@ -222,16 +222,16 @@ class ComposeCheck:
 
     def healthy(self, container: str, service: str) -> bool:
         """Whether the healthcheck passes; a container that keeps restarting fails the check at once."""
-        assert self.engine
-        if self.engine.restarts(container) > MAX_RESTARTS:
-            tail = "\n".join(self.engine.logs(container).splitlines()[-15:])
+        assert self.runtime
+        if self.runtime.restarts(container) > MAX_RESTARTS:
+            tail = "\n".join(self.runtime.logs(container).splitlines()[-15:])
             raise UserFacingError(f"{service} keeps restarting; the end of its log:\n{tail}")
-        return self.engine.health(container) == "healthy"
+        return self.runtime.health(container) == "healthy"
 
     def check_bindings(self) -> None:
-        assert self.engine
+        assert self.runtime
         for service in self.services:
-            for port, hosts in self.engine.bindings(self.container(service)).items():
+            for port, hosts in self.runtime.bindings(self.container(service)).items():
                 self.log(f"   {service} {port} → {', '.join(hosts) or 'not published'}")
                 wrong = [h for h in hosts if not h.startswith(f"{self.settings.bind}:")]
                 if wrong:
@@ -275,10 +275,10 @@ class ComposeCheck:
         Judged per type, not on the aggregate: gRPC users that failed every request (issue 18:
         c-ares could not resolve `triton`) must fail the check by name, with Locust's error.
         """
-        assert self.engine
+        assert self.runtime
         self.compose("up", "-d", "--no-build", "--no-deps", *LOCUST)
         master = self.container("locust-master")
-        code = self.engine.wait(master, timeout=self.settings.locust_seconds + 180)
+        code = self.runtime.wait(master, timeout=self.settings.locust_seconds + 180)
         results = self.output / "locust"
         logs = self.output / "logs"
         if not (results / "locust_stats.csv").exists():
@@ -307,11 +307,11 @@ class ComposeCheck:
 
     def collect_logs(self) -> None:
         """Every container's log into ``<output>/logs`` before the stack comes down."""
-        if not self.engine:
+        if not self.runtime:
             return
         logs = self.output / "logs"
         logs.mkdir(exist_ok=True)
         for service in (*self.services, *LOCUST):
-            found = self.engine.containers(self.project, service)
+            found = self.runtime.containers(self.project, service)
             if found:
-                (logs / f"{service}.log").write_text(self.engine.logs(found[0]))
+                (logs / f"{service}.log").write_text(self.runtime.logs(found[0]))

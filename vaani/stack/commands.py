@@ -22,7 +22,7 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     check.add_argument("--output", type=Path, default=Path("results/compose-check"))
     check.add_argument("--model", default="models/tiny-hindi", help="model the repository is built for")
     check.add_argument(
-        "--engine", choices=("docker", "podman"), help="default: Docker if it answers, else podman"
+        "--runtime", choices=("docker", "podman"), help="default: Docker if it answers, else podman"
     )
     check.add_argument("--base-image", default=images.DEFAULT_BASE, help="Debian bookworm image to build on")
     check.add_argument(
@@ -40,7 +40,7 @@ def _compose_check(args: argparse.Namespace) -> int:
         root=Path.cwd(),
         output=args.output,
         model=args.model,
-        engine=args.engine,
+        runtime=args.runtime,
         base_image=args.base_image,
         bind=args.bind,
         locust_users=args.locust_users,

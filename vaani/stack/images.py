@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vaani.errors import UserFacingError
-from vaani.stack.engine import Engine
+from vaani.stack.runtime import Runtime
 
 DEFAULT_BASE = "debian:bookworm-slim"
 LOCAL_BASE = "localhost/vaani-debian:bookworm"
@@ -40,25 +40,25 @@ PROJECT_IMAGES = (
 )
 
 
-def _pulled(engine: Engine, image: str) -> bool:
+def _pulled(runtime: Runtime, image: str) -> bool:
     try:
-        return engine.run("pull", image, check=False, timeout=PULL_TIMEOUT_S).returncode == 0
+        return runtime.run("pull", image, check=False, timeout=PULL_TIMEOUT_S).returncode == 0
     except subprocess.TimeoutExpired:
         return False
 
 
-def base_image(engine: Engine, requested: str = DEFAULT_BASE) -> str:
+def base_image(runtime: Runtime, requested: str = DEFAULT_BASE) -> str:
     """An image to build on: ``requested`` when present or pullable, else a local bookworm made here."""
-    if engine.image_exists(requested) or _pulled(engine, requested):
+    if runtime.image_exists(requested) or _pulled(runtime, requested):
         return requested
     if requested != DEFAULT_BASE:
         raise UserFacingError(f"base image {requested} is neither present nor pullable")
-    if not engine.image_exists(LOCAL_BASE):
-        make_base(engine, LOCAL_BASE)
+    if not runtime.image_exists(LOCAL_BASE):
+        make_base(runtime, LOCAL_BASE)
     return LOCAL_BASE
 
 
-def make_base(engine: Engine, image: str, suite: str = SUITE) -> None:
+def make_base(runtime: Runtime, image: str, suite: str = SUITE) -> None:
     """Debian ``suite`` (minbase) from the Debian mirror the host uses, imported as ``image``."""
     if not shutil.which("mmdebstrap"):
         raise UserFacingError(
@@ -70,7 +70,7 @@ def make_base(engine: Engine, image: str, suite: str = SUITE) -> None:
         stdout=subprocess.PIPE,
     )
     try:
-        engine.run("import", "--change", 'CMD ["/bin/bash"]', "-", image, stdin=bootstrap.stdout)
+        runtime.run("import", "--change", 'CMD ["/bin/bash"]', "-", image, stdin=bootstrap.stdout)
     finally:
         bootstrap.stdout.close()
         if bootstrap.wait() != 0:
@@ -85,7 +85,7 @@ def ca_bundle() -> Path | None:
     return None
 
 
-def build(engine: Engine, spec: ImageSpec, base: str) -> None:
+def build(runtime: Runtime, spec: ImageSpec, base: str) -> None:
     """``spec`` on ``base``; layers are cached, so an unchanged tree rebuilds in seconds.
 
     Build steps use the host's network: apt and pip then resolve names as the host does. On a
@@ -97,4 +97,4 @@ def build(engine: Engine, spec: ImageSpec, base: str) -> None:
     bundle = ca_bundle()
     if bundle:
         args += ["--secret", f"id={CA_SECRET},src={bundle}"]
-    engine.run(*args, ".")
+    runtime.run(*args, ".")

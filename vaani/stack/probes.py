@@ -17,9 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from vaani.errors import UserFacingError
-from vaani.server.admin import ADMIN_HEADER
+from vaani.supervision.admin import ADMIN_HEADER
 
-# One harmless read per API group that `vaani serve` restricts (vaani.server.admin.RESTRICTED_APIS).
+# One harmless read per API group that `vaani serve` restricts (vaani.supervision.admin.RESTRICTED_APIS).
 RESTRICTED_READS = (
     ("model-repository", "POST", "/v2/repository/index"),
     ("shared-memory", "GET", "/v2/systemsharedmemory/status"),

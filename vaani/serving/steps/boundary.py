@@ -4,7 +4,7 @@ A client may call any step directly, so each request of an execution is read and
 own: one that breaks the tensor contract is refused (INVALID_ARG, HTTP 400, the message naming the
 problem) while the others are served; one whose client gave up is answered CANCELLED before more is
 spent on it; one the step fails on (its engine, its decoder) gets INTERNAL (HTTP 500), the exception
-named. ``WINDOW_PLAN`` is read here, checked before any offset in it is trusted, into the windows
+named. ``WINDOW_LAYOUT`` is read here, checked before any offset in it is trusted, into the windows
 that a step passes on.
 """
 
@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from vaani.serving.contract import NUM_SAMPLES, WINDOW_PLAN, WINDOWS
-from vaani.serving.windowing import Window, WindowPlan, from_tensor, plan_problem, request_problem, split
+from vaani.serving.contract import NUM_SAMPLES, WINDOW_LAYOUT, WINDOWS
+from vaani.serving.windowing import Window, Windowing, from_tensor, layout_problem, request_problem, split
 
 
 class Refused(ValueError):
@@ -71,13 +71,15 @@ def strings(name: str, values: list[str]) -> pb_utils.Tensor:
     return pb_utils.Tensor(name, np.array([[v.encode("utf-8")] for v in values], dtype=np.object_))
 
 
-def layout(request: Any, num_samples: np.ndarray, plan: WindowPlan, max_samples: int) -> list[Window] | None:
-    """The windows of the request's optional ``WINDOW_PLAN`` (None without one), checked against its
+def layout(
+    request: Any, num_samples: np.ndarray, windowing: Windowing, max_samples: int
+) -> list[Window] | None:
+    """The windows of the request's optional ``WINDOW_LAYOUT`` (None without one), checked against its
     ``NUM_SAMPLES`` as `preprocess` would have made them; refused otherwise."""
-    tensor = optional(request, WINDOW_PLAN)
+    tensor = optional(request, WINDOW_LAYOUT)
     if tensor is None:
         return None
-    problem = plan_problem(tensor, num_samples.reshape(-1, 1), plan, max_samples)
+    problem = layout_problem(tensor, num_samples.reshape(-1, 1), windowing, max_samples)
     if problem:
         raise Refused(problem)
     return from_tensor(tensor)
@@ -93,20 +95,21 @@ class Windowed:
 
 def windowed(
     request: Any,
-    plan: WindowPlan,
+    windowing: Windowing,
     max_samples: int,
     host: Callable[[Any], np.ndarray] = _numpy,
 ) -> Windowed:
-    """The request's ``WINDOWS`` cut by its ``WINDOW_PLAN``, both checked with ``NUM_SAMPLES``; refused
+    """The request's ``WINDOWS`` cut by its ``WINDOW_LAYOUT``, both checked with ``NUM_SAMPLES``; refused
     when they are not what `preprocess` sends.
 
     ``host`` reads a Triton tensor into numpy: `wav2vec2` passes its engine's reader (DLPack, which
     keeps INT64 exact in a numpy 2 stub).
     """
     flat, tensor, num_samples = (
-        host(pb_utils.get_input_tensor_by_name(request, name)) for name in (WINDOWS, WINDOW_PLAN, NUM_SAMPLES)
+        host(pb_utils.get_input_tensor_by_name(request, name))
+        for name in (WINDOWS, WINDOW_LAYOUT, NUM_SAMPLES)
     )
-    problem = request_problem(flat, tensor, num_samples, plan, max_samples)
+    problem = request_problem(flat, tensor, num_samples, windowing, max_samples)
     if problem:
         raise Refused(problem)
     windows = from_tensor(tensor)

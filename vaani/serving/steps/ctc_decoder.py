@@ -12,7 +12,7 @@ rather than ignore them. Each request is checked on its own (the step can be cal
 directly, past `preprocess`): a bad one gets INVALID_ARG, the rest of the batch is decoded.
 
 Its work is bounded for any request: at most the frames of ``max_samples`` (the repository's
-``--max-audio-seconds``) per utterance, a ``WINDOW_PLAN`` only as `preprocess` makes it, and a beam
+``--max-audio-seconds``) per utterance, a ``WINDOW_LAYOUT`` only as `preprocess` makes it, and a beam
 search in pieces of one window's frames, greedy for a piece whose logits are too flat to search
 cheaply or once the request has spent its search time (`vaani.serving.beam`; the step logs a
 warning when that happens).
@@ -51,7 +51,7 @@ class TritonPythonModel:
     def initialize(self, args):
         context = StepContext(args)
         self.spec = context.spec()
-        self.plan = context.window_plan()
+        self.windowing = context.windowing()
         self.max_samples = context.max_samples()
         self.greedy = GreedyDecoder(self.spec)
         self.aligner = WordAligner(self.spec)
@@ -62,7 +62,7 @@ class TritonPythonModel:
                 self.spec,
                 lm_dir if lm_dir.is_dir() else None,
                 int(context.number("beam_width", DEFAULT_BEAM_WIDTH)),
-                piece_frames=self.plan.chunk // self.spec.samples_per_frame,
+                piece_frames=self.windowing.chunk // self.spec.samples_per_frame,
                 longest_seconds=self.max_samples / SAMPLING_RATE,
             )
 
@@ -87,7 +87,7 @@ class TritonPythonModel:
                 "greedy, or --decoder auto for a model without an LM): send no HOTWORDS, or rebuild "
                 "with --decoder beam"
             )
-        windows = layout(request, num_samples, self.plan, self.max_samples)
+        windows = layout(request, num_samples, self.windowing, self.max_samples)
         # Decoding starts afresh at the pauses of a long recording's windows (none: one window).
         cuts = [0] if windows is None else breaks(windows, self.spec.samples_per_frame)
         paths = None

@@ -10,7 +10,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from vaani.serving.alignment import frame_rms
-from vaani.serving.contract import AUDIO, FRAME_RMS, NUM_SAMPLES, WINDOW_PLAN, WINDOWS
+from vaani.serving.contract import AUDIO, FRAME_RMS, NUM_SAMPLES, WINDOW_LAYOUT, WINDOWS
 from vaani.serving.preprocessing import AudioError, AudioLimits, normalize
 from vaani.serving.step import StepContext
 from vaani.serving.steps.boundary import read, refused
@@ -28,7 +28,7 @@ class TritonPythonModel:
             min_samples=int(context.number("min_samples", 400)),
             max_samples=context.max_samples(),
         )
-        self.plan = context.window_plan()
+        self.windowing = context.windowing()
         self.spec = context.spec()
         self.normalize = normalize if context.parameters.get("normalize", "true") == "true" else _as_is
 
@@ -41,14 +41,14 @@ class TritonPythonModel:
             self.limits.check(audio)
         except AudioError as error:
             return refused(str(error))
-        windows = self.plan.windows(audio)
+        windows = self.windowing.windows(audio)
         rows = audio.shape[0]
         frames = self.spec.frames(audio.shape[1])
         rms = np.stack([frame_rms(row, frames, self.spec.samples_per_frame) for row in audio])
         return pb_utils.InferenceResponse(
             output_tensors=[
                 pb_utils.Tensor(WINDOWS, cut(audio, windows, self.normalize)),
-                pb_utils.Tensor(WINDOW_PLAN, to_tensor(windows, rows)),
+                pb_utils.Tensor(WINDOW_LAYOUT, to_tensor(windows, rows)),
                 pb_utils.Tensor(NUM_SAMPLES, np.full((rows, 1), audio.shape[1], dtype=np.int64)),
                 pb_utils.Tensor(FRAME_RMS, rms),
             ]

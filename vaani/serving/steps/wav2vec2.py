@@ -1,6 +1,6 @@
 """Step 2 of `asr` for python-backend engines: every window of every request in one engine call.
 
-`preprocess` sends each recording as its windows end to end (``WINDOWS``, ``WINDOW_PLAN``).
+`preprocess` sends each recording as its windows end to end (``WINDOWS``, ``WINDOW_LAYOUT``).
 Here the windows of all requests in the execution go to the engine together (packed on a
 GPU), and each request's logits are joined from its windows' kept frames: long recordings
 and short clips share the same runs, with no BLS hop between steps (the `windows` step does
@@ -29,7 +29,7 @@ class TritonPythonModel:
     def initialize(self, args):
         context = StepContext(args)
         self.spec = context.spec()
-        self.plan = context.window_plan()
+        self.windowing = context.windowing()
         self.max_samples = context.max_samples()
         self.max_padding = context.number("max_padding", 1.0)
         self.output = context.parameters.get("decoder_input", LOGITS)
@@ -39,7 +39,7 @@ class TritonPythonModel:
         )
         self.engine.limits = Limits(
             min_samples=self.spec.receptive_field,
-            max_samples=self.plan.longest,
+            max_samples=self.windowing.longest,
             max_batch_samples=int(context.number("max_batch_samples", Limits.max_batch_samples)),
         )
 
@@ -51,7 +51,7 @@ class TritonPythonModel:
                 responses[index] = cancelled()
                 continue
             try:
-                accepted.append((index, windowed(request, self.plan, self.max_samples, host_array)))
+                accepted.append((index, windowed(request, self.windowing, self.max_samples, host_array)))
             except Refused as error:
                 responses[index] = refused(str(error))
         try:

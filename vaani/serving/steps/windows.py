@@ -36,7 +36,7 @@ class WindowFailed(Exception):
 class TritonPythonModel:
     def initialize(self, args):
         context = StepContext(args)
-        self.plan = context.window_plan()
+        self.windowing = context.windowing()
         self.max_samples = context.max_samples()
         self.bucket = int(context.number("bucket_samples", 0))
         self.in_flight = int(context.number("windows_in_flight", 16))
@@ -49,7 +49,7 @@ class TritonPythonModel:
 
     async def _one(self, request):
         try:
-            recording = windowed(request, self.plan, self.max_samples)
+            recording = windowed(request, self.windowing, self.max_samples)
         except Refused as error:
             return refused(str(error))
         gate = asyncio.Semaphore(self.in_flight)
@@ -69,7 +69,7 @@ class TritonPythonModel:
         return pb_utils.InferenceResponse([pb_utils.Tensor(LOGITS, joined)])
 
     async def _silence(self, rows: int, window: Window) -> np.ndarray:
-        spec = self.plan.spec
+        spec = self.windowing.spec
         return silence_logits(rows, window.keep_to, spec.vocab_size, spec.blank_id)
 
     async def _run(self, piece: np.ndarray, gate: asyncio.Semaphore, request) -> np.ndarray:

@@ -29,10 +29,10 @@ from pathlib import Path
 from vaani.build.pipeline import served_from
 from vaani.errors import UserFacingError
 from vaani.gpu import gpu_info
-from vaani.server.admin import AdminClient, resolve_admin_key, restricted_flags
-from vaani.server.stubs import mapped_regions, reap_group, remove_regions, stubs_of
-from vaani.server.supervisor import SETTLED, Supervisor
 from vaani.serving.contract import ENSEMBLE
+from vaani.supervision.admin import AdminClient, resolve_admin_key, restricted_flags
+from vaani.supervision.stubs import mapped_regions, reap_group, remove_regions, stubs_of
+from vaani.supervision.supervisor import SETTLED, Supervisor
 
 PR_SET_PDEATHSIG = 1
 CPU_ONLY_NOTE = (

@@ -30,8 +30,8 @@ def _answers(command: list[str]) -> bool:
 
 
 @dataclass(frozen=True)
-class Engine:
-    """One container engine and its compose command, run from the project root ``root``."""
+class Runtime:
+    """One container runtime and its compose command, run from the project root ``root``."""
 
     name: str
     compose: tuple[str, ...]
@@ -136,20 +136,20 @@ class Engine:
         return result.stdout + result.stderr
 
 
-def detect(root: Path, preferred: str | None = None) -> Engine:
+def detect(root: Path, preferred: str | None = None) -> Runtime:
     """The engine named, else Docker when its daemon answers, else podman (with podman-compose)."""
     candidates = [preferred] if preferred else list(ENGINES)
     for name in candidates:
         if name == "docker" and _answers(["docker", "info"]):
             if _answers(["docker", "compose", "version"]):
-                return Engine("docker", ("docker", "compose"), root)
+                return Runtime("docker", ("docker", "compose"), root)
             if shutil.which("docker-compose"):
-                return Engine("docker", ("docker-compose",), root)
+                return Runtime("docker", ("docker-compose",), root)
         if name == "podman" and shutil.which("podman") and shutil.which("podman-compose"):
             config = {"CONTAINERS_CONF": str((root / PODMAN_CONFIG).resolve())}
-            return Engine("podman", ("podman-compose",), root, config)
+            return Runtime("podman", ("podman-compose",), root, config)
     wanted = preferred or "Docker (with compose) or podman (with podman-compose)"
     raise UserFacingError(
-        f"no container engine: {wanted} is needed; on Debian `scripts/system-packages.sh containers` "
+        f"no container runtime: {wanted} is needed; on Debian `scripts/system-packages.sh containers` "
         "installs podman, podman-compose, runc, netavark and mmdebstrap"
     )

@@ -1,7 +1,7 @@
 """Keeps a running tritonserver honest: a step whose process dies comes back, and readiness says so meanwhile.
 
 The python backend does not restart a dead stub, and Triton's health endpoints keep answering
-200 while every request fails. The supervisor watches the stub processes (`vaani.server.stubs`);
+200 while every request fails. The supervisor watches the stub processes (`vaani.supervision.stubs`);
 when one dies it unloads the ensemble, which turns `/v2/models/asr/ready` (the readiness that the
 compose and Kubernetes healthchecks poll) not-ready at once, loads the step again (new instances,
 new processes), loads the ensemble, and removes the dead stub's
@@ -26,9 +26,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from vaani.server.admin import AdminClient
-from vaani.server.stubs import Stub, mapped_regions, newest_by_instance, remove_regions, running, stubs_of
 from vaani.serving.contract import ENSEMBLE
+from vaani.supervision.admin import AdminClient
+from vaani.supervision.stubs import (
+    Stub,
+    mapped_regions,
+    newest_by_instance,
+    remove_regions,
+    running,
+    stubs_of,
+)
 
 SETTLED = ("UNAVAILABLE", "")  # states of a model that is no longer loaded or unloading
 

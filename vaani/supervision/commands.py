@@ -16,9 +16,9 @@ from vaani.build.pipeline import build
 from vaani.errors import UserFacingError
 from vaani.gateway.commands import DEFAULT_PORT as GATEWAY_PORT
 from vaani.gateway.process import GatewayProcess
-from vaani.server.admin import ADMIN_HEADER, ADMIN_KEY_VARIABLE, resolve_admin_key
-from vaani.server.process import Ports, TritonProcess, _end_with_parent
 from vaani.serving.contract import ENSEMBLE
+from vaani.supervision.admin import ADMIN_HEADER, ADMIN_KEY_VARIABLE, resolve_admin_key
+from vaani.supervision.process import Ports, TritonProcess, _end_with_parent
 
 MAX_RESTARTS = 5  # within RESTART_WINDOW_S: a server that cannot stay up is a fault to report
 RESTART_WINDOW_S = 60
