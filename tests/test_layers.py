@@ -305,3 +305,11 @@ print("ok")
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
+
+
+def test_the_architecture_document_lists_every_module():
+    """`docs/architecture.md` maps every file: a new module is listed there, with what it holds."""
+    document = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    modules = [path.relative_to(ROOT) for path in project_modules().values() if path.name != "__init__.py"]
+    missing = sorted(str(path) for path in modules if f"`{path}`" not in document)
+    assert not missing, "not in docs/architecture.md's 'Every file': " + ", ".join(missing)
