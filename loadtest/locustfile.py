@@ -48,6 +48,7 @@ import json  # noqa: E402
 import logging  # noqa: E402
 import os  # noqa: E402
 import random  # noqa: E402
+import socket  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from functools import cache  # noqa: E402
@@ -264,7 +265,21 @@ class TritonGrpcUser(_TritonUser):
 
     def server_url(self) -> str:
         chosen = _option(self.environment, "grpc_host", "")
-        return _address(chosen) if chosen else grpc_address(_address(self.host))
+        return _resolved(_address(chosen) if chosen else grpc_address(_address(self.host)))
+
+
+def _resolved(address: str) -> str:
+    """``host:port`` with the host looked up here, through gevent's resolver as the HTTP users' is.
+
+    gRPC's own resolvers misbehave in this gevent-patched process inside a container network: c-ares
+    cancelled its queries (issue 18) and the native one left every gRPC user of a CI run without an
+    answer for the whole run while the HTTP users were served; an address needs no resolver.
+    """
+    host, _, port = address.rpartition(":")
+    try:
+        return f"{socket.gethostbyname(host)}:{port}"
+    except OSError:
+        return address  # nobody answers for that name: the first request fails and says so
 
 
 class FastApiUser(AsrUser):
