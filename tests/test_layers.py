@@ -53,11 +53,25 @@ def layer_of(module: str) -> int:
     raise AssertionError(f"{module} belongs to no layer: add it to LAYERS")
 
 
+def _source_files() -> set[Path]:
+    """The project's Python files as git sees them (tracked, or new and not ignored): generated
+    repositories under `benchmarks/results/*/work/` hold copies of step files, not modules."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "*.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    return {ROOT / name for name in listed}
+
+
 def project_modules() -> dict[str, Path]:
     """Every module of the project by import name; a package stands for its ``__init__``."""
     modules = {}
+    sources = _source_files()
     for package, folder in SOURCES.items():
-        for path in folder.rglob("*.py"):
+        for path in sorted(p for p in sources if p.is_relative_to(folder)):
             relative = path.relative_to(folder).with_suffix("")
             parts = [p for p in relative.parts if p != "__init__"]
             modules[".".join([package, *parts])] = path
