@@ -42,6 +42,17 @@ def test_settings() -> RepositorySettings:
 
 
 @pytest.fixture(scope="session")
+def small_repository(tmp_path_factory) -> Path:
+    """The bundled model built small (batch 4, one thread) for the tests that start, crash and stop
+    servers of their own (`test_reliability.py`, `test_signals.py`); they never change it."""
+    repository = tmp_path_factory.mktemp("small_repository")
+    build(
+        str(BUNDLED_MODEL), repository, RepositorySettings(max_batch_size=4, threads=1, queue_delay_us=1000)
+    )
+    return repository
+
+
+@pytest.fixture(scope="session")
 def triton(tmp_path_factory, test_settings):
     """The project's tritonserver on free ports; stopped at the end of the session, also on failure."""
     repository = tmp_path_factory.mktemp("model_repository")  # `build` installs the steps' model.py

@@ -275,15 +275,6 @@ def test_restricted_apis_need_the_admin_key(triton):
     assert _ready(triton.http_url)
 
 
-@pytest.fixture(scope="module")
-def own_repository(tmp_path_factory) -> Path:
-    repository = tmp_path_factory.mktemp("reliability_repository")
-    build(
-        str(BUNDLED_MODEL), repository, RepositorySettings(max_batch_size=4, threads=1, queue_delay_us=1000)
-    )
-    return repository
-
-
 def _server(repository: Path, tmp_path: Path, **kwargs) -> TritonProcess:
     ports = Ports(free_port(), free_port(), free_port())
     server = TritonProcess(repository, ports, log_file=tmp_path / "tritonserver.log", **kwargs)
@@ -317,11 +308,11 @@ OVERFLOWING = {
 }
 
 
-def test_overflowing_shapes_kill_a_step_process_and_the_service_heals(own_repository, tmp_path):
+def test_overflowing_shapes_kill_a_step_process_and_the_service_heals(small_repository, tmp_path):
     """Triton 2.51 lets `[1, 2^62]` with 0 bytes through (the byte count overflows) and the python
     stub dies loading the request, before any step code runs (`execute`, `as_numpy`, DLPack): no
     step can refuse it. The supervisor brings the step back, whichever it is."""
-    with _server(own_repository, tmp_path) as server:
+    with _server(small_repository, tmp_path) as server:
         client = TranscriptionClient(server.http_url)
         before = client.transcribe(SPEECHLIKE[0])
         for name, (model, victim, inputs) in OVERFLOWING.items():
@@ -343,8 +334,8 @@ def _wait(condition, seconds: float) -> None:
     raise AssertionError(f"not within {seconds} s")
 
 
-def test_a_killed_step_comes_back_and_readiness_tells_the_truth(own_repository, tmp_path):
-    with _server(own_repository, tmp_path) as server:
+def test_a_killed_step_comes_back_and_readiness_tells_the_truth(small_repository, tmp_path):
+    with _server(small_repository, tmp_path) as server:
         client = TranscriptionClient(server.http_url)
         before = client.transcribe(SPEECHLIKE[0])
         for step in ENSEMBLE_STEPS:
@@ -371,13 +362,13 @@ def _crash_preprocess(http_url: str) -> None:
     assert status >= 400
 
 
-def test_one_crash_is_one_recovery_of_that_step_alone(own_repository, tmp_path):
+def test_one_crash_is_one_recovery_of_that_step_alone(small_repository, tmp_path):
     """Readiness does not flap: before, the first recovery after a start also reloaded the other steps
     (their folders had changed: the stubs' first imports wrote `__pycache__`), and their old processes'
     exit a second later was taken for deaths, so a second recovery followed."""
-    for cache in own_repository.glob("*/1/__pycache__"):
+    for cache in small_repository.glob("*/1/__pycache__"):
         shutil.rmtree(cache)  # as `vaani build` leaves a repository
-    with _server(own_repository, tmp_path) as server:
+    with _server(small_repository, tmp_path) as server:
         others = {stub.model: stub.pid for stub in stubs_of(server.process.pid) if stub.model != PREPROCESS}
         _crash_preprocess(server.http_url)
         _wait(lambda: server.supervisor.recoveries, 30)
@@ -392,12 +383,12 @@ def test_one_crash_is_one_recovery_of_that_step_alone(own_repository, tmp_path):
         assert {s.model: s.pid for s in stubs_of(server.process.pid) if s.model != PREPROCESS} == others
 
 
-def test_a_stop_after_crashes_is_clean_within_the_exit_timeout(own_repository, tmp_path):
+def test_a_stop_after_crashes_is_clean_within_the_exit_timeout(small_repository, tmp_path):
     """Each crash leaves its model version in the server for good (the python backend never releases
     the request it died with): Triton's own stop waited out the exit timeout for them and logged
     "failed to stop server". The stop unloads every model, then does not wait for those versions."""
     exit_timeout = 20
-    server = _server(own_repository, tmp_path, exit_timeout=exit_timeout)
+    server = _server(small_repository, tmp_path, exit_timeout=exit_timeout)
     try:
         for crashes in range(1, 4):
             _crash_preprocess(server.http_url)
@@ -415,10 +406,10 @@ def test_a_stop_after_crashes_is_clean_within_the_exit_timeout(own_repository, t
     assert not [region for region in server.supervisor.regions if (SHM_DIR / region).exists()]
 
 
-def test_serve_replaces_a_server_that_holds_too_many_leaked_versions(own_repository):
+def test_serve_replaces_a_server_that_holds_too_many_leaked_versions(small_repository):
     """Leaked versions keep their threads and memory until the server ends: `vaani serve` drains and
     replaces the server once it holds LEAKED_VERSIONS_LIMIT of them, and ends what it left."""
-    process, ports = _serve(own_repository)
+    process, ports = _serve(small_repository)
     url = f"127.0.0.1:{ports.http}"
     try:
         old = _server_pid(process.pid)
@@ -520,8 +511,8 @@ def _server_pid(launcher: int) -> int:
     return pid
 
 
-def test_sigterm_lets_in_flight_requests_finish_and_leaves_nothing_behind(own_repository):
-    process, ports = _serve(own_repository)
+def test_sigterm_lets_in_flight_requests_finish_and_leaves_nothing_behind(small_repository):
+    process, ports = _serve(small_repository)
     try:
         server_pid = _server_pid(process.pid)
         regions = {stub.region for stub in stubs_of(server_pid)}
@@ -548,8 +539,8 @@ def test_sigterm_lets_in_flight_requests_finish_and_leaves_nothing_behind(own_re
     assert not _ready(f"127.0.0.1:{ports.http}")
 
 
-def test_the_server_ends_with_a_killed_launcher(own_repository):
-    process, ports = _serve(own_repository)
+def test_the_server_ends_with_a_killed_launcher(small_repository):
+    process, ports = _serve(small_repository)
     server_pid = _server_pid(process.pid)
     process.kill()
     process.wait()

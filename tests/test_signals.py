@@ -18,28 +18,17 @@ import numpy as np
 import pytest
 import yaml
 
-from vaani.build.pipeline import build
-from vaani.build.repository import RepositorySettings
 from vaani.client.api import TranscriptionClient, TranscriptionError
 from vaani.serving.contract import ACOUSTIC, SAMPLING_RATE
 from vaani.supervision.process import Ports, TritonProcess, free_port
 from vaani.supervision.stubs import SHM_DIR, stubs_of
 
-from .conftest import BUNDLED_MODEL, ROOT
+from .conftest import ROOT
 from .test_reliability import _group, _ready, _serve, _server_pid, _server_pid_or_none, _wait
 
 pytestmark = pytest.mark.server
 
 RNG = np.random.default_rng(11)
-
-
-@pytest.fixture(scope="module")
-def repository(tmp_path_factory) -> Path:
-    repository = tmp_path_factory.mktemp("signals_repository")
-    build(
-        str(BUNDLED_MODEL), repository, RepositorySettings(max_batch_size=4, threads=1, queue_delay_us=1000)
-    )
-    return repository
 
 
 def _recording(seconds: int) -> np.ndarray:
@@ -83,10 +72,10 @@ def _transcribe(url: str, protocol: str, audio: np.ndarray) -> tuple[bool, str]:
         client.close()
 
 
-def test_sigterm_to_vaani_serve_lets_grpc_requests_in_flight_finish(repository):
+def test_sigterm_to_vaani_serve_lets_grpc_requests_in_flight_finish(small_repository):
     """What the CPU image's runtime signals (`vaani serve`, PID 1) drains, over gRPC too (the gateway's
     protocol, where tritonserver's own stop fails requests in flight: the test below)."""
-    process, ports = _serve(repository)
+    process, ports = _serve(small_repository)
     try:
         server_pid = _server_pid(process.pid)
         regions = {stub.region for stub in stubs_of(server_pid)}
@@ -107,13 +96,13 @@ def test_sigterm_to_vaani_serve_lets_grpc_requests_in_flight_finish(repository):
 
 
 @pytest.mark.parametrize(("protocol", "drains"), [("http", True), ("grpc", False)])
-def test_sigterm_to_tritonserver_itself(repository, tmp_path, protocol, drains):
+def test_sigterm_to_tritonserver_itself(small_repository, tmp_path, protocol, drains):
     """Recorded, not endorsed: SIGTERM straight to tritonserver 2.51 (what a runtime signals when the
     server is PID 1, as in the GPU image) waits for HTTP connections, so HTTP requests in flight finish;
     over gRPC, a request already past the ensemble's first step fails ("Server is stopping"): Triton
     refuses its next step. That is why `vaani serve` must be the process the runtime signals."""
     ports = Ports(free_port(), free_port(), free_port())
-    server = TritonProcess(repository, ports, log_file=tmp_path / "tritonserver.log", supervise=False)
+    server = TritonProcess(small_repository, ports, log_file=tmp_path / "tritonserver.log", supervise=False)
     try:
         server.wait_ready()
         url = server.http_url if protocol == "http" else server.grpc_url
@@ -133,14 +122,14 @@ def test_sigterm_to_tritonserver_itself(repository, tmp_path, protocol, drains):
         assert all("stopping" in message for message in failures), failures
 
 
-def test_no_step_process_outlives_a_killed_server(repository):
+def test_no_step_process_outlives_a_killed_server(small_repository):
     """`kill -9` of tritonserver while the acoustic step answers a request: that process deadlocked on
     its way out (its health thread waits for the GIL, which its main thread holds while it waits for the
     dead server to take the answer) and lived on, a child of init, with hundreds of MB. The server is
     stopped (SIGSTOP) until the step has computed and waits on it, then killed: that moment, made
     certain. `vaani serve` ends what the server left, and its regions, before it starts the next one;
     and the next one leaves nothing on SIGTERM."""
-    process, ports = _serve(repository)
+    process, ports = _serve(small_repository)
     url = f"127.0.0.1:{ports.http}"
     try:
         old = _server_pid(process.pid)
