@@ -52,3 +52,20 @@ SPEC_FILE = "acoustic.json"
 def version_dir(repository: Path, model: str) -> Path:
     """The folder of ``model``'s served version inside ``repository``."""
     return Path(repository) / model / VERSION
+
+# Streaming: `asr_stream`, one Triton sequence per stream (sequence batching, START / END / READY /
+# CORRID control inputs, so tritonclient's `start_stream` / `async_stream_infer(sequence_id=...,
+# sequence_start=..., sequence_end=...)` work unchanged). Each request carries `AUDIO`: the stream's
+# next chunk (FP32 [-1], 16 kHz mono, from `STREAM_MIN_CHUNK_SECONDS` up to the repository's cap).
+STREAM = "asr_stream"
+STREAM_STEP = STREAM  # the python-backend step that serves it (its `model.py`)
+STREAM_MIN_CHUNK_SECONDS = 0.1
+"""The shortest chunk a stream may send (except its last, which may be shorter)."""
+PARTIAL = "PARTIAL"
+"""Output of `asr_stream` (STRING [1]): the trailing part of TRANSCRIPT that may still change, or empty.
+TRANSCRIPT is the stream's text so far: its finished segments, then this partial."""
+STREAM_START = "START"
+STREAM_END = "END"
+STREAM_READY = "READY"
+STREAM_CORRID = "CORRID"
+"""Triton's sequence control inputs of `asr_stream` (START/END/READY INT32 0 or 1, CORRID UINT64)."""
