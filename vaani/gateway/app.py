@@ -1,4 +1,5 @@
-"""The gateway: OpenAI's `POST /v1/audio/transcriptions` and a web page, in front of Triton's `asr`.
+"""The gateway: OpenAI's `POST /v1/audio/transcriptions`, its Realtime transcription WebSocket and a web
+page, in front of Triton's `asr` and `asr_stream`.
 
 Applications that already speak OpenAI's speech-to-text API (its Python and JS clients, curl
 scripts, tools built on them) get this project's model without a line of Triton code, and every
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import FastAPI, File, Form, UploadFile
+from fastapi import FastAPI, File, Form, UploadFile, WebSocket
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
@@ -23,8 +24,24 @@ from vaani.audio import AudioFileError
 from vaani.gateway import errors
 from vaani.gateway.decoding import decode_async
 from vaani.gateway.errors import RATE_LIMIT, SERVER_ERROR, OpenAIError
-from vaani.gateway.formats import TEXT_ONLY, Granularity, ResponseFormat, needs_words, render, render_stream
-from vaani.gateway.limits import MAX_AUDIO_SECONDS, MAX_UPLOAD_BYTES, RETRY_AFTER_SECONDS, UPLOAD_SECONDS
+from vaani.gateway.formats import (
+    TEXT_ONLY,
+    Granularity,
+    ResponseFormat,
+    live_events,
+    needs_words,
+    render,
+    render_stream,
+)
+from vaani.gateway.limits import (
+    MAX_AUDIO_SECONDS,
+    MAX_UPLOAD_BYTES,
+    RETRY_AFTER_SECONDS,
+    UPLOAD_CHUNK_SECONDS,
+    UPLOAD_SECONDS,
+)
+from vaani.gateway.live import FAILURES, StreamRefused, recognise
+from vaani.gateway.realtime import RealtimeSession, RealtimeSettings, Sessions
 from vaani.gateway.triton import AudioRejected, Triton, TritonBusy, TritonFailed, TritonUnavailable
 from vaani.gateway.upload_limit import UploadLimit
 from vaani.serving.contract import SAMPLING_RATE
@@ -48,6 +65,19 @@ class GatewaySettings:
     language: str = "hindi"
     """What `verbose_json` reports as the language: the served model's; this model does not detect it."""
     cue_rules: CueRules = field(default_factory=CueRules)
+    realtime: RealtimeSettings = field(default_factory=RealtimeSettings)
+
+
+def refusal(error: Exception, name: str = "file") -> OpenAIError:
+    """What the client is told when Triton refuses or fails: status, type and message as OpenAI's."""
+    if isinstance(error, AudioRejected | StreamRefused):
+        return OpenAIError(400, f"{name}: {error}", param="file")
+    if isinstance(error, TritonBusy):
+        retry = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+        return OpenAIError(429, str(error), type=RATE_LIMIT, code="rate_limit_exceeded", headers=retry)
+    if isinstance(error, TritonUnavailable):
+        return OpenAIError(503, str(error), type=SERVER_ERROR)
+    return OpenAIError(500, str(error), type=SERVER_ERROR)
 
 
 def _check_streamable(fmt: ResponseFormat) -> None:
@@ -103,7 +133,7 @@ def create_app(settings: GatewaySettings, connect: Callable[[str], Triton] = Tri
             bool,
             Form(
                 description="server-sent events (transcript.text.delta, then transcript.text.done); "
-                "json and text only. They follow recognition of the whole file."
+                "json and text only. Deltas come as recognition finishes text (Triton's asr_stream)."
             ),
         ] = False,
     ) -> Response:
@@ -114,19 +144,17 @@ def create_app(settings: GatewaySettings, connect: Callable[[str], Triton] = Tri
             audio = await decode_async(file.file, name, settings.max_audio_seconds)
         except AudioFileError as error:
             raise OpenAIError(400, str(error), param="file") from None
+        if stream and await app.state.triton.serves_streams():
+            answers = recognise(app.state.triton.client, audio, int(UPLOAD_CHUNK_SECONDS * SAMPLING_RATE))
+            try:
+                first = await answers.__anext__()
+            except FAILURES as error:
+                raise refusal(error, name) from None
+            return live_events(first, answers, refusal)
         try:
             transcript = await app.state.triton.transcribe(audio, with_words=needs_words(response_format))
-        except AudioRejected as error:
-            raise OpenAIError(400, f"{name}: {error}", param="file") from None
-        except TritonBusy as error:
-            retry = {"Retry-After": str(RETRY_AFTER_SECONDS)}
-            raise OpenAIError(
-                429, str(error), type=RATE_LIMIT, code="rate_limit_exceeded", headers=retry
-            ) from None
-        except TritonUnavailable as error:
-            raise OpenAIError(503, str(error), type=SERVER_ERROR) from None
-        except TritonFailed as error:
-            raise OpenAIError(500, str(error), type=SERVER_ERROR) from None
+        except (AudioRejected, TritonBusy, TritonUnavailable, TritonFailed) as error:
+            raise refusal(error, name) from None
         if stream:
             return render_stream(transcript)
         return render(
@@ -137,6 +165,15 @@ def create_app(settings: GatewaySettings, connect: Callable[[str], Triton] = Tri
             language=settings.language,
             rules=settings.cue_rules,
         )
+
+    sessions = Sessions(settings.realtime.max_sessions)
+
+    @app.websocket("/v1/realtime")
+    async def realtime(websocket: WebSocket, intent: str | None = None, partial: bool = False) -> None:
+        """OpenAI's Realtime transcription (`?intent=transcription`); ``partial=true`` adds this
+        gateway's partial-text events."""
+        session = RealtimeSession(websocket, app.state.triton, settings.realtime, partial)
+        await session.run(sessions, intent)
 
     @app.get("/v1/models", summary="The model this gateway serves (OpenAI-compatible)")
     async def models() -> dict[str, object]:

@@ -15,7 +15,8 @@ def register(subcommands) -> None:
         "gateway",
         help="serve OpenAI's /v1/audio/transcriptions and a web page in front of Triton",
         description="Run the gateway (FastAPI + uvicorn): POST /v1/audio/transcriptions as OpenAI "
-        "documents it, GET /v1/models, GET /health, OpenAPI docs at /docs and a page at / to try "
+        "documents it, OpenAI's Realtime transcription WebSocket at /v1/realtime?intent=transcription, "
+        "GET /v1/models, GET /health, OpenAPI docs at /docs and a page at / to try "
         "the model in a browser. It forwards every upload to Triton's `asr` over gRPC.",
     )
     gateway.add_argument("--triton-url", default="localhost:8001", help="Triton's gRPC address")
@@ -54,6 +55,25 @@ def register(subcommands) -> None:
         default=limits.UPLOAD_SECONDS,
         help="time for a whole upload to arrive; later is 408 and closed",
     )
+    live = gateway.add_argument_group("live transcription: the realtime WebSocket (/v1/realtime)")
+    live.add_argument(
+        "--max-realtime-sessions",
+        type=int,
+        default=limits.MAX_REALTIME_SESSIONS,
+        help="realtime sessions open at once; one more gets an error event and is closed (1013)",
+    )
+    live.add_argument(
+        "--realtime-idle-s",
+        type=float,
+        default=limits.REALTIME_IDLE_SECONDS,
+        help="a realtime session that sends nothing this long gets an error event and is closed",
+    )
+    live.add_argument(
+        "--max-message-mb",
+        type=float,
+        default=limits.MAX_MESSAGE_BYTES / 2**20,
+        help="largest WebSocket message, MiB; larger closes the socket (1009)",
+    )
     CueRules.add_arguments(gateway.add_argument_group("segments and subtitle cues (srt, vtt, verbose_json)"))
     gateway.set_defaults(func=_gateway)
 
@@ -61,6 +81,7 @@ def register(subcommands) -> None:
 def _gateway(args: argparse.Namespace) -> int:
     from vaani.gateway.app import GatewaySettings, create_app
     from vaani.gateway.front_door import FrontDoor, serve
+    from vaani.gateway.realtime import RealtimeSettings
 
     settings = GatewaySettings(
         triton_url=args.triton_url,
@@ -69,8 +90,13 @@ def _gateway(args: argparse.Namespace) -> int:
         max_audio_seconds=args.max_audio_seconds,
         language=args.language,
         cue_rules=CueRules.from_args(args),
+        realtime=RealtimeSettings(max_sessions=args.max_realtime_sessions, idle_seconds=args.realtime_idle_s),
     )
-    door = FrontDoor(max_connections=args.max_connections, header_seconds=args.header_timeout_s)
+    door = FrontDoor(
+        max_connections=args.max_connections,
+        header_seconds=args.header_timeout_s,
+        max_message_bytes=int(args.max_message_mb * 2**20),
+    )
     print(
         f"vaani gateway: http://{args.host}:{args.port}/ (API /v1/audio/transcriptions, docs /docs), "
         f"Triton gRPC at {args.triton_url}",

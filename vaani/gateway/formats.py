@@ -10,17 +10,21 @@ Without word times (a model that does not give them) the whole recording is one 
 cue, and `words` is empty.
 
 With ``stream=true`` the answer is OpenAI's event stream instead: `transcript.text.delta` events, then
-one `transcript.text.done`.
+one `transcript.text.done`. When Triton serves `asr_stream` the deltas follow recognition (`live_events`);
+otherwise they come from the whole file's transcript at once (`render_stream`).
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import AsyncIterator, Callable
 from enum import Enum
 
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
+from vaani.gateway.errors import OpenAIError
+from vaani.gateway.live import FAILURES, Heard
 from vaani.gateway.triton import Transcript
 from vaani.subtitles import Cue, CueRules, cues, to_srt, to_vtt
 
@@ -113,13 +117,53 @@ def render_stream(transcript: Transcript) -> Response:
     client gains is OpenAI's streaming protocol, not earlier text. The done event has no ``usage``:
     OpenAI's streamed usage counts tokens, and a CTC model has none.
     """
-    words = transcript.text.split(" ") if transcript.text else []
-    deltas = [word if index == 0 else f" {word}" for index, word in enumerate(words)]
-    events = [{"type": "transcript.text.delta", "delta": delta} for delta in deltas]
+    events = [_delta(delta) for delta in _word_deltas(transcript.text, first=True)]
     events.append({"type": "transcript.text.done", "text": transcript.text})
     return Response("".join(map(_sse, events)), media_type="text/event-stream")
 
 
-def _sse(event: dict[str, str]) -> str:
+def live_events(
+    first: Heard, rest: AsyncIterator[Heard], refusal: Callable[[Exception], OpenAIError]
+) -> StreamingResponse:
+    """OpenAI's server-sent events while `asr_stream` recognises the file: each piece of text it
+    finishes goes out at once, a `transcript.text.delta` per word as `render_stream` sends them, and
+    `transcript.text.done` carries the final text. Only finished text is sent: a delta is never
+    taken back. ``first`` was awaited before the answer began, so that a refused file still gets
+    its status code; a failure after that can only be an `error` event, in the shape ``refusal``
+    gives it (OpenAI's client raises it as `APIError`)."""
+
+    async def events() -> AsyncIterator[str]:
+        sent = ""
+        heard = first
+        try:
+            while True:
+                finished = heard.finished.rstrip()
+                if finished.startswith(sent) and len(finished) > len(sent):
+                    for delta in _word_deltas(finished[len(sent) :], first=not sent):
+                        yield _sse(_delta(delta))
+                    sent = finished
+                if heard.last:
+                    break
+                heard = await rest.__anext__()
+        except FAILURES as error:
+            yield _sse({"type": "error", **refusal(error).body()})
+            return
+        yield _sse({"type": "transcript.text.done", "text": heard.transcript})
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+def _word_deltas(text: str, first: bool) -> list[str]:
+    """``text`` as one delta per word, each after the stream's first with its leading space, so
+    that the deltas join into the text."""
+    words = text.split()
+    return [word if first and index == 0 else f" {word}" for index, word in enumerate(words)]
+
+
+def _delta(delta: str) -> dict[str, str]:
+    return {"type": "transcript.text.delta", "delta": delta}
+
+
+def _sse(event: dict[str, object]) -> str:
     """One server-sent event as OpenAI sends it: a compact JSON `data:` line, then a blank line."""
     return f"data: {json.dumps(event, ensure_ascii=False, separators=(',', ':'))}\n\n"

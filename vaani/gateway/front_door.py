@@ -36,7 +36,7 @@ from uvicorn.config import LOGGING_CONFIG
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from vaani.gateway.errors import SERVER_ERROR, OpenAIError
-from vaani.gateway.limits import HEADER_SECONDS, MAX_CONNECTIONS, RETRY_AFTER_SECONDS
+from vaani.gateway.limits import HEADER_SECONDS, MAX_CONNECTIONS, MAX_MESSAGE_BYTES, RETRY_AFTER_SECONDS
 
 LOG_BURST = 100
 LOG_PER_MINUTE = 30
@@ -55,6 +55,8 @@ class FrontDoor:
     max_connections: int = MAX_CONNECTIONS
     """Open connections; also requests in progress (uvicorn's ``limit_concurrency``)."""
     header_seconds: float = HEADER_SECONDS
+    max_message_bytes: int = MAX_MESSAGE_BYTES
+    """Largest WebSocket message; larger closes the socket with 1009."""
 
 
 def raw_response(error: OpenAIError) -> bytes:
@@ -101,6 +103,10 @@ def protocol(door: FrontDoor) -> type[H11Protocol]:
             super().handle_events()
             if self.cycle is not cycle:  # a request head was parsed
                 self._head_arrived()
+
+        def handle_websocket_upgrade(self, event: h11.Request) -> None:
+            self._head_arrived()  # the head did arrive: the WebSocket protocol owns the connection now
+            super().handle_websocket_upgrade(event)
 
         def on_response_complete(self) -> None:
             if self.conn.their_state is h11.SEND_BODY:  # the answer did not need the rest of the body
@@ -182,6 +188,7 @@ def serve(app: ASGIApp, host: str, port: int, door: FrontDoor) -> None:
         http=protocol(door),
         # uvicorn counts the connection that asks among the open ones: the cap itself is enforced above.
         limit_concurrency=door.max_connections + 1,
+        ws_max_size=door.max_message_bytes,
         log_config=log_config(),
         log_level="warning",
     )

@@ -25,3 +25,22 @@ HEADER_SECONDS = 10.0
 RETRY_AFTER_SECONDS = 1
 """What a client refused for load (429, 503) is told to wait: connections and Triton's queues free
 up as requests finish."""
+
+MAX_REALTIME_SESSIONS = 32
+"""Realtime WebSocket sessions open at once (each holds one `asr_stream` sequence while audio flows);
+one more is told so in an `error` event and closed."""
+
+REALTIME_IDLE_SECONDS = 30.0
+"""A realtime session that sends nothing for this long is closed: a client that went away without
+closing must not hold a session, nor its sequence in Triton."""
+
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+"""Largest WebSocket message: 4 MiB of base64 is 65 s of OpenAI's 24 kHz PCM16 in one append.
+Larger closes the socket with 1009 (message too big)."""
+
+STREAM_CHUNK_SECONDS = 0.2
+"""Realtime audio goes to `asr_stream` in chunks of this length (the last of a turn may be shorter)."""
+
+UPLOAD_CHUNK_SECONDS = 2.0
+"""An upload with ``stream=true`` goes to `asr_stream` in chunks of this length: fewer, larger
+requests than live audio needs, since the whole file is there."""

@@ -62,6 +62,11 @@ class Triton:
         self._client = aioclient.InferenceServerClient(url)
         self._outputs: frozenset[str] | None = None
 
+    @property
+    def client(self) -> aioclient.InferenceServerClient:
+        """The asyncio gRPC client, for what goes beside `asr`: the live streams of `asr_stream`."""
+        return self._client
+
     async def close(self) -> None:
         await self._client.close()
 
@@ -72,6 +77,13 @@ class Triton:
                 await self._client.is_server_ready(client_timeout=HEALTH_SECONDS)
                 and await self._client.is_model_ready(self.model, client_timeout=HEALTH_SECONDS)
             )
+        except InferenceServerException:
+            return False
+
+    async def serves_streams(self) -> bool:
+        """Whether Triton serves `asr_stream` now (a repository built before it existed does not)."""
+        try:
+            return bool(await self._client.is_model_ready(contract.STREAM, client_timeout=HEALTH_SECONDS))
         except InferenceServerException:
             return False
 
