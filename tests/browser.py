@@ -14,14 +14,15 @@ FLAGS = (
 
 
 @contextmanager
-def chromium(profile: Path) -> Iterator[object]:
-    """A fresh browser with its own profile folder; quit on exit, also on failure."""
+def chromium(profile: Path, flags: tuple[str, ...] = ()) -> Iterator[object]:
+    """A fresh browser with its own profile folder and any further ``flags``; quit on exit, also on
+    failure."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium")
-    for flag in (*FLAGS, f"--user-data-dir={profile}"):
+    for flag in (*FLAGS, *flags, f"--user-data-dir={profile}"):
         options.add_argument(flag)
     driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import subprocess
 import sys
@@ -227,6 +228,56 @@ def test_page_transcribes_a_file_in_headless_chromium(gateway, speech, expected,
         assert not driver.find_element(By.ID, "error").is_displayed()
         driver.save_screenshot(str(tmp_path / "page.png"))
     assert (tmp_path / "page.png").stat().st_size > 10_000
+
+
+TESTSET_PLAN = Path(__file__).resolve().parents[1] / "models" / "tiny-hindi" / "testset.jsonl"
+
+
+@pytest.fixture(scope="module")
+def microphone(tmp_path_factory):
+    """What the fake microphone plays: three sentences of the held-out test set (spoken as `make
+    testset` speaks them) with a second of silence after each, as 16-bit PCM, which Chromium reads."""
+    entries = [json.loads(line) for line in TESTSET_PLAN.read_text(encoding="utf-8").splitlines()[1:4]]
+    silence = np.zeros(contract.SAMPLING_RATE, dtype=np.float32)
+    parts = []
+    for entry in entries:
+        parts += [synth.synthesize(entry["text"], entry["voice"], entry["speed"], entry["pitch"]), silence]
+    path = tmp_path_factory.mktemp("microphone") / "microphone.wav"
+    sf.write(path, np.concatenate(parts), contract.SAMPLING_RATE, subtype="PCM_16")
+    return path, [entry["text"] for entry in entries]
+
+
+def test_page_shows_live_captions_from_the_microphone(gateway, microphone, tmp_path):
+    """Live captions in headless Chromium, its fake microphone playing the sentences: finished text
+    with words of the recording appears while the file plays, the partial apart from it, no error."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    path, sentences = microphone
+    spoken = {word for sentence in sentences for word in sentence.split()}
+    flags = (
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={path}",
+        "--autoplay-policy=no-user-gesture-required",
+    )
+    with chromium(tmp_path / "chromium-profile", flags) as driver:
+        driver.get(f"{gateway.url}/")
+        driver.find_element(By.ID, "live").click()
+
+        def finished_words(d) -> set[str]:
+            assert not d.find_element(By.ID, "error").is_displayed(), d.find_element(By.ID, "error").text
+            return set(d.find_element(By.ID, "finished").text.split()) & spoken
+
+        WebDriverWait(driver, 180).until(lambda d: len(finished_words(d)) >= 3)
+        assert driver.find_element(By.ID, "live").text == "■ Stop live"  # still listening
+        partial = driver.find_element(By.ID, "partial")
+        assert partial.value_of_css_property("font-style") == "italic"
+        driver.save_screenshot(str(tmp_path / "live.png"))
+        driver.find_element(By.ID, "live").click()
+        WebDriverWait(driver, 60).until(lambda d: d.find_element(By.ID, "live").text == "● Live captions")
+        assert not driver.find_element(By.ID, "error").is_displayed()
+    assert (tmp_path / "live.png").stat().st_size > 10_000
 
 
 def _locust(host: str, classes: list[str], env: dict, tmp_path) -> dict[str, tuple[int, int]]:

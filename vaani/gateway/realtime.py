@@ -348,7 +348,7 @@ class RealtimeSession:
                 "conversation.item.input_audio_transcription.completed",
                 item_id=item, content_index=0, transcript=turn_text, usage=_usage(),
             )  # fmt: skip
-        if self.partial and partial:
+        if self.partial:  # the turn is over: nothing is partial, and a client knows its last text came
             await self.emit(PARTIAL_EVENT, item_id=item, text="")
 
     async def _finished(self, new: str, turn_text: str, item: str) -> str:
