@@ -30,9 +30,16 @@ from vaani.serving.contract import (
     INPUT_VALUES,
     LOGITS,
     NUM_SAMPLES,
+    PARTIAL,
     PREPROCESS,
     SAMPLING_RATE,
     STEPS,
+    STREAM,
+    STREAM_CORRID,
+    STREAM_END,
+    STREAM_MIN_CHUNK_SECONDS,
+    STREAM_READY,
+    STREAM_START,
     TRANSCRIPT,
     WINDOW_LAYOUT,
     WINDOWS,
@@ -76,6 +83,10 @@ class RepositorySettings:
     # Audio one call of a python-backend engine takes at most (rows are split across calls): bounds
     # the activations, and so the peak memory, of one execution whatever the batch holds.
     max_batch_audio_seconds: float = 240.0
+    # Fairness: `wav2vec2` serves the requests it holds in rounds, each request running at most this much
+    # of its audio (one window at least) per round, so a long recording shares every engine run with the
+    # requests that came meanwhile (`vaani.serving.steps.turns`). 0: a request's windows all in one round.
+    turn_audio_seconds: float = 24.0
     # ONNX Runtime's CPU memory arena keeps the peak of a large batch for the life of the process.
     memory_arena: bool = False
     # torch engine: one wav2vec2 instance group per GPU 0 … gpus-1, each of acoustic_instances
@@ -89,6 +100,13 @@ class RepositorySettings:
     lm_alpha: float = math.nan
     lm_beta: float = math.nan
     decoder_instances: int = 0
+    # Live recognition (`asr_stream`, docs/streaming.md): chunks from 0.1 s up to stream_max_chunk_seconds;
+    # a segment finishes at a pause or at stream_segment_seconds (the partial is recomputed over it at every
+    # chunk); at most max_streams live streams, each dropped stream_idle_seconds after its last chunk.
+    stream_max_chunk_seconds: float = 2.0
+    stream_segment_seconds: float = 8.0
+    max_streams: int = 256
+    stream_idle_seconds: float = 30.0
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -101,8 +119,18 @@ class RepositorySettings:
             raise ValueError("max_batch_size must be at least 1")
         if self.max_batch_audio_seconds < self.window_seconds + 2 * self.context_seconds:
             raise ValueError("max_batch_audio_seconds must hold at least one window (window + 2 × context)")
+        if self.turn_audio_seconds < 0:
+            raise ValueError("turn_audio_seconds must be 0 (a request's windows in one round) or above")
         if self.gpus < 0:
             raise ValueError("gpus must be 0 (every GPU Triton sees) or a count of GPUs")
+        if not STREAM_MIN_CHUNK_SECONDS <= self.stream_max_chunk_seconds <= self.stream_segment_seconds:
+            raise ValueError(
+                f"stream_max_chunk_seconds must lie from {STREAM_MIN_CHUNK_SECONDS} to stream_segment_seconds"
+            )
+        if self.stream_segment_seconds + self.stream_max_chunk_seconds > self.max_audio_seconds:
+            raise ValueError("stream_segment_seconds + stream_max_chunk_seconds must fit max_audio_seconds")
+        if self.max_streams < 1 or self.stream_idle_seconds <= 0:
+            raise ValueError("max_streams must be at least 1 and stream_idle_seconds above 0")
 
     @property
     def max_samples(self) -> int:
@@ -270,6 +298,7 @@ def python_acoustic_config(
             "threads": settings.threads,
             "max_padding": settings.max_padding,
             "max_batch_samples": round(settings.max_batch_audio_seconds * SAMPLING_RATE),
+            "turn_samples": round(settings.turn_audio_seconds * SAMPLING_RATE),
             "memory_arena": str(settings.memory_arena).lower(),
             "decoder_input": decoder_input(decoder),
             **_window_parameters(spec, settings),
@@ -447,6 +476,61 @@ def _normalizes(acoustic: mc.ModelConfig) -> bool:
     return parameter is not None and parameter.string_value == "true"
 
 
+def _control(name: str, kind: int, **value: object) -> mc.ModelSequenceBatching.ControlInput:
+    control = mc.ModelSequenceBatching.Control(kind=kind, **value)
+    return mc.ModelSequenceBatching.ControlInput(name=name, control=[control])
+
+
+def stream_config(spec: AcousticSpec, settings: RepositorySettings) -> mc.ModelConfig:
+    """`asr_stream`: live recognition, one Triton sequence per stream (`vaani.serving.steps.asr_stream`).
+
+    Sequence batching with Triton's standard control inputs, so tritonclient's sequence arguments
+    (``sequence_id``, ``sequence_start``, ``sequence_end``) work unchanged. The `oldest` strategy: a
+    stream's state lives in the step, not in a batch slot, so chunks of any streams may share an
+    execution, and the step decodes them all at once through `asr`. Its candidate sequences reach past
+    ``max_streams`` so that one stream too many reaches the step and is refused there with a message,
+    instead of waiting in Triton's backlog. One instance: the streams' state lives in its process.
+    """
+    seq = mc.ModelSequenceBatching
+    kinds = mc.ModelSequenceBatching.Control
+    batching = seq(
+        max_sequence_idle_microseconds=round(settings.stream_idle_seconds * 1_000_000),
+        oldest=seq.StrategyOldest(
+            max_candidate_sequences=2 * settings.max_streams,
+            max_queue_delay_microseconds=settings.queue_delay_us,
+        ),
+        control_input=[
+            _control(STREAM_START, kinds.CONTROL_SEQUENCE_START, int32_false_true=[0, 1]),
+            _control(STREAM_END, kinds.CONTROL_SEQUENCE_END, int32_false_true=[0, 1]),
+            _control(STREAM_READY, kinds.CONTROL_SEQUENCE_READY, int32_false_true=[0, 1]),
+            _control(STREAM_CORRID, kinds.CONTROL_SEQUENCE_CORRID, data_type=mc.TYPE_UINT64),
+        ],
+    )
+    config = mc.ModelConfig(
+        name=STREAM,
+        backend="python",
+        max_batch_size=settings.max_batch_size,
+        sequence_batching=batching,
+        instance_group=[mc.ModelInstanceGroup(count=1, kind=mc.ModelInstanceGroup.KIND_CPU)],
+    )
+    config.input.append(_io(mc.ModelInput, AUDIO, mc.TYPE_FP32, [-1], ragged=True))
+    config.output.extend(
+        _io(mc.ModelOutput, name, mc.TYPE_STRING, [1]) for name in (TRANSCRIPT, PARTIAL, WORDS)
+    )
+    seconds = {"min_chunk": STREAM_MIN_CHUNK_SECONDS, "max_chunk": settings.stream_max_chunk_seconds}
+    seconds["max_segment"] = settings.stream_segment_seconds
+    _parameters(
+        config,
+        {
+            **{f"{key}_samples": round(value * SAMPLING_RATE) for key, value in seconds.items()},
+            "max_streams": settings.max_streams,
+            "idle_seconds": settings.stream_idle_seconds,
+            **_window_parameters(spec, settings),
+        },
+    )
+    return config
+
+
 def all_configs(
     spec: AcousticSpec, settings: RepositorySettings, source_model: str = "", decoder: str = "greedy"
 ) -> dict[str, mc.ModelConfig]:
@@ -463,16 +547,18 @@ def all_configs(
     }
     if settings.engine == "tensorrt":
         configs[WINDOWS_STEP] = windows_config(spec, settings, tuple(t.name for t in acoustic.input), decoder)
+    configs[STREAM] = stream_config(spec, settings)
     return configs
 
 
 def served_models(engine: str) -> tuple[str, ...]:
-    """The ensemble and the steps it runs with ``engine``: all a repository holds, all a server loads.
+    """The ensemble, the steps it runs with ``engine`` and `asr_stream`: all a repository holds, all a
+    server loads.
 
     `windows` exists only beside a TensorRT plan (the plan cannot take a recording's windows itself).
     """
     steps = (*ENSEMBLE_STEPS, WINDOWS_STEP) if engine == "tensorrt" else ENSEMBLE_STEPS
-    return (ENSEMBLE, *steps)
+    return (ENSEMBLE, *steps, STREAM)
 
 
 def write_configs(

@@ -16,6 +16,7 @@ from vaani.serving.contract import (
     ENSEMBLE,
     ENSEMBLE_STEPS,
     PREPROCESS,
+    STREAM,
     WINDOWS_STEP,
     version_dir,
 )
@@ -82,7 +83,7 @@ def test_non_editable_install_builds_the_steps(tmp_path):
     command = [python, "-c", code, "build", "--model", str(BUNDLED_MODEL), "--repository", str(repository)]
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
-    for step in ENSEMBLE_STEPS:  # the tracked copies are what the build writes
+    for step in (*ENSEMBLE_STEPS, STREAM):  # the tracked copies are what the build writes
         tracked = (root / "model_repository" / step / "1" / "model.py").read_bytes()
         assert (version_dir(repository, step) / "model.py").read_bytes() == tracked
     assert not (repository / WINDOWS_STEP).exists()  # a TensorRT plan's step only
@@ -115,7 +116,7 @@ def test_a_cache_hit_still_removes_a_step_the_engine_does_not_serve(tmp_path, ca
     build(str(BUNDLED_MODEL), repository, settings)
     assert "nothing to do" in capsys.readouterr().out
     assert not (repository / WINDOWS_STEP).exists()
-    assert served_from(repository) == (ENSEMBLE, *ENSEMBLE_STEPS)
+    assert served_from(repository) == (ENSEMBLE, *ENSEMBLE_STEPS, STREAM)
 
 
 def test_a_killed_build_is_rebuilt_by_the_next(tmp_path, capsys):
@@ -157,7 +158,7 @@ def test_the_server_loads_the_built_models_by_name(tmp_path):
     (repository / "stray" / "1").mkdir(parents=True)
     flags = command(repository, Ports(), admin_key="k")
     loaded = [f.removeprefix("--load-model=") for f in flags if f.startswith("--load-model=")]
-    assert loaded == [ENSEMBLE, *ENSEMBLE_STEPS]
+    assert loaded == [ENSEMBLE, *ENSEMBLE_STEPS, STREAM]
 
 
 def test_a_failed_engine_build_leaves_the_served_repository_as_it_was(tmp_path, capsys):
@@ -186,5 +187,5 @@ def test_a_repository_without_a_build_is_served_by_the_models_named(tmp_path):
         command(repository, Ports(), admin_key="k")
     flags = command(repository, Ports(), admin_key="k", models=served_models("torch"))
     assert [f for f in flags if f.startswith("--load-model=")] == [
-        f"--load-model={model}" for model in (ENSEMBLE, *ENSEMBLE_STEPS)
+        f"--load-model={model}" for model in (ENSEMBLE, *ENSEMBLE_STEPS, STREAM)
     ]

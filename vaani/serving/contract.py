@@ -17,7 +17,8 @@ ACOUSTIC = "wav2vec2"  # the acoustic model: a recording's windows in, joined lo
 WINDOWS_STEP = "windows"  # with a TensorRT plan only: sends each window to the plan (BLS), joins
 DECODER = "ctc_decoder"
 ENSEMBLE_STEPS = (PREPROCESS, ACOUSTIC, DECODER)
-STEPS = (PREPROCESS, ACOUSTIC, DECODER, WINDOWS_STEP)  # every model that can have a `model.py`
+STREAM = "asr_stream"  # live recognition: one Triton sequence per stream (see below)
+STEPS = (PREPROCESS, ACOUSTIC, DECODER, WINDOWS_STEP, STREAM)  # every model that can have a `model.py`
 
 # Public tensors of `asr`.
 AUDIO = "AUDIO"
@@ -53,11 +54,11 @@ def version_dir(repository: Path, model: str) -> Path:
     """The folder of ``model``'s served version inside ``repository``."""
     return Path(repository) / model / VERSION
 
+
 # Streaming: `asr_stream`, one Triton sequence per stream (sequence batching, START / END / READY /
 # CORRID control inputs, so tritonclient's `start_stream` / `async_stream_infer(sequence_id=...,
 # sequence_start=..., sequence_end=...)` work unchanged). Each request carries `AUDIO`: the stream's
 # next chunk (FP32 [-1], 16 kHz mono, from `STREAM_MIN_CHUNK_SECONDS` up to the repository's cap).
-STREAM = "asr_stream"
 STREAM_STEP = STREAM  # the python-backend step that serves it (its `model.py`)
 STREAM_MIN_CHUNK_SECONDS = 0.1
 """The shortest chunk a stream may send (except its last, which may be shorter)."""

@@ -88,16 +88,32 @@ class Windowing:
 
     def pauses(self, audio: np.ndarray) -> list[tuple[int, int]]:
         """(start, end) samples of every silence of ``min_pause`` or more in ``[rows, samples]``."""
-        step = self.spec.samples_per_frame
         if self.min_pause <= 0:
             return []
-        frames = audio.shape[1] // step
-        rms = np.sqrt(
-            (audio[:, : frames * step].reshape(audio.shape[0], frames, step) ** 2).mean(axis=(0, 2))
-        )
+        rms = self.frame_rms(audio)
         if rms.size == 0:
             return []
-        silent = rms < max(1e-4, SILENCE_RATIO * float(np.percentile(rms, 95)))
+        return self.silences(rms, float(np.percentile(rms, 95)))
+
+    def frame_rms(self, audio: np.ndarray) -> np.ndarray:
+        """The RMS of each whole frame of ``[rows, samples]`` (all rows together)."""
+        step = self.spec.samples_per_frame
+        frames = audio.shape[1] // step
+        whole = audio[:, : frames * step].reshape(audio.shape[0], frames, step)
+        return np.sqrt((whole**2).mean(axis=(0, 2)))
+
+    def silent(self, rms: np.ndarray, loud: float) -> np.ndarray:
+        """Which frames are silent: under `SILENCE_RATIO` of ``loud``, the level speech reaches."""
+        return rms < max(1e-4, SILENCE_RATIO * loud)
+
+    def silences(self, rms: np.ndarray, loud: float) -> list[tuple[int, int]]:
+        """(start, end) samples of every silence of ``min_pause`` or more among frames of ``rms``.
+
+        A stream (`vaani.serving.streaming`) passes the loudest level it has heard so far as ``loud``:
+        its unfinished audio may hold nothing but a pause.
+        """
+        step = self.spec.samples_per_frame
+        silent = self.silent(rms, loud)
         edges = np.flatnonzero(np.diff(np.concatenate([[0], silent.astype(np.int8), [0]])))
         runs = edges.reshape(-1, 2)  # [first silent frame, one past the last]
         return [(a * step, b * step) for a, b in runs if (b - a) * step >= self.min_pause]

@@ -1,0 +1,1 @@
+from vaani.serving.steps.asr_stream import TritonPythonModel  # noqa: F401

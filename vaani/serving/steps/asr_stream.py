@@ -1,0 +1,135 @@
+"""`asr_stream`: live recognition, one Triton sequence per stream, each chunk answered with the text so far.
+
+Triton's sequence batcher routes every chunk of a stream here with its correlation id and START/END
+flags (`vaani.serving.contract`), and releases a sequence idle longer than
+``max_sequence_idle_microseconds``; this step forgets that stream's state after the same time.
+`vaani.serving.streaming` cuts each stream into segments; the segments a chunk finishes and the
+partial over the unfinished segment are decoded by `asr` itself, by BLS, every request of the
+execution at once: chunks of all live streams meet in the dynamic batchers of `preprocess`,
+`wav2vec2` and `ctc_decoder`, together with `asr`'s own traffic, and a finished segment's text is
+exactly what `asr` answers for that audio (same engine, decoder, LM, word times).
+
+Every request is answered on its own: a chunk that breaks a rule (too long, too short, not finite,
+no START first, one stream too many) is refused with INVALID_ARG naming the rule, and its stream,
+if live, stays as it was; the other streams of the execution carry on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+from vaani.serving.contract import (
+    AUDIO,
+    ENSEMBLE,
+    PARTIAL,
+    SAMPLING_RATE,
+    STREAM_CORRID,
+    STREAM_END,
+    STREAM_START,
+    TRANSCRIPT,
+    WORDS,
+)
+from vaani.serving.step import StepContext
+from vaani.serving.steps.boundary import asked_for, cancelled, passed_on, read, refused, strings
+from vaani.serving.streaming import Cut, Segment, Segmenter, Stream, StreamRefused, StreamTable, chunk_problem
+
+
+class DecodeFailed(Exception):
+    """`asr` answered a segment with an error; ``answer`` passes it on to the chunk's client."""
+
+    def __init__(self, answer: pb_utils.InferenceResponse) -> None:
+        super().__init__()
+        self.answer = answer
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        context = StepContext(args)
+        self.min_audio = context.spec().receptive_field  # the shortest audio `asr` takes
+        self.segmenter = Segmenter(context.windowing(), int(context.parameters["max_segment_samples"]))
+        self.min_chunk = int(context.parameters["min_chunk_samples"])
+        self.max_chunk = int(context.parameters["max_chunk_samples"])
+        self.table = StreamTable(int(context.parameters["max_streams"]), context.number("idle_seconds", 60.0))
+
+    async def execute(self, requests):
+        now = time.monotonic()
+        self.table.sweep(now)
+        return list(await asyncio.gather(*(self._one(request, now) for request in requests)))
+
+    async def _one(self, request, now: float):
+        if request.is_cancelled():
+            return cancelled()
+        key = int(read(request, STREAM_CORRID).reshape(-1)[0])
+        start = bool(read(request, STREAM_START).reshape(-1)[0])
+        end = bool(read(request, STREAM_END).reshape(-1)[0])
+        chunk = read(request, AUDIO)
+        try:
+            problem = chunk_problem(chunk, self.min_chunk, self.max_chunk, end)
+            if problem:
+                raise StreamRefused(problem)
+            if start:
+                stream = self.table.open(key, now, keeps_words=asked_for(request, WORDS))
+            else:
+                stream = self.table.get(key, now)
+        except StreamRefused as error:
+            return refused(str(error))
+        async with stream.lock:  # a stream's chunks are decoded one after the other, in order
+            cut = self.segmenter.cut(stream, chunk[0], end)
+            try:
+                texts, words, partial = await self._decode(stream, cut)
+            except DecodeFailed as failure:
+                return failure.answer  # the stream stays as it was before this chunk
+            stream.commit(cut, texts, words, partial)
+            if end:
+                self.table.close(key)
+        outputs = [strings(TRANSCRIPT, [stream.transcript]), strings(PARTIAL, [stream.partial])]
+        if asked_for(request, WORDS):
+            outputs.append(strings(WORDS, [json.dumps(stream.words, ensure_ascii=False)]))
+        return pb_utils.InferenceResponse(outputs)
+
+    async def _decode(self, stream: Stream, cut: Cut) -> tuple[list[str], list[list[dict]], str]:
+        """The finished segments' texts (and words) and the partial, all asked of `asr` at once."""
+        jobs = [self._asr(segment, stream.keeps_words) for segment in cut.finished]
+        if cut.speech and cut.changed:
+            jobs.append(self._asr(cut.rest, False))
+        answers = await asyncio.gather(*jobs)
+        finished = answers[: len(cut.finished)]
+        if not cut.speech:
+            partial = ""
+        elif cut.changed:
+            partial = answers[-1][0]
+        else:
+            partial = stream.partial  # only silence came: the partial over the same speech stands
+        return [text for text, _ in finished], [words for _, words in finished], partial
+
+    async def _asr(self, segment: Segment, with_words: bool) -> tuple[str, list[dict]]:
+        if segment.audio.size < self.min_audio:
+            return "", []
+        outputs = [TRANSCRIPT, WORDS] if with_words else [TRANSCRIPT]
+        call = pb_utils.InferenceRequest(
+            model_name=ENSEMBLE,
+            requested_output_names=outputs,
+            inputs=[pb_utils.Tensor(AUDIO, np.ascontiguousarray(segment.audio[None, :], dtype=np.float32))],
+        )
+        response = await call.async_exec()
+        if response.has_error():
+            raise DecodeFailed(passed_on(response.error()))
+        text = _string(response, TRANSCRIPT).strip()
+        if not with_words:
+            return text, []
+        offset = segment.start / SAMPLING_RATE  # `asr`'s times are from the segment's start
+        words = json.loads(_string(response, WORDS) or "[]")
+        for word in words:
+            word["start"] = round(word["start"] + offset, 3)
+            word["end"] = round(word["end"] + offset, 3)
+        return text, words
+
+
+def _string(response, name: str) -> str:
+    value = pb_utils.get_output_tensor_by_name(response, name).as_numpy().reshape(-1)[0]
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
