@@ -57,6 +57,26 @@ def register(subcommands) -> None:
     parser.add_argument(
         "--hotword-weight", type=float, help="how strongly to favour the hotwords (server default 10)"
     )
+    live = parser.add_argument_group(
+        "live recognition (--stream; docs/streaming.md)",
+        "Send one FILE to `asr_stream` over gRPC (--url default localhost:8001) in chunks, as a microphone "
+        "would, and print the text while it arrives: finished text, then [the partial that may still "
+        "change]. A terminal rewrites one line; a pipe gets one line per change; the final text ends it.",
+    )
+    live.add_argument("--stream", action="store_true", help="stream FILE instead of sending it whole")
+    live.add_argument(
+        "--chunk-seconds",
+        type=float,
+        default=0.2,
+        help="audio per chunk (default 0.2; from 0.1 to the server's cap)",
+    )
+    live.add_argument(
+        "--pace",
+        type=float,
+        default=1.0,
+        help="how fast to send, in multiples of real time (default 1: as a live speaker; 0: each chunk as "
+        "soon as the previous one is answered)",
+    )
     parser.set_defaults(func=run)
     parser = subcommands.add_parser(
         "wer",
@@ -126,6 +146,8 @@ def _compare_decoders(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.stream:
+        return _stream(args)
     rules = CueRules.from_args(args)  # before any request: a bad option costs no transcription
     try:
         audio = [load_audio(path) for path in args.files]
@@ -196,6 +218,31 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(rendered, end="" if rendered.endswith("\n") else "\n")
     return 1 if failed else 0
+
+
+def _stream(args: argparse.Namespace) -> int:
+    """`vaani transcribe --stream FILE`: partials while the file plays, the final text at the end."""
+    from vaani.client.streaming import DEFAULT_URL, LivePrinter, stream_audio
+
+    if len(args.files) != 1 or args.chunk_seconds <= 0 or args.pace < 0:
+        raise UserFacingError("--stream takes one FILE, --chunk-seconds above 0 and --pace of 0 or more")
+    try:
+        audio = load_audio(args.files[0])
+    except AudioFileError as error:
+        raise UserFacingError(str(error)) from None
+    printer = LivePrinter()
+    try:
+        answers = stream_audio(
+            audio, args.url or DEFAULT_URL, args.chunk_seconds, args.pace, on_answer=printer
+        )
+    except TimeoutError as error:
+        raise UserFacingError(str(error)) from None
+    except Exception as error:  # connection refused and the like
+        raise ServerUnreachable(
+            f"cannot stream to {args.url or DEFAULT_URL} (gRPC): {error}; start a server with `make serve`"
+        ) from None
+    printer.done(answers[-1].transcript if not answers[-1].error else "")
+    return 1 if any(answer.error for answer in answers) else 0
 
 
 FORMATS = ("text", "json", "srt", "vtt")

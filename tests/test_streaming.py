@@ -1,0 +1,193 @@
+"""Live recognition (`asr_stream`), real server: held-out sentences with pauses, streamed in 200 ms chunks."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpc
+from tritonclient.utils import InferenceServerException
+
+from vaani.build.pipeline import build
+from vaani.build.repository import RepositorySettings
+from vaani.client.api import TranscriptionClient
+from vaani.client.streaming import new_sequence_id, stream_audio
+from vaani.recipe.corpus.recordings import long_recording
+from vaani.scoring import score
+from vaani.serving.contract import AUDIO, SAMPLING_RATE, STREAM, TRANSCRIPT
+from vaani.supervision.process import Ports, TritonProcess, free_port
+
+from .conftest import BUNDLED_MODEL
+
+pytestmark = pytest.mark.server
+
+IDLE_S = 3.0  # short, so that the test of dropping an idle stream waits seconds, not the default half minute
+MAX_STREAMS = 6
+MAX_CHUNK_S = 1.0
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A server of its own: a short idle timeout, a small cap on live streams and on chunks."""
+    repository = tmp_path_factory.mktemp("stream_repository")
+    settings = RepositorySettings(
+        max_batch_size=8,
+        threads=2,
+        decoder="greedy",
+        stream_idle_seconds=IDLE_S,
+        max_streams=MAX_STREAMS,
+        stream_max_chunk_seconds=MAX_CHUNK_S,
+    )
+    build(str(BUNDLED_MODEL), repository, settings)
+    ports = Ports(free_port(), free_port(), free_port())
+    log = tmp_path_factory.mktemp("stream_logs") / "tritonserver.log"
+    with TritonProcess(repository, ports, log_file=log) as process:
+        try:
+            process.wait_ready()
+        except Exception:
+            print(log.read_text())
+            raise
+        yield process
+
+
+@pytest.fixture(scope="module")
+def recordings() -> list[tuple[np.ndarray, str]]:
+    """Four recordings of three or four held-out sentences each, with pauses of 0.3-0.8 s between them."""
+    made = [long_recording(3 + n % 2, seed=2030 + n) for n in range(4)]
+    return [(audio, " ".join(p.text for p in placed)) for audio, placed in made]
+
+
+def _grpc_url(server) -> str:
+    return f"localhost:{server.ports.grpc}"
+
+
+def _wer(truth: str, text: str) -> float:
+    return 100 * score([truth], [text]).wer
+
+
+def _asr(server, audio: np.ndarray) -> str:
+    client = TranscriptionClient(_grpc_url(server), "grpc")
+    try:
+        return client.transcribe(audio)
+    finally:
+        client.close()
+
+
+def _chunk(client, audio: np.ndarray, sequence_id: int, start: bool, end: bool = False, dtype: str = "FP32"):
+    """One chunk as a plain (non-streaming) gRPC request of a sequence."""
+    tensor = grpc.InferInput(AUDIO, [1, audio.size], dtype)
+    tensor.set_data_from_numpy(audio[None, :])
+    result = client.infer(STREAM, [tensor], sequence_id=sequence_id, sequence_start=start, sequence_end=end)
+    return result.as_numpy(TRANSCRIPT).reshape(-1)[0].decode("utf-8")
+
+
+def test_a_stream_shows_text_while_speech_arrives_and_ends_as_asr_reads_it(server, recordings):
+    audio, truth = recordings[0]
+    answers = stream_audio(audio, _grpc_url(server), chunk_seconds=0.2, pace=0)
+    assert len(answers) == -(-audio.size // (SAMPLING_RATE // 5))  # every 200 ms chunk answered
+    assert not [a.error for a in answers if a.error]
+    halfway = answers[len(answers) // 2]
+    assert halfway.transcript, "no text halfway through the recording"
+    assert len({a.transcript for a in answers}) > 5  # the text changed as the audio arrived
+    for before, after in itertools.pairwise(answers):  # finished text is never taken back
+        assert after.finished.startswith(before.finished), (before, after)
+    final = answers[-1]
+    assert final.partial == "" and final.transcript == final.finished
+    assert _wer(truth, final.transcript) <= _wer(truth, _asr(server, audio)) + 1.0, (truth, final.transcript)
+
+
+def test_four_streams_at_real_time_pace_are_all_answered_each_with_its_own_text(server, recordings):
+    results: dict[int, list] = {}
+
+    def one(n: int) -> None:
+        results[n] = stream_audio(recordings[n][0], _grpc_url(server), chunk_seconds=0.2, pace=1.0)
+
+    threads = [threading.Thread(target=one, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert sorted(results) == [0, 1, 2, 3]
+    for n, answers in results.items():
+        audio, truth = recordings[n]
+        assert len(answers) == -(-audio.size // (SAMPLING_RATE // 5))
+        assert not [a.error for a in answers if a.error]
+        final = answers[-1].transcript
+        assert _wer(truth, final) <= _wer(truth, _asr(server, audio)) + 1.0, (n, truth, final)
+
+
+def test_a_stream_that_never_ends_is_dropped_after_the_idle_timeout(server, recordings):
+    """A full table of silent-then-idle streams: after the timeout every one is forgotten (Triton releases
+    the sequence, the step its state), so as many new streams fit again and the old ids are not live."""
+    audio = recordings[1][0][: SAMPLING_RATE // 5]
+    client = grpc.InferenceServerClient(_grpc_url(server))
+    idle = [new_sequence_id() for _ in range(MAX_STREAMS)]
+    for sequence_id in idle:
+        _chunk(client, audio, sequence_id, start=True)
+    with pytest.raises(InferenceServerException, match="too many live streams"):
+        _chunk(client, audio, new_sequence_id(), start=True)
+    time.sleep(IDLE_S + 2.0)
+    with pytest.raises(InferenceServerException, match="START"):
+        _chunk(client, audio, idle[0], start=False)
+    fresh = [new_sequence_id() for _ in range(MAX_STREAMS)]
+    for sequence_id in fresh:
+        _chunk(client, audio, sequence_id, start=True)
+    for sequence_id in fresh:
+        _chunk(client, audio[:800], sequence_id, start=False, end=True)
+    client.close()
+
+
+def test_a_chunk_that_breaks_a_rule_is_refused_while_another_stream_carries_on(server, recordings):
+    audio, truth = recordings[2]
+    carried: list = []
+    good = threading.Thread(
+        target=lambda: carried.extend(stream_audio(audio, _grpc_url(server), chunk_seconds=0.2, pace=1.0))
+    )
+    good.start()
+    client = grpc.InferenceServerClient(_grpc_url(server))
+    chunk = audio[: SAMPLING_RATE // 5]
+    too_long = np.zeros(round((MAX_CHUNK_S + 0.5) * SAMPLING_RATE), dtype=np.float32)
+    with pytest.raises(InferenceServerException, match="chunk too long"):
+        _chunk(client, too_long, new_sequence_id(), start=True)
+    with pytest.raises(InferenceServerException, match=r"FP64.*expects 'FP32'"):
+        _chunk(client, chunk.astype(np.float64), new_sequence_id(), start=True, dtype="FP64")
+    with pytest.raises(InferenceServerException, match="START"):
+        _chunk(client, chunk, new_sequence_id(), start=False)
+    with pytest.raises(InferenceServerException, match="chunk too short"):
+        _chunk(client, chunk[:160], new_sequence_id(), start=True)
+    live = new_sequence_id()  # a stream whose chunk is refused is still live: its next chunk is served
+    _chunk(client, chunk, live, start=True)
+    with pytest.raises(InferenceServerException, match="chunk too long"):
+        _chunk(client, too_long, live, start=False)
+    assert isinstance(_chunk(client, chunk, live, start=False, end=True), str)
+    client.close()
+    good.join(timeout=120)
+    assert carried and not [a.error for a in carried if a.error]
+    assert _wer(truth, carried[-1].transcript) <= _wer(truth, _asr(server, audio)) + 1.0
+
+
+def test_vaani_transcribe_stream_prints_partials_then_the_final_text(server, recordings, tmp_path: Path):
+    import contextlib
+
+    import soundfile
+
+    from vaani.cli import main
+
+    audio, _ = recordings[3]
+    path = tmp_path / "speech.wav"
+    soundfile.write(path, audio, SAMPLING_RATE)
+    out = tmp_path / "out.txt"
+    with out.open("w") as stdout, contextlib.redirect_stdout(stdout):
+        code = main(["transcribe", "--stream", str(path), "--url", _grpc_url(server), "--pace", "0"])
+    lines = out.read_text(encoding="utf-8").splitlines()
+    assert code == 0
+    assert len(lines) > 3 and any("[" in line for line in lines[:-1])  # partials, set apart, before the end
+    assert lines[-1] == _final(server, audio)
+
+
+def _final(server, audio: np.ndarray) -> str:
+    return stream_audio(audio, _grpc_url(server), chunk_seconds=0.2, pace=0)[-1].transcript
