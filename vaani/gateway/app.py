@@ -144,8 +144,10 @@ def create_app(settings: GatewaySettings, connect: Callable[[str], Triton] = Tri
             audio = await decode_async(file.file, name, settings.max_audio_seconds)
         except AudioFileError as error:
             raise OpenAIError(400, str(error), param="file") from None
-        if stream and await app.state.triton.serves_streams():
-            answers = recognise(app.state.triton.client, audio, int(UPLOAD_CHUNK_SECONDS * SAMPLING_RATE))
+        chunk = int(UPLOAD_CHUNK_SECONDS * SAMPLING_RATE)
+        # A file of one chunk gains nothing from streaming: `asr` answers it, and refuses what it refuses.
+        if stream and len(audio) > chunk and await app.state.triton.serves_streams():
+            answers = recognise(app.state.triton.client, audio, chunk)
             try:
                 first = await answers.__anext__()
             except FAILURES as error:

@@ -30,9 +30,10 @@ MAX_REALTIME_SESSIONS = 32
 """Realtime WebSocket sessions open at once (each holds one `asr_stream` sequence while audio flows);
 one more is told so in an `error` event and closed."""
 
-REALTIME_IDLE_SECONDS = 30.0
+REALTIME_IDLE_SECONDS = 20.0
 """A realtime session that sends nothing for this long is closed: a client that went away without
-closing must not hold a session, nor its sequence in Triton."""
+closing must not hold a session, nor its sequence in Triton. Below the server's own idle timeout for
+a stream (`--stream-idle-seconds`, 30 s), so that the gateway, not Triton, is the one that says so."""
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 """Largest WebSocket message: 4 MiB of base64 is 65 s of OpenAI's 24 kHz PCM16 in one append.

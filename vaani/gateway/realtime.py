@@ -7,13 +7,15 @@ sequence per turn; what `asr_stream` finishes is sent as OpenAI's events:
 
 - with turn detection (the default, `server_vad`): every piece of text the model finishes at a pause
   is one item: `input_audio_buffer.committed`, one `conversation.item.input_audio_transcription.delta`
-  with its text, `...completed` with the same text;
-- with ``turn_detection: null``: the client's `input_audio_buffer.commit` ends a turn; the turn's
-  finished text arrives as deltas while it is spoken, and `completed` carries the whole turn.
+  with its text, `...completed` with the same text; the client's `input_audio_buffer.commit` ends the
+  turn (END to Triton), and what that finishes is one more item;
+- with ``turn_detection: null``: the client's commit ends a turn; the turn's finished text arrives
+  as deltas while it is spoken, and `completed` carries the whole turn.
 
 Deltas only ever append (OpenAI's clients concatenate them), so text that may still change is never
 a delta: with ``partial=true`` in the URL (this gateway's extension) each change of it comes as
-`vaani.transcription.partial` with the whole current partial.
+`vaani.transcription.partial` with the whole current partial, and the end of a turn as one with
+empty text and ``turn_done: true``.
 
 A problem with one client event (bad JSON, an unknown type, audio that is not PCM16) is an `error`
 event and the session goes on, as OpenAI does; a problem with the stream itself (Triton refused a
@@ -303,12 +305,7 @@ class RealtimeSession:
             )
         if len(rest) == 0:
             rest = np.zeros(int(STREAM_MIN_CHUNK_SECONDS * SAMPLING_RATE), np.float32)  # END needs a chunk
-        item = self.turn_item
-        await self._send(rest, last=True)
-        if self.turn_detection is None:  # with turn detection each finished piece is its own item
-            item = item or self.turn_item
-            await self.emit("input_audio_buffer.committed", item_id=item, previous_item_id=self.previous_item)
-            self.previous_item = item
+        await self._send(rest, last=True)  # its answers end the turn's item (`_write_turn`)
         self.recognition, self.turn_item = None, None
 
     # --- Triton's answers → events ------------------------------------------------------------------
@@ -332,24 +329,41 @@ class RealtimeSession:
                 raise SessionOver(str(error), SERVER_ERROR, "server_error", INTERNAL_ERROR) from None
 
     async def _write_turn(self, recognition: LiveRecognition, item: str) -> None:
+        """A turn's answers: finished pieces while it goes on, then its own item, ended by the client's
+        commit: `input_audio_buffer.committed`, the last delta, `completed`."""
         finished, partial, turn_text = "", "", ""
         async for heard in recognition.answers():
             new = heard.finished[len(finished) :]
             finished = heard.finished
-            if new.strip():
-                turn_text = await self._finished(new, turn_text, item)
-            if self.partial and heard.partial != partial and not heard.last:
-                partial = heard.partial
-                await self.emit(PARTIAL_EVENT, item_id=item, text=partial)
             if heard.last:
                 break
+            if new.strip():
+                turn_text = await self._finished(new, turn_text, item)
+            if self.partial and heard.partial != partial:
+                partial = heard.partial
+                await self.emit(PARTIAL_EVENT, item_id=item, text=partial)
+        else:
+            return  # cancelled: the client left
         if self.turn_detection is None:
+            piece = (new if turn_text else new.lstrip()) if new.strip() else ""
+            text = turn_text + piece
+        else:
+            piece = text = new.strip()
+        await self.emit("input_audio_buffer.committed", item_id=item, previous_item_id=self.previous_item)
+        self.previous_item = item
+        if piece:
             await self.emit(
-                "conversation.item.input_audio_transcription.completed",
-                item_id=item, content_index=0, transcript=turn_text, usage=_usage(),
-            )  # fmt: skip
-        if self.partial:  # the turn is over: nothing is partial, and a client knows its last text came
-            await self.emit(PARTIAL_EVENT, item_id=item, text="")
+                "conversation.item.input_audio_transcription.delta",
+                item_id=item,
+                content_index=0,
+                delta=piece,
+            )
+        await self.emit(
+            "conversation.item.input_audio_transcription.completed",
+            item_id=item, content_index=0, transcript=text, usage=_usage(),
+        )  # fmt: skip
+        if self.partial:  # nothing is partial now, and the client knows that its turn's text is all there
+            await self.emit(PARTIAL_EVENT, item_id=item, text="", turn_done=True)
 
     async def _finished(self, new: str, turn_text: str, item: str) -> str:
         """Newly finished text: its own item with turn detection, a delta of the turn's item without."""
