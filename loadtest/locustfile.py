@@ -13,7 +13,8 @@ real-time factor and percentiles per protocol and per user count), and prints th
 
 Without class names Locust runs the Triton users (HTTP and gRPC). The users of other servers run
 only when named, with that server as ``--host``: `GatewayUser` (the OpenAI-compatible gateway,
-``--host http://127.0.0.1:8080``) and `FastApiUser` (the baseline of `vaani bench`).
+``--host http://127.0.0.1:8080``) and `FastApiUser` (the baseline of `vaani bench`). `TritonStreamUser`
+(live recognition: real-time streams to `asr_stream`) also runs only when named, against Triton.
 
 Options beside Locust's own:
     --grpc-host          Triton's gRPC address for `TritonGrpcUser` (also VAANI_GRPC_URL; default:
@@ -266,6 +267,43 @@ class TritonGrpcUser(_TritonUser):
     def server_url(self) -> str:
         chosen = _option(self.environment, "grpc_host", "")
         return _resolved(_address(chosen) if chosen else grpc_address(_address(self.host)))
+
+
+class TritonStreamUser(AsrUser):
+    """Live recognition: each clip held as one real-time stream to `asr_stream` (gRPC, 200 ms chunks
+    sent at the pace a microphone would), at --grpc-host, else next to --host. Runs only when named.
+
+    Each chunk is reported as a ``triton-stream-chunk`` request (chunk sent → its answer; a refused
+    chunk is a failure), each whole stream as a ``triton-stream`` request: its latency over its audio
+    (the RTF column) is 1.0 while the server keeps up, more when it falls behind.
+    """
+
+    abstract = not named_on_command_line("TritonStreamUser")
+    request_type = "triton-stream"
+    chunk_seconds = 0.2
+
+    def server_url(self) -> str:
+        return TritonGrpcUser.server_url(self)  # type: ignore[arg-type]
+
+    def transcribe(self, clip: Clip) -> str:
+        from vaani.client.streaming import stream_audio
+
+        def report(answer) -> None:
+            self.environment.events.request.fire(
+                request_type=f"{self.request_type}-chunk",
+                name="chunk",
+                response_time=answer.latency * 1000,
+                response_length=len(answer.transcript.encode()),
+                exception=RuntimeError(answer.error) if answer.error else None,
+                context={
+                    "audio_seconds": self.chunk_seconds,
+                    "start": time.time(),
+                    "users": self.environment.runner.user_count,
+                },
+            )
+
+        answers = stream_audio(clip.audio, self.server_url(), self.chunk_seconds, pace=1.0, on_answer=report)
+        return answers[-1].transcript
 
 
 def _resolved(address: str) -> str:
