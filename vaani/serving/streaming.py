@@ -59,16 +59,20 @@ class Stream:
     loud: float = 0.0
     last_seen: float = 0.0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one chunk of a stream at a time, in order
+    waiting: int = 0  # chunks of this stream in the step, the one being decoded included
+    stale: bool = False  # the partial was not recomputed after speech came (the stream was behind)
 
     @property
     def transcript(self) -> str:
         return " ".join(t for t in [*self.texts, self.partial] if t)
 
-    def commit(self, cut: Cut, texts: list[str], words: list[list[dict]], partial: str) -> None:
+    def commit(
+        self, cut: Cut, texts: list[str], words: list[list[dict]], partial: str, stale: bool = False
+    ) -> None:
         self.texts.extend(t for t in texts if t)
         if self.keeps_words:
             self.words.extend(w for segment in words for w in segment)
-        self.rest, self.loud, self.partial = cut.rest, cut.loud, partial
+        self.rest, self.loud, self.partial, self.stale = cut.rest, cut.loud, partial, stale
 
 
 @dataclass(frozen=True)

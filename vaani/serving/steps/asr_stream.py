@@ -78,34 +78,49 @@ class TritonPythonModel:
                 stream = self.table.get(key, now)
         except StreamRefused as error:
             return refused(str(error))
-        async with stream.lock:  # a stream's chunks are decoded one after the other, in order
-            cut = self.segmenter.cut(stream, chunk[0], end)
-            try:
-                texts, words, partial = await self._decode(stream, cut)
-            except DecodeFailed as failure:
-                return failure.answer  # the stream stays as it was before this chunk
-            stream.commit(cut, texts, words, partial)
-            if end:
-                self.table.close(key)
+        stream.waiting += 1
+        try:
+            async with stream.lock:  # a stream's chunks are decoded one after the other, in order
+                cut = self.segmenter.cut(stream, chunk[0], end)
+                try:
+                    texts, words, partial, stale = await self._decode(stream, cut, behind=stream.waiting > 1)
+                except DecodeFailed as failure:
+                    return failure.answer  # the stream stays as it was before this chunk
+                stream.commit(cut, texts, words, partial, stale)
+                if end:
+                    self.table.close(key)
+        finally:
+            stream.waiting -= 1
         outputs = [strings(TRANSCRIPT, [stream.transcript]), strings(PARTIAL, [stream.partial])]
         if asked_for(request, WORDS):
             outputs.append(strings(WORDS, [json.dumps(stream.words, ensure_ascii=False)]))
         return pb_utils.InferenceResponse(outputs)
 
-    async def _decode(self, stream: Stream, cut: Cut) -> tuple[list[str], list[list[dict]], str]:
-        """The finished segments' texts (and words) and the partial, all asked of `asr` at once."""
+    async def _decode(
+        self, stream: Stream, cut: Cut, behind: bool
+    ) -> tuple[list[str], list[list[dict]], str, bool]:
+        """The finished segments' texts (and words) and the partial, all asked of `asr` at once.
+
+        ``behind``: a later chunk of the stream is already waiting, and will recompute the partial over
+        more audio; this one does not (the old partial stands, or none after a finished segment), so a
+        stream that fell behind catches up at one partial per wait instead of one per chunk. The last
+        value says the partial is stale: the next chunk recomputes it even if it brings only silence.
+        """
+        needed = cut.speech and (cut.changed or stream.stale)
+        fresh = needed and not behind
         jobs = [self._asr(segment, stream.keeps_words) for segment in cut.finished]
-        if cut.speech and cut.changed:
+        if fresh:
             jobs.append(self._asr(cut.rest, False))
         answers = await asyncio.gather(*jobs)
         finished = answers[: len(cut.finished)]
-        if not cut.speech:
-            partial = ""
-        elif cut.changed:
+        if fresh:
             partial = answers[-1][0]
+        elif not cut.speech or cut.finished:
+            partial = ""  # the old partial's speech is finished text now, or there is none
         else:
-            partial = stream.partial  # only silence came: the partial over the same speech stands
-        return [text for text, _ in finished], [words for _, words in finished], partial
+            partial = stream.partial  # the partial over (nearly) the same speech stands
+        texts, words = [text for text, _ in finished], [words for _, words in finished]
+        return texts, words, partial, needed and not fresh
 
     async def _asr(self, segment: Segment, with_words: bool) -> tuple[str, list[dict]]:
         if segment.audio.size < self.min_audio:
