@@ -42,6 +42,10 @@ _HELP = {
     "lm_alpha": "LM weight (default: the LM's attrs.json)",
     "lm_beta": "word insertion bonus (default: the LM's attrs.json)",
     "decoder_instances": "ctc_decoder instances, decoding batches in parallel (0: python_instances)",
+    "stream_max_chunk_seconds": "asr_stream: longest chunk a stream may send (from 0.1 s); longer is refused",
+    "stream_segment_seconds": "asr_stream: a segment with no pause finishes at this length, its text fixed",
+    "max_streams": "asr_stream: live streams at most; one more is refused with a message",
+    "stream_idle_seconds": "asr_stream: a stream with no chunk for this long is dropped",
 }
 
 
