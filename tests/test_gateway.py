@@ -84,15 +84,14 @@ def test_json_and_text(client, speech, expected):
 
 
 def test_stream_with_the_openai_client(client, speech, expected):
-    """`stream=True` in OpenAI's own client: a delta per word, then the done event with the whole text."""
-    with speech.open("rb") as file:
-        plain = client.audio.transcriptions.create(file=file, model="vaani").text
+    """`stream=True` in OpenAI's own client: a delta per word, then the done event with the whole text
+    (how close that text is to `asr`'s: tests/test_gateway_streaming.py); srt cannot be streamed."""
     with speech.open("rb") as file:
         events = list(client.audio.transcriptions.create(file=file, model="vaani", stream=True))
     *deltas, done = events
-    assert done.type == "transcript.text.done" and done.text == plain == expected[0]
-    assert [event.type for event in deltas] == ["transcript.text.delta"] * len(plain.split())
-    assert "".join(event.delta for event in deltas) == plain
+    assert done.type == "transcript.text.done" and len(done.text.split()) >= 3
+    assert [event.type for event in deltas] == ["transcript.text.delta"] * len(done.text.split())
+    assert "".join(event.delta for event in deltas) == done.text
     with (
         speech.open("rb") as file,
         pytest.raises(openai.BadRequestError, match="cannot be streamed") as refused,

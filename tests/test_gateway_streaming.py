@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import io
 import json
+import subprocess
+import sys
 
 import numpy as np
 import openai
@@ -21,6 +23,8 @@ from vaani.recipe.corpus.recordings import long_recording
 from vaani.scoring import score
 from vaani.serving import contract
 from vaani.supervision.process import free_port
+
+from .journey.readme import Ports, block, substitute
 
 OPENAI_RATE = 24_000
 APPEND_SECONDS = 0.1
@@ -276,3 +280,16 @@ def test_stream_true_upload_follows_recognition(gateway, recording, offline_text
             file=("short.wav", _wav(np.zeros(100, np.float32))), model="vaani", stream=True
         )
     assert refused.value.body["param"] == "file"
+
+
+def test_the_documented_realtime_example_prints_the_text(gateway, recording, no_worse, tmp_path):
+    """docs/api.md's Python example, as written (ports substituted), on the recording as hello.wav."""
+    code = substitute(
+        block("client.realtime.connect", "python").code, Ports(0, 0, 0, int(gateway.url.rsplit(":", 1)[1]))
+    )
+    sf.write(tmp_path / "hello.wav", recording[0], contract.SAMPLING_RATE)
+    run = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert no_worse(run.stdout.strip()), run.stdout

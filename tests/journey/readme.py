@@ -21,6 +21,7 @@ RUN_BY: dict[str, str] = {  # text that finds a block → what runs it
     "-F response_format=srt": "tests/journey/test_journey.py",
     "from openai import OpenAI": "tests/journey/test_journey.py",
     "ffmpeg -f lavfi -i anullsrc": "tests/journey/test_journey.py",
+    "client.realtime.connect": "tests/test_gateway_streaming.py (docs/api.md's realtime example)",
 }
 FENCE = re.compile(r"^```(\w*)\s*$")
 

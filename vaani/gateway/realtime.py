@@ -218,7 +218,7 @@ class RealtimeSession:
 
     async def _handle(self, event: dict) -> None:
         kind = event.get("type")
-        if kind in ("session.update", "transcription_session.update"):
+        if kind == "session.update":
             self._update(event.get("session"))
             await self.emit("session.updated", session=self.description())
         elif kind == "input_audio_buffer.append":
@@ -389,6 +389,7 @@ class RealtimeSession:
 _UNSUPPORTED = frozenset(
     {
         "input_audio_buffer.clear",
+        "transcription_session.update",  # the beta's; this gateway follows the GA protocol
         "conversation.item.create",
         "conversation.item.retrieve",
         "conversation.item.delete",
