@@ -107,7 +107,7 @@ PERF_ANALYZER := $(VENV)/bin/perf_analyzer
 SOAK_CLIENTS ?= 8
 SOAK_MINUTES ?= 10
 
-.PHONY: loadtest perf bench perf-analyzer soak
+.PHONY: loadtest perf bench perf-analyzer soak fairness
 
 ## perf-analyzer: perf_analyzer 2.51.0 from the tritonclient wheel into the venv (make setup does it too)
 perf-analyzer: $(PERF_ANALYZER)
@@ -129,6 +129,11 @@ perf: setup $(PERF_ANALYZER)
 bench: setup
 	$(VAANI) bench --model $(BENCH_MODEL) --output $(OUTPUT)/bench/$(notdir $(BENCH_MODEL)) --seconds $(LOAD_SECONDS) \
 		--users $(USERS) $(BENCH_ARGS)
+
+## fairness: a 2 s request beside a 10-minute recording, this checkout against FAIRNESS_BASELINE's serving code (own servers)
+FAIRNESS_BASELINE ?= 75edb62
+fairness: setup $(TESTSET)
+	$(VENV)/bin/python -m vaani.benchmarks.fairness --baseline-commit $(FAIRNESS_BASELINE) --output $(OUTPUT)/fairness
 
 ## soak: SOAK_CLIENTS gRPC clients for SOAK_MINUTES against GRPC_URL: failures, latency per minute, RSS per process
 soak: setup

@@ -86,7 +86,7 @@ class RepositorySettings:
     # Fairness: `wav2vec2` serves the requests it holds in rounds, each request running at most this much
     # of its audio (one window at least) per round, so a long recording shares every engine run with the
     # requests that came meanwhile (`vaani.serving.steps.turns`). 0: a request's windows all in one round.
-    turn_audio_seconds: float = 24.0
+    turn_audio_seconds: float = 8.0
     # ONNX Runtime's CPU memory arena keeps the peak of a large batch for the life of the process.
     memory_arena: bool = False
     # torch engine: one wav2vec2 instance group per GPU 0 … gpus-1, each of acoustic_instances

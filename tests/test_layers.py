@@ -180,7 +180,7 @@ def test_the_loop_finder_finds_a_lazy_loop():
 
 
 STAND_IN = """
-import sys, types, json
+import sys, types, json, threading
 import numpy as np
 
 # Stand-in for the module Triton's stub provides; only what the steps call.
@@ -217,12 +217,39 @@ class InferenceRequest:
         (response,) = self.models[self.model_name].execute([Request({t.name: t for t in self.inputs})])
         return response
 
+class Sender:
+    # A request's response sender: a step that answers later (`vaani.serving.steps.turns`) sends here.
+    def __init__(self):
+        self.responses, self.final = [], threading.Event()
+
+    def send(self, response=None, flags=0):
+        if response is not None:
+            self.responses.append(response)
+        if flags & TRITONSERVER_RESPONSE_COMPLETE_FINAL:
+            self.final.set()
+
 class Request(dict):
     def is_cancelled(self):
         return False
 
     def requested_output_names(self):
         return ["TRANSCRIPT"]
+
+    def get_response_sender(self):
+        self.__dict__.setdefault("sender", Sender())
+        return self.sender
+
+def answers(model, requests):
+    # What Triton hands back: `execute`'s responses, or (None returned) each request's sent response.
+    returned = model.execute(requests)
+    if returned is not None:
+        return returned
+    for request in requests:
+        assert request.get_response_sender().final.wait(60)
+    return [request.get_response_sender().responses[0] for request in requests]
+
+TRITONSERVER_RESPONSE_COMPLETE_FINAL = 1
+utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL = TRITONSERVER_RESPONSE_COMPLETE_FINAL
 
 utils.TritonError, utils.Tensor, utils.InferenceResponse = TritonError, Tensor, InferenceResponse
 utils.InferenceRequest = InferenceRequest
@@ -269,7 +296,8 @@ def load(step):
 def initialize(model, step, parameters, folder=None):
     model.initialize({{
         "model_config": json.dumps(
-            {{"name": step, "parameters": {{k: {{"string_value": str(v)}} for k, v in parameters.items()}}}}
+            {{"name": step, "max_batch_size": 4,
+              "parameters": {{k: {{"string_value": str(v)}} for k, v in parameters.items()}}}}
         ),
         "model_repository": str(repo / (folder or step)), "model_version": "1",
     }})
@@ -291,10 +319,10 @@ decoder = initialize(load("ctc_decoder"), "ctc_decoder", parameters["ctc_decoder
 audio = (0.1 * np.random.default_rng(0).standard_normal((1, 16000))).astype(np.float32)
 (out,) = pre.execute([Request(AUDIO=Tensor("AUDIO", audio))])
 tensors = {{t.name: t for t in out.outputs}}
-(tokens,) = acoustic.execute([Request(tensors)])
+(tokens,) = answers(acoustic, [Request(tensors)])
 assert tokens.error is None, tokens.error
 inputs = {{k: tensors[k] for k in ("NUM_SAMPLES", "WINDOW_LAYOUT")}}
-(text,) = decoder.execute([Request(**{{tokens.outputs[0].name: tokens.outputs[0]}}, **inputs)])
+(text,) = answers(decoder, [Request(**{{tokens.outputs[0].name: tokens.outputs[0]}}, **inputs)])
 assert text.outputs[0].name == "TRANSCRIPT"
 
 from vaani.serving.steps.windows import TritonPythonModel as Windows

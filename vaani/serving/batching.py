@@ -65,3 +65,18 @@ def prefix_lengths(mask: np.ndarray) -> list[int]:
                 high = middle
         lengths.append(low)
     return lengths
+
+
+def turn_end(samples: list[int], start: int, budget: int) -> int:
+    """One past the last window of a request's turn: from ``start``, windows of ``samples`` each
+    (0 for one that is not run) while they hold at most ``budget`` samples, and one window at
+    least. ``budget`` 0 takes every window: the whole request in one turn.
+
+    A turn is what `wav2vec2` runs of one request per round (`vaani.serving.steps.turns`), so a
+    long recording shares each engine run with the requests that arrived meanwhile.
+    """
+    end, spent = start, 0
+    while end < len(samples) and (budget <= 0 or end == start or spent + samples[end] <= budget):
+        spent += samples[end]
+        end += 1
+    return end

@@ -13,6 +13,9 @@ decodes a piece greedily instead when its frames offer more than ``MAX_CANDIDATE
 tokens each on average (what a frame costs the search) or when the request has spent its search
 time (``SEARCH_SHARE`` of its audio's duration, ``MIN_SEARCH_SECONDS`` at least, and no more
 than for ``longest_seconds`` of audio however many utterances the request holds).
+`BeamDecoder.decoding` is the same search one piece at a time, so that the `ctc_decoder` step can
+serve other requests between the pieces of a long one; time spent waiting between pieces does not
+count as search time.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import json
 import math
 import time
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,9 +77,10 @@ def labels(spec: AcousticSpec) -> list[str]:
     return out
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Query:
-    """What the pieces of one request share: its hotwords and when its search time runs out."""
+    """What the pieces of one request share: its hotwords and when its search time runs out (moved on
+    by the time it waits between pieces)."""
 
     hotwords: list[str] | None
     weight: float
@@ -278,17 +282,45 @@ class BeamDecoder:
         the recording. A piece over the candidate budget, or met after the request's search time
         ran out, is decoded greedily and counted.
         """
+        steps = self.decoding(logits, num_samples, breaks, hotwords, weight)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value
+
+    def decoding(
+        self,
+        logits: np.ndarray,
+        num_samples: np.ndarray,
+        breaks: Sequence[int] = (0,),
+        hotwords: list[str] | None = None,
+        weight: float = DEFAULT_HOTWORD_WEIGHT,
+    ) -> Generator[None, None, list[Decoded]]:
+        """`decode` one piece at a time: yields after each piece and returns what `decode` returns.
+
+        A caller may serve other requests between pieces; the time it spends on them is not this
+        request's search time.
+        """
         lengths = [self._spec.frames(int(n)) for n in num_samples.reshape(-1)]
         query = _Query(hotwords, weight, self.clock() + self.search_seconds(sum(lengths)))
-        return [self._utterance(row[:frames], breaks, query) for row, frames in zip(logits, lengths)]
+        decoded = []
+        for row, frames in zip(logits, lengths):
+            decoded.append((yield from self._utterance(row[:frames], breaks, query)))
+        return decoded
 
-    def _utterance(self, logits: np.ndarray, breaks: Sequence[int], query: _Query) -> Decoded:
+    def _utterance(
+        self, logits: np.ndarray, breaks: Sequence[int], query: _Query
+    ) -> Generator[None, None, Decoded]:
         words: list[Word] = []
         greedy = 0
         for first, last in self._pieces(logits, breaks):
             found, fell_back = self._piece(logits[first:last], query)
             words += [Word(w.word, w.start_frame + first, w.end_frame + first) for w in found]
             greedy += (last - first) * fell_back
+            paused = self.clock()
+            yield
+            query.deadline += self.clock() - paused
         return Decoded(transcript(words), words, greedy)
 
     def _pieces(self, logits: np.ndarray, breaks: Sequence[int]) -> list[tuple[int, int]]:

@@ -18,6 +18,12 @@ cheaply or once the request has spent its search time (`vaani.serving.beam`; the
 warning when that happens).
 """
 
+from __future__ import annotations
+
+import json
+from collections.abc import Generator
+from dataclasses import dataclass
+
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
@@ -44,7 +50,20 @@ from vaani.serving.ctc import (
 )
 from vaani.serving.step import StepContext
 from vaani.serving.steps.boundary import Refused, asked_for, failed, layout, optional, read, refused, strings
+from vaani.serving.steps.turns import Job, Turns
 from vaani.serving.windowing import breaks
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A request's inputs once checked: what its decoding reads."""
+
+    logits: np.ndarray | None
+    tokens: np.ndarray | None
+    num_samples: np.ndarray
+    cuts: list[int]
+    hotwords: list[str] | None
+    weight: float
 
 
 class TritonPythonModel:
@@ -65,8 +84,35 @@ class TritonPythonModel:
                 piece_frames=self.windowing.chunk // self.spec.samples_per_frame,
                 longest_seconds=self.max_samples / SAMPLING_RATE,
             )
+        capacity = int(json.loads(args["model_config"])["max_batch_size"])  # what one execution held
+        self.turns = Turns(self._round, capacity, "ctc_decoder")
 
-    def _decode(self, request):
+    def execute(self, requests):
+        self.turns.admit(requests, self._admit)
+
+    def finalize(self):
+        self.turns.close()
+
+    def _admit(self, request):
+        """The request's decoding, to be served in turns, once its inputs are checked; or its refusal."""
+        try:
+            return self._decoding(request, self._checked(request))
+        except (DecoderInputError, Refused) as error:
+            return refused(str(error))
+        except Exception as error:  # a decoder failure fails its request, not the batch
+            return failed("ctc_decoder", error)
+
+    def _round(self, jobs: list[Job]) -> None:
+        """One turn of each request: one piece of its beam search (greedy decoding is one turn)."""
+        for job in jobs:
+            try:
+                next(job.work)
+            except StopIteration as done:
+                job.answer(done.value)
+            except Exception as error:  # a decoder failure fails its request, not the others
+                job.answer(failed("ctc_decoder", error))
+
+    def _checked(self, request) -> Checked:
         logits, tokens = optional(request, LOGITS), optional(request, FRAME_TOKENS)
         if self.beam is not None and (logits is None or tokens is not None):
             raise DecoderInputError("the beam-search decoder takes LOGITS (and no FRAME_TOKENS)")
@@ -90,9 +136,13 @@ class TritonPythonModel:
         windows = layout(request, num_samples, self.windowing, self.max_samples)
         # Decoding starts afresh at the pauses of a long recording's windows (none: one window).
         cuts = [0] if windows is None else breaks(windows, self.spec.samples_per_frame)
+        return Checked(logits, tokens, num_samples, cuts, hotwords, weight)
+
+    def _decoding(self, request, checked: Checked) -> Generator[None, None, pb_utils.InferenceResponse]:
+        logits, tokens, num_samples, cuts = checked.logits, checked.tokens, checked.num_samples, checked.cuts
         paths = None
         if self.beam is not None:
-            words = self._beam(logits, num_samples, cuts, hotwords, weight)
+            words = yield from self._beam(logits, num_samples, cuts, checked.hotwords, checked.weight)
         else:
             paths = (
                 self.greedy.best_paths(logits, num_samples)
@@ -113,9 +163,9 @@ class TritonPythonModel:
         cuts: list[int],
         hotwords: list[str] | None,
         weight: float,
-    ) -> list[list[Word]]:
-        """Beam search within its budgets; a fallback to greedy decoding is said in the log."""
-        decoded = self.beam.decode(logits, num_samples, cuts, hotwords=hotwords, weight=weight)
+    ) -> Generator[None, None, list[list[Word]]]:
+        """Beam search within its budgets, a piece a turn; a fallback to greedy is said in the log."""
+        decoded = yield from self.beam.decoding(logits, num_samples, cuts, hotwords=hotwords, weight=weight)
         self._warn_greedy(sum(d.greedy_frames for d in decoded))
         return [d.words for d in decoded]
 
@@ -135,14 +185,3 @@ class TritonPythonModel:
                 f"({MAX_CANDIDATES_PER_FRAME:g} tokens a frame on average, {SEARCH_SHARE:.0%} of the audio's "
                 "duration in search time)"
             )
-
-    def execute(self, requests):
-        responses = []
-        for request in requests:
-            try:
-                responses.append(self._decode(request))
-            except (DecoderInputError, Refused) as error:
-                responses.append(refused(str(error)))
-            except Exception as error:  # a decoder failure fails its request, not the batch
-                responses.append(failed("ctc_decoder", error))
-        return responses

@@ -2,6 +2,7 @@
 and measure each frame's loudness for the decoder's word times (``FRAME_RMS``).
 
 A recording of one window or less is one window: the whole utterance, normalized as before.
+A request whose client gave up while it queued is answered CANCELLED before any of this.
 Where the acoustic engine normalizes on its own device (the `torch` engine, parameter
 ``normalize`` false here), the windows leave as they came.
 """
@@ -13,7 +14,7 @@ from vaani.serving.alignment import frame_rms
 from vaani.serving.contract import AUDIO, FRAME_RMS, NUM_SAMPLES, WINDOW_LAYOUT, WINDOWS
 from vaani.serving.preprocessing import AudioError, AudioLimits, normalize
 from vaani.serving.step import StepContext
-from vaani.serving.steps.boundary import read, refused
+from vaani.serving.steps.boundary import cancelled, read, refused
 from vaani.serving.windowing import cut, to_tensor
 
 
@@ -36,6 +37,8 @@ class TritonPythonModel:
         return [self._one(request) for request in requests]
 
     def _one(self, request):
+        if request.is_cancelled():  # the client gave up while it queued: nothing is spent on it
+            return cancelled()
         audio = read(request, AUDIO)
         try:
             self.limits.check(audio)

@@ -13,16 +13,45 @@ own error and the rest of the execution runs. A cancelled request is dropped bef
 engine spends anything on it.
 """
 
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
+from vaani.serving.batching import turn_end
 from vaani.serving.contract import FRAME_TOKENS, LOGITS
 from vaani.serving.ctc import best_tokens
 from vaani.serving.engines.base import Limits, host_array
 from vaani.serving.engines.registry import instance_device, load_engine
 from vaani.serving.step import StepContext
-from vaani.serving.steps.boundary import Refused, Windowed, cancelled, failed, refused, windowed
+from vaani.serving.steps.boundary import Refused, Windowed, refused, windowed
+from vaani.serving.steps.turns import Job, Turns
 from vaani.serving.windowing import SILENT, join, silence_logits
+
+
+@dataclass
+class Progress:
+    """One request's windows and the logits of those that ran: the work it has had turns for."""
+
+    recording: Windowed
+    done: int = 0  # windows that ran
+    logits: list = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.logits = [None] * len(self.recording.windows)
+
+    def turn(self, budget: int) -> range:
+        """The windows of this request's next turn (`turn_end`), counted as run."""
+        sizes = [0 if w.kind == SILENT else w.samples for w in self.recording.windows]
+        start, self.done = self.done, turn_end(sizes, self.done, budget)
+        return range(start, self.done)
+
+    @property
+    def finished(self) -> bool:
+        return self.done == len(self.recording.windows)
 
 
 class TritonPythonModel:
@@ -42,48 +71,46 @@ class TritonPythonModel:
             max_samples=self.windowing.longest,
             max_batch_samples=int(context.number("max_batch_samples", Limits.max_batch_samples)),
         )
+        self.turn_samples = int(context.number("turn_samples", 0))
+        capacity = int(json.loads(args["model_config"])["max_batch_size"])  # what one execution held
+        self.turns = Turns(self._round, capacity, "wav2vec2 engine")
 
     def execute(self, requests):
-        responses = [None] * len(requests)
-        accepted: list[tuple[int, Windowed]] = []  # (index of the request, its checked windows)
-        for index, request in enumerate(requests):
-            if request.is_cancelled():
-                responses[index] = cancelled()
-                continue
-            try:
-                accepted.append((index, windowed(request, self.windowing, self.max_samples, host_array)))
-            except Refused as error:
-                responses[index] = refused(str(error))
-        try:
-            logits = self._logits([recording for _, recording in accepted])
-        except Exception as error:  # an engine failure fails these requests, not the server
-            for index, _ in accepted:
-                responses[index] = failed("wav2vec2 engine", error)
-            return responses
-        for (index, recording), parts in zip(accepted, logits):
-            responses[index] = self._response(join(parts, recording.windows))
-        return responses
+        self.turns.admit(requests, self._admit)
 
-    def _logits(self, recordings: list[Windowed]) -> list[list[np.ndarray]]:
-        """Each recording's per-window logits; the audible windows of all run together."""
+    def finalize(self):
+        self.turns.close()
+
+    def _admit(self, request) -> Progress | pb_utils.InferenceResponse:
+        try:
+            return Progress(windowed(request, self.windowing, self.max_samples, host_array))
+        except Refused as error:
+            return refused(str(error))
+
+    def _round(self, jobs: list[Job]) -> None:
+        """One turn of each request: its next windows, up to ``turn_samples`` of audio, all in one
+        engine call; a request whose last window ran is answered."""
+        turns = [(job.work, job.work.turn(self.turn_samples)) for job in jobs]
         audible = [
-            (n, k)
-            for n, recording in enumerate(recordings)
-            for k, w in enumerate(recording.windows)
-            if w.kind != SILENT
+            (progress, k)
+            for progress, turn in turns
+            for k in turn
+            if progress.recording.windows[k].kind != SILENT
         ]
-        arrays = [self.engine.view(recordings[n].audio[k]) for n, k in audible]
+        arrays = [self.engine.view(progress.recording.audio[k]) for progress, k in audible]
         lengths = [[a.shape[1]] * a.shape[0] for a in arrays]
-        ran = dict(zip(audible, self.engine.run_groups(arrays, lengths, self.spec.frames, self.max_padding)))
-        return [
-            [
-                np.asarray(ran[(n, k)])
-                if (n, k) in ran
-                else silence_logits(piece.shape[0], window.keep_to, self.spec.vocab_size, self.spec.blank_id)
-                for k, (window, piece) in enumerate(zip(recording.windows, recording.audio))
-            ]
-            for n, recording in enumerate(recordings)
-        ]
+        ran = self.engine.run_groups(arrays, lengths, self.spec.frames, self.max_padding)
+        for (progress, k), logits in zip(audible, ran):
+            progress.logits[k] = np.asarray(logits)
+        for job, (progress, turn) in zip(jobs, turns):
+            for k in turn:
+                window, piece = progress.recording.windows[k], progress.recording.audio[k]
+                if window.kind == SILENT:
+                    progress.logits[k] = silence_logits(
+                        piece.shape[0], window.keep_to, self.spec.vocab_size, self.spec.blank_id
+                    )
+            if progress.finished:
+                job.answer(self._response(join(progress.logits, progress.recording.windows)))
 
     def _response(self, logits: np.ndarray):
         output = best_tokens(logits) if self.output == FRAME_TOKENS else logits
