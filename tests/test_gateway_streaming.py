@@ -4,6 +4,7 @@ WebSocket (the official client and a bare one), its limits, and ``stream=true`` 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
 import subprocess
@@ -17,13 +18,16 @@ import soxr
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from vaani.build.pipeline import build
 from vaani.client.api import TranscriptionClient
 from vaani.gateway.process import GatewayProcess
 from vaani.recipe.corpus.recordings import long_recording
 from vaani.scoring import score
 from vaani.serving import contract
-from vaani.supervision.process import free_port
+from vaani.supervision.process import Ports as ServerPorts
+from vaani.supervision.process import TritonProcess, free_port
 
+from .conftest import BUNDLED_MODEL
 from .journey.readme import Ports, block, substitute
 
 OPENAI_RATE = 24_000
@@ -293,3 +297,52 @@ def test_the_documented_realtime_example_prints_the_text(gateway, recording, no_
     )
     assert run.returncode == 0, run.stderr[-3000:]
     assert no_worse(run.stdout.strip()), run.stdout
+
+
+@pytest.fixture(scope="module")
+def one_stream_gateway(tmp_path_factory, test_settings):
+    """A tritonserver whose `asr_stream` holds one live stream at most, and a gateway in front."""
+    repository = tmp_path_factory.mktemp("one_stream_repository")
+    build(str(BUNDLED_MODEL), repository, dataclasses.replace(test_settings, max_streams=1))
+    log = tmp_path_factory.mktemp("one_stream_logs") / "tritonserver.log"
+    with TritonProcess(
+        repository, ServerPorts(free_port(), free_port(), free_port()), log_file=log
+    ) as server:
+        server.wait_ready()
+        with GatewayProcess(server.grpc_url, free_port()) as gateway:
+            gateway.wait_ready()
+            yield gateway
+
+
+def _stream_turn(socket, audio: np.ndarray) -> None:
+    for piece in _appends(_pcm16(audio)):
+        socket.send(json.dumps({"type": "input_audio_buffer.append", "audio": piece}))
+
+
+@pytest.mark.server
+def test_a_stream_the_model_refuses_ends_its_session_alone(one_stream_gateway, recording):
+    """`asr_stream` refuses a second live stream: that session gets an `error` event naming the rule
+    and is closed (1008), while the first one carries on and finishes its turn."""
+    audio, placed = recording
+    one_sentence = audio[: int(placed[1].onset * contract.SAMPLING_RATE)]
+    first_url = _ws_url(one_stream_gateway, "intent=transcription&partial=true")
+    with connect(first_url) as first, connect(_ws_url(one_stream_gateway)) as second:
+        for socket in (first, second):
+            assert json.loads(socket.recv())["type"] == "session.created"
+        _stream_turn(first, one_sentence[: len(one_sentence) // 2])  # the first holds the one stream
+        while json.loads(first.recv(timeout=120))["type"] != "vaani.transcription.partial":
+            pass  # Triton has the first stream
+        _stream_turn(second, one_sentence)
+        event = json.loads(second.recv(timeout=120))
+        assert event["type"] == "error" and event["error"]["code"] == "stream_refused", event
+        assert "too many live streams" in event["error"]["message"]
+        with pytest.raises(ConnectionClosed) as closed:
+            second.recv(timeout=60)
+        assert closed.value.rcvd.code == 1008
+        _stream_turn(first, one_sentence[len(one_sentence) // 2 :])
+        first.send(json.dumps({"type": "input_audio_buffer.commit"}))
+        texts = []
+        while not (event := json.loads(first.recv(timeout=120))).get("turn_done"):
+            assert event["type"] != "error", event
+            texts += [event["transcript"]] if event["type"].endswith("transcription.completed") else []
+    assert len(" ".join(texts).split()) >= 2, texts

@@ -212,7 +212,14 @@ class RealtimeSession:
             try:
                 event = _parse(message.get("text"))
                 event_id = event.get("event_id")
-                await self._handle(event)
+                # Handling an append can wait for Triton's answers (back-pressure); if the writer has
+                # failed they will never come, so its failure ends the wait.
+                handling = asyncio.ensure_future(self._handle(event))
+                await asyncio.wait({handling, writer}, return_when=asyncio.FIRST_COMPLETED)
+                if not handling.done():
+                    handling.cancel()
+                    writer.result()  # raises SessionOver
+                handling.result()
             except ClientEventError as error:
                 await self.emit_error(str(error), INVALID_REQUEST, error.code, error.param, event_id)
 
