@@ -35,6 +35,7 @@ _HELP = {
     "pause_seconds": "a silence this long cuts a long recording into windows (0: cut every window-seconds)",
     "windows_in_flight": "with a TensorRT plan: windows of one request out to the plan at once",
     "memory_arena": "keep ONNX Runtime's CPU memory arena (faster repeats, but holds its peak)",
+    "quantize": "onnxruntime engine: INT8 matrix products (conv encoder stays FP32), gated on --manifest",
     "gpus": "torch engine: one wav2vec2 instance group per GPU 0..N-1 (0: Triton uses every GPU it sees)",
     "decoder": "CTC decoder: auto (beam with the model's language_model/ or --lm, else greedy), greedy, beam",
     "lm": "KenLM n-gram LM for beam search: an .arpa/.bin file or a language_model/ folder (HF layout)",
@@ -86,7 +87,8 @@ def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
         "--manifest",
         type=Path,
         default=DEFAULT_MANIFEST,
-        help=f"evaluation manifest for the accuracy gate (default {DEFAULT_MANIFEST}, from `make testset`)",
+        help=f"evaluation manifest for the accuracy gate of a plan or --quantize (default "
+        f"{DEFAULT_MANIFEST}, from `make testset`)",
     )
     group.add_argument(
         "--max-cer-increase",

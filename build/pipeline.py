@@ -14,7 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from vaani import __version__
-from vaani.build import export, language_model, repository
+from vaani.build import export, language_model, quantization, repository
 from vaani.build.engine_builds import ENGINE_BUILDS
 from vaani.build.hf_model import HfModel
 from vaani.build.repository import RepositorySettings, served_models, write_configs
@@ -28,7 +28,7 @@ STAMP = ".build.json"
 
 def _key(model_dir: Path, settings: RepositorySettings, plan: PlanOptions, lm: Path | None = None) -> str:
     """Same model files, LM, settings and generator code → same key → nothing to do."""
-    code = "".join(inspect.getsource(module) for module in (export, repository, language_model))
+    code = "".join(inspect.getsource(module) for module in (export, repository, language_model, quantization))
     if lm is not None:  # LMs run to gigabytes: their names, sizes and times, not their bytes
         files = sorted(lm.rglob("*")) if lm.is_dir() else [lm]
         code += "".join(f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns};" for p in files)
@@ -104,6 +104,11 @@ def build(
     else:
         shutil.rmtree(version_dir(repo, DECODER) / language_model.LM_DIR, ignore_errors=True)
     artifacts = strategy.install(hf, version_dir(repo, ACOUSTIC), settings, plan)
+    if settings.quantize:  # the gated FP32 graph in, its INT8 form out if that passes the accuracy gate
+        onnx_path = version_dir(repo, ACOUSTIC) / "model.onnx"
+        quantization.quantize_installed(
+            hf, onnx_path, plan.manifest, plan.max_cer_increase, settings.bucket_samples
+        )
     write_configs(repo, hf.spec(), settings, source_model=model, decoder=decoder)
     files = [str(p.relative_to(repo)) for p in [*repo.glob("*/config.pbtxt"), *artifacts]]
     (repo / STAMP).write_text(

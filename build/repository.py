@@ -89,6 +89,10 @@ class RepositorySettings:
     turn_audio_seconds: float = 8.0
     # ONNX Runtime's CPU memory arena keeps the peak of a large batch for the life of the process.
     memory_arena: bool = False
+    # onnxruntime engine: the graph's weight matrix products in INT8 (dynamic quantization; the
+    # convolutional feature encoder stays FP32), installed only if the accuracy gate accepts its
+    # transcripts of the evaluation manifest (`vaani.build.quantization`).
+    quantize: bool = False
     # torch engine: one wav2vec2 instance group per GPU 0 … gpus-1, each of acoustic_instances
     # (0: a single group that Triton repeats on every GPU it sees).
     gpus: int = 0
@@ -121,6 +125,8 @@ class RepositorySettings:
             raise ValueError("max_batch_audio_seconds must hold at least one window (window + 2 × context)")
         if self.turn_audio_seconds < 0:
             raise ValueError("turn_audio_seconds must be 0 (a request's windows in one round) or above")
+        if self.quantize and self.engine != "onnxruntime":
+            raise ValueError("quantize (INT8 matrix products) is an onnxruntime engine option")
         if self.gpus < 0:
             raise ValueError("gpus must be 0 (every GPU Triton sees) or a count of GPUs")
         if not STREAM_MIN_CHUNK_SECONDS <= self.stream_max_chunk_seconds <= self.stream_segment_seconds:
