@@ -569,3 +569,75 @@ def test_serve_refuses_a_busy_port_before_claiming_to_serve(triton, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert f"port {triton.ports.http} (http)" in err and "in use" in err
+
+
+def _decoded(client: grpcclient.InferenceServerClient) -> int:
+    """Requests `ctc_decoder` has answered: what reached the end of the ensemble."""
+    (stats,) = client.get_inference_statistics(DECODER).model_stats
+    return stats.inference_stats.success.count + stats.inference_stats.fail.count
+
+
+def test_abandoned_requests_leave_the_queues(small_repository, tmp_path):
+    """Issue 20 items 4 and 7: clients that give up (a gRPC deadline) leave no work behind. Each step
+    drops a cancelled request before its next turn (`wav2vec2` between rounds of windows, `preprocess`
+    and `ctc_decoder` before they start), so none of the abandoned recordings reaches the decoder, and a
+    request sent after them is served."""
+    abandoned = (0.1 * RNG.standard_normal((1, 180 * SAMPLING_RATE))).astype(np.float32)  # 9 windows each
+    with _server(small_repository, tmp_path) as server:
+        client = grpcclient.InferenceServerClient(server.grpc_url)
+        decoded = _decoded(client)
+
+        def give_up(_: int) -> str:
+            caller = grpcclient.InferenceServerClient(server.grpc_url)
+            tensor = grpcclient.InferInput(AUDIO, list(abandoned.shape), "FP32")
+            tensor.set_data_from_numpy(abandoned)
+            with pytest.raises(InferenceServerException) as error:
+                caller.infer(ENSEMBLE, [tensor], client_timeout=1.0)
+            caller.close()
+            return error.value.status()
+
+        with ThreadPoolExecutor(4) as pool:
+            statuses = list(pool.map(give_up, range(4)))
+        assert set(statuses) == {"StatusCode.DEADLINE_EXCEEDED"}, statuses
+        assert TranscriptionClient(server.grpc_url, protocol="grpc").transcribe(SPEECHLIKE) is not None
+        assert _decoded(client) == decoded + 1  # the request after them, and none of the abandoned
+        client.close()
+
+
+# Bodies Triton's own HTTP front parses (tritonserver 2.51): it answers these with 500, not 400. We cannot
+# change its front; untrusted clients reach the gateway only (docs/api.md, "Deployment shape").
+TRITON_500 = {
+    "not JSON": b"{",
+    "a JSON list": b"[]",
+    "inputs not a list": b'{"inputs": 5}',
+    "an input without a name": b'{"inputs": [{"shape": [1, 4], "datatype": "FP32", "data": [0, 0, 0, 0]}]}',
+    "data of strings": json.dumps({"inputs": [_tensor(AUDIO, [1, 4], data=["a"] * 4)]}).encode(),
+    "parameters not an object": b'{"inputs": [], "parameters": 3}',
+}
+
+
+def test_tritons_own_front_answers_some_malformed_bodies_with_500(triton):
+    """Issue 20 item 9, reproduced: what an untrusted client would get from Triton's port directly."""
+    for name, body in TRITON_500.items():
+        status, message = _raw_http(triton.http_url, ENSEMBLE, body)
+        assert status == 500, (name, status, message)
+    assert _ready(triton.http_url)
+
+
+def test_a_shm_region_registered_with_the_admin_key_can_crash_tritonserver(small_repository, tmp_path):
+    """Issue 20 item 9, reproduced: with the admin key, a client may register a python step's own region
+    (`/dev/shm/triton_python_backend_shm_region_*`) and have an output written into it; the next request
+    kills tritonserver (SIGSEGV). Only operators hold the key; `vaani serve` starts a dead server again."""
+    with _server(small_repository, tmp_path, supervise=False) as server:
+        (region, *_) = sorted(stub.region for stub in stubs_of(server.process.pid))
+        admin = {ADMIN_HEADER: server.admin_key}
+        client = httpclient.InferenceServerClient(server.http_url)
+        client.register_system_shared_memory("step", f"/{region}", 1 << 20, headers=admin)
+        audio = httpclient.InferInput(AUDIO, [1, SAMPLING_RATE], "FP32")
+        audio.set_data_from_numpy(np.full((1, SAMPLING_RATE), 0.01, np.float32))
+        output = httpclient.InferRequestedOutput("TRANSCRIPT", binary_data=True)
+        output.set_shared_memory("step", 1 << 20)
+        client.infer(ENSEMBLE, [audio], outputs=[output])
+        with pytest.raises(Exception):  # noqa: B017 - the connection dies with the server
+            client.infer(ENSEMBLE, [audio])
+        assert server.process.wait(timeout=30) == -signal.SIGSEGV
