@@ -107,10 +107,13 @@ class RepositorySettings:
     # Live recognition (`asr_stream`, docs/streaming.md): chunks from 0.1 s up to stream_max_chunk_seconds;
     # a segment finishes at a pause or at stream_segment_seconds (the partial is recomputed over it at every
     # chunk); at most max_streams live streams, each dropped stream_idle_seconds after its last chunk.
+    # stream_instances: processes of the step, each holding its share of the streams (Triton keeps a
+    # stream on one instance); each waits on `asr` for its chunks, so more instances keep more in flight.
     stream_max_chunk_seconds: float = 2.0
     stream_segment_seconds: float = 8.0
     max_streams: int = 256
     stream_idle_seconds: float = 30.0
+    stream_instances: int = 4
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -135,8 +138,10 @@ class RepositorySettings:
             )
         if self.stream_segment_seconds + self.stream_max_chunk_seconds > self.max_audio_seconds:
             raise ValueError("stream_segment_seconds + stream_max_chunk_seconds must fit max_audio_seconds")
-        if self.max_streams < 1 or self.stream_idle_seconds <= 0:
-            raise ValueError("max_streams must be at least 1 and stream_idle_seconds above 0")
+        if self.max_streams < 1 or self.stream_idle_seconds <= 0 or self.stream_instances < 1:
+            raise ValueError(
+                "max_streams and stream_instances must be at least 1, stream_idle_seconds above 0"
+            )
 
     @property
     def max_samples(self) -> int:
@@ -495,14 +500,19 @@ def stream_config(spec: AcousticSpec, settings: RepositorySettings) -> mc.ModelC
     stream's state lives in the step, not in a batch slot, so chunks of any streams may share an
     execution, and the step decodes them all at once through `asr`. Its candidate sequences reach past
     ``max_streams`` so that one stream too many reaches the step and is refused there with a message,
-    instead of waiting in Triton's backlog. One instance: the streams' state lives in its process.
+    instead of waiting in Triton's backlog. Triton keeps each sequence on one instance (spreading new
+    ones over the instances), where its state lives; each instance holds its share of ``max_streams``.
+    An execution waits on `asr` for all its chunks (a non-decoupled python model runs one execution at
+    a time), so ``stream_instances`` executions in flight keep the pipeline busy.
     """
+    instances = min(settings.stream_instances, settings.max_streams)
+    share = -(-settings.max_streams // instances)  # so max_streams, up to instances - 1 more
     seq = mc.ModelSequenceBatching
     kinds = mc.ModelSequenceBatching.Control
     batching = seq(
         max_sequence_idle_microseconds=round(settings.stream_idle_seconds * 1_000_000),
         oldest=seq.StrategyOldest(
-            max_candidate_sequences=2 * settings.max_streams,
+            max_candidate_sequences=2 * share + 2,
             max_queue_delay_microseconds=settings.queue_delay_us,
         ),
         control_input=[
@@ -517,7 +527,7 @@ def stream_config(spec: AcousticSpec, settings: RepositorySettings) -> mc.ModelC
         backend="python",
         max_batch_size=settings.max_batch_size,
         sequence_batching=batching,
-        instance_group=[mc.ModelInstanceGroup(count=1, kind=mc.ModelInstanceGroup.KIND_CPU)],
+        instance_group=[mc.ModelInstanceGroup(count=instances, kind=mc.ModelInstanceGroup.KIND_CPU)],
     )
     config.input.append(_io(mc.ModelInput, AUDIO, mc.TYPE_FP32, [-1], ragged=True))
     config.output.extend(
@@ -529,7 +539,7 @@ def stream_config(spec: AcousticSpec, settings: RepositorySettings) -> mc.ModelC
         config,
         {
             **{f"{key}_samples": round(value * SAMPLING_RATE) for key, value in seconds.items()},
-            "max_streams": settings.max_streams,
+            "max_streams": share,
             "idle_seconds": settings.stream_idle_seconds,
             **_window_parameters(spec, settings),
         },

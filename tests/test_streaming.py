@@ -26,7 +26,7 @@ from .conftest import BUNDLED_MODEL
 pytestmark = pytest.mark.server
 
 IDLE_S = 3.0  # short, so that the test of dropping an idle stream waits seconds, not the default half minute
-MAX_STREAMS = 6
+MAX_STREAMS = 6  # over two instances of the step: three on each
 MAX_CHUNK_S = 1.0
 
 
@@ -40,6 +40,7 @@ def server(tmp_path_factory):
         decoder="greedy",
         stream_idle_seconds=IDLE_S,
         max_streams=MAX_STREAMS,
+        stream_instances=2,
         stream_max_chunk_seconds=MAX_CHUNK_S,
     )
     build(str(BUNDLED_MODEL), repository, settings)
@@ -120,20 +121,32 @@ def test_four_streams_at_real_time_pace_are_all_answered_each_with_its_own_text(
         assert _wer(truth, final) <= _wer(truth, _asr(server, audio)) + 1.0, (n, truth, final)
 
 
+def _fill(client, audio: np.ndarray) -> list[int]:
+    """Streams started (and then left idle) until the server refuses one: the ids it took."""
+    taken = []
+    for _ in range(2 * MAX_STREAMS):
+        sequence_id = new_sequence_id()
+        try:
+            _chunk(client, audio, sequence_id, start=True)
+        except InferenceServerException as error:
+            assert "too many live streams" in str(error), error
+            return taken
+        taken.append(sequence_id)
+    raise AssertionError(f"{len(taken)} streams live at once; the cap is {MAX_STREAMS}")
+
+
 def test_a_stream_that_never_ends_is_dropped_after_the_idle_timeout(server, recordings):
-    """A full table of silent-then-idle streams: after the timeout every one is forgotten (Triton releases
-    the sequence, the step its state), so as many new streams fit again and the old ids are not live."""
+    """Streams that never end fill the server until it refuses one more; after the timeout every one is
+    forgotten (Triton releases the sequence, the step its state): their ids are not live any more, and
+    as many new streams fit again."""
     audio = recordings[1][0][: SAMPLING_RATE // 5]
     client = grpc.InferenceServerClient(_grpc_url(server))
-    idle = [new_sequence_id() for _ in range(MAX_STREAMS)]
-    for sequence_id in idle:
-        _chunk(client, audio, sequence_id, start=True)
-    with pytest.raises(InferenceServerException, match="too many live streams"):
-        _chunk(client, audio, new_sequence_id(), start=True)
+    idle = _fill(client, audio)
+    assert 0 < len(idle) <= MAX_STREAMS + 1  # the cap, shared by the step's two instances
     time.sleep(IDLE_S + 2.0)
     with pytest.raises(InferenceServerException, match="START"):
         _chunk(client, audio, idle[0], start=False)
-    fresh = [new_sequence_id() for _ in range(MAX_STREAMS)]
+    fresh = [new_sequence_id() for _ in idle]
     for sequence_id in fresh:
         _chunk(client, audio, sequence_id, start=True)
     for sequence_id in fresh:

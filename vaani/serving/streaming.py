@@ -157,7 +157,8 @@ class StreamTable:
         self.streams.pop(key, None)
         if len(self.streams) >= self.capacity:
             raise StreamRefused(
-                f"too many live streams: {self.capacity} at most (--max-streams); end one or try later"
+                f"too many live streams: {self.capacity} at most on this instance (--max-streams shared by "
+                "--stream-instances); end one or try later"
             )
         stream = self.streams[key] = Stream(keeps_words=keeps_words, last_seen=now)
         return stream
