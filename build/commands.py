@@ -47,6 +47,7 @@ _HELP = {
     "stream_segment_seconds": "asr_stream: a segment with no pause finishes at this length, its text fixed",
     "max_streams": "asr_stream: live streams at most; one more is refused with a message",
     "stream_idle_seconds": "asr_stream: a stream with no chunk for this long is dropped",
+    "stream_instances": "asr_stream: instances (executions in flight), each holds its share of --max-streams",
 }
 
 
