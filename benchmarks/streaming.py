@@ -8,7 +8,8 @@ answer came (the lag: a stream is *held in real time* when it stays within 2 s, 
 the final text's WER beside `asr`'s on the same recordings, and how many requests `wav2vec2` ran per
 execution (chunks of different streams sharing acoustic runs). Scenarios: 1, 2, 4, 8 concurrent
 streams in 200 ms chunks, then one stream in 100 ms, 500 ms and 1 s chunks (the chunk-length
-trade-off), each repeated.
+trade-off), each repeated. The concurrency scenarios also run, interleaved, against a second server
+whose step has one instance (``--stream-instances 1``, the baseline of the default 4).
 
     python -m vaani.benchmarks.streaming --output benchmarks/results/streaming-cpu-2026-12-05
 """
@@ -16,6 +17,7 @@ trade-off), each repeated.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -58,7 +60,9 @@ def _executions(url: str) -> tuple[int, int]:
     return int(stats.get("inference_count", 0)), int(stats.get("execution_count", 0))
 
 
-def run_scenario(url: str, recordings: list[tuple[np.ndarray, str]], streams: int, chunk_s: float) -> dict:
+def run_scenario(
+    url: str, recordings: list[tuple[np.ndarray, str]], asr_texts: list[str], streams: int, chunk_s: float
+) -> dict:
     """``streams`` real-time streams at once, each its own recording, in ``chunk_s`` chunks."""
     results: dict[int, list[ChunkAnswer]] = {}
     failures: list[str] = []
@@ -89,21 +93,23 @@ def run_scenario(url: str, recordings: list[tuple[np.ndarray, str]], streams: in
         "max_lag_s": round(max(lags), 3) if lags else None,
         "held": sum(1 for lag in lags if lag <= HELD_LAG_S),
         "wer": round(100 * score(truths, finals).wer, 2) if finals else None,
+        "asr_wer": round(100 * score(truths, [asr_texts[n] for n in sorted(results)]).wer, 2),
         "acoustic_requests_per_execution": round(requests / executions, 2) if executions else None,
         "failures": failures,
     }
 
 
-def _asr_wer(url: str, recordings: list[tuple[np.ndarray, str]]) -> float:
+def _asr_texts(url: str, recordings: list[tuple[np.ndarray, str]]) -> list[str]:
+    """`asr`'s transcripts of the same recordings, each sent whole: what the streams' WER is set beside."""
     client = TranscriptionClient(url, "grpc")
     texts = [client.transcribe(audio) for audio, _ in recordings]
     client.close()
-    return round(100 * score([truth for _, truth in recordings], texts).wer, 2)
+    return texts
 
 
 COLUMNS = (
-    "streams", "chunk", "chunks", "errors", "p50 ms", "p95 ms", "p99 ms", "max ms",
-    "last answer after last chunk (worst stream)", "held in real time", "WER",
+    "step instances", "streams", "chunk", "chunks", "errors", "p50 ms", "p95 ms", "p99 ms", "max ms",
+    "last answer after last chunk (worst stream)", "held in real time", "WER (asr, same audio)",
     "wav2vec2 requests / execution",
 )  # fmt: skip
 
@@ -111,17 +117,18 @@ COLUMNS = (
 def _row(r: dict) -> list[str]:
     latency = [f"{r[key]:.0f}" for key in ("p50_ms", "p95_ms", "p99_ms", "max_ms")]
     return [
-        str(r["streams"]), f"{r['chunk_s'] * 1000:.0f} ms", str(r["chunks"]), str(r["errors"]), *latency,
-        f"{r['max_lag_s']:.2f} s", f"{r['held']}/{r['streams']}", f"{r['wer']:.2f} %",
+        str(r["instances"]), str(r["streams"]), f"{r['chunk_s'] * 1000:.0f} ms", str(r["chunks"]),
+        str(r["errors"]), *latency,
+        f"{r['max_lag_s']:.2f} s", f"{r['held']}/{r['streams']}", f"{r['wer']:.2f} % ({r['asr_wer']:.2f} %)",
         str(r["acoustic_requests_per_execution"]),
     ]  # fmt: skip
 
 
-def _table(rows: list[dict], asr_wer: float) -> str:
-    """Markdown: one line per scenario and repeat; `asr`'s WER on the same recordings under it."""
+def _table(rows: list[dict]) -> str:
+    """Markdown: one line per scenario, server and repeat."""
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + " ---: |" * len(COLUMNS)]
     lines += ["| " + " | ".join(_row(r)) + " |" for r in rows]
-    return "\n".join(lines) + f"\n\nWER of `asr` (whole recordings, same audio): {asr_wer:.2f} %\n"
+    return "\n".join(lines) + "\n"
 
 
 def _commit() -> str:
@@ -139,27 +146,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sentences", type=int, default=4, help="held-out sentences per stream's recording")
     args = parser.parse_args(argv)
     args.output.mkdir(parents=True, exist_ok=True)
-    settings = RepositorySettings()
-    repository = build(args.model, args.output / "work" / "model_repository", settings)
+    servers = {}  # step instances → repository: the default, and one instance as the baseline
+    for settings in (RepositorySettings(), RepositorySettings(stream_instances=1)):
+        work = args.output / "work" / f"stream-instances-{settings.stream_instances}"
+        servers[settings.stream_instances] = build(args.model, work / "model_repository", settings)
+    default = RepositorySettings().stream_instances
     recordings = []
     for n in range(max(CONCURRENCY)):
         audio, placed = long_recording(args.sentences, seed=3100 + n)
         recordings.append((audio, " ".join(p.text for p in placed)))
     seconds = [round(audio.size / SAMPLING_RATE, 2) for audio, _ in recordings]
-    ports = Ports(free_port(), free_port(), free_port())
     rows: list[dict] = []
-    with TritonProcess(repository, ports, log_file=args.output / "work" / "tritonserver.log") as server:
-        server.wait_ready()
-        url = f"localhost:{ports.grpc}"
-        stream_audio(recordings[0][0][:SAMPLING_RATE], url, pace=0)  # warm-up, not reported
-        asr_wer = _asr_wer(url, recordings)
+    with contextlib.ExitStack() as stack:
+        urls = {}
+        for instances, repository in servers.items():
+            ports = Ports(free_port(), free_port(), free_port())
+            log = repository.parent / "tritonserver.log"
+            stack.enter_context(TritonProcess(repository, ports, log_file=log)).wait_ready()
+            urls[instances] = f"localhost:{ports.grpc}"
+            stream_audio(recordings[0][0][:SAMPLING_RATE], urls[instances], pace=0)  # warm-up, not reported
+        asr_texts = _asr_texts(urls[default], recordings)
         for repeat in range(args.repeats):
-            scenarios = [(n, 0.2) for n in CONCURRENCY] + [(1, c) for c in CHUNKS]
-            for streams, chunk_s in scenarios:
-                row = run_scenario(url, recordings, streams, chunk_s) | {"repeat": repeat + 1}
+            scenarios = [(i, n, 0.2) for n in CONCURRENCY for i in urls] + [(default, 1, c) for c in CHUNKS]
+            for instances, streams, chunk_s in scenarios:
+                row = run_scenario(urls[instances], recordings, asr_texts, streams, chunk_s)
+                row |= {"instances": instances, "repeat": repeat + 1}
                 print(json.dumps(row, ensure_ascii=False), flush=True)
                 rows.append(row)
-    rows.sort(key=lambda r: (r["chunk_s"] != 0.2, r["chunk_s"], r["streams"], r["repeat"]))
+    rows.sort(key=lambda r: (r["chunk_s"] != 0.2, r["chunk_s"], r["streams"], -r["instances"], r["repeat"]))
     report = {
         "command": "python -m vaani.benchmarks.streaming "
         + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -167,14 +181,14 @@ def main(argv: list[str] | None = None) -> int:
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores",
         "load_average_at_end": os.getloadavg(),
         "model": args.model,
-        "settings": "vaani build defaults (onnxruntime, decoder auto: beam search + the bundled LM)",
+        "settings": "vaani build defaults (onnxruntime, decoder auto: beam search + the bundled LM); "
+        "the baseline: the same with --stream-instances 1",
         "recording_seconds": seconds,
-        "asr_wer": asr_wer,
         "rows": rows,
     }
     (args.output / "results.json").write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n")
-    (args.output / "table.md").write_text(_table(rows, asr_wer))
-    print(_table(rows, asr_wer))
+    (args.output / "table.md").write_text(_table(rows))
+    print(_table(rows))
     print(f"wrote {args.output / 'results.json'} and table.md")
     return 0
 
