@@ -14,7 +14,10 @@ uploads were never closed, and the log grew by 219 MB in 50 s. So:
   bounds the head's size); the body has its own deadline (`upload_limit.py`), and a connection
   whose body the answer did not need is closed instead of kept to drain it;
 - **a log that cannot flood**: every record goes through one rate limit, with each traceback cut
-  to its tail, and a line says how many were dropped.
+  to its tail, and a line says how many were dropped;
+- **WebSockets** (the realtime endpoint): an upgraded connection leaves the head deadline behind (the
+  WebSocket protocol owns it from then on) and still counts against the connection cap; a message
+  over ``max_message_bytes`` closes it (1009).
 """
 
 from __future__ import annotations
