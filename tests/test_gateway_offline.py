@@ -247,6 +247,10 @@ class FakeTriton:
     async def ready(self) -> bool:
         return True
 
+    async def serves_streams(self) -> bool:
+        """No `asr_stream` here: ``stream=true`` takes the whole-file path (`render_stream`)."""
+        return False
+
     async def close(self) -> None:
         pass
 
