@@ -9,6 +9,7 @@ import io
 import json
 import subprocess
 import sys
+import time
 
 import numpy as np
 import openai
@@ -87,6 +88,11 @@ def _pcm16(audio: np.ndarray, rate: int = OPENAI_RATE) -> bytes:
 def _appends(pcm: bytes, rate: int = OPENAI_RATE) -> list[str]:
     step = int(APPEND_SECONDS * rate) * 2
     return [base64.b64encode(pcm[start : start + step]).decode() for start in range(0, len(pcm), step)]
+
+
+def _stream_turn(socket, audio: np.ndarray) -> None:
+    for piece in _appends(_pcm16(audio)):
+        socket.send(json.dumps({"type": "input_audio_buffer.append", "audio": piece}))
 
 
 def _wer_points(hypothesis: str, reference: str) -> float:
@@ -235,7 +241,7 @@ def test_a_connection_without_the_transcription_intent_is_refused(gateway):
     assert closed.value.rcvd.code == 1008
 
 
-def test_session_cap_idle_timeout_and_message_size(strict_gateway):
+def test_session_cap_idle_timeout_and_message_size(strict_gateway, recording):
     with connect(_ws_url(strict_gateway)) as first:
         assert json.loads(first.recv())["type"] == "session.created"
         with connect(_ws_url(strict_gateway)) as second:  # one session at a time
@@ -249,7 +255,17 @@ def test_session_cap_idle_timeout_and_message_size(strict_gateway):
         with pytest.raises(ConnectionClosed) as idle:
             first.recv()
         assert idle.value.rcvd.code == 1008
-    with connect(_ws_url(strict_gateway)) as big:  # the slot is free again
+    with connect(_ws_url(strict_gateway)) as left:  # a client that leaves in the middle of a turn
+        assert json.loads(left.recv())["type"] == "session.created"
+        _stream_turn(left, recording[0][: contract.SAMPLING_RATE])
+    for _ in range(100):  # the slot is free again once the gateway has seen the close
+        with connect(_ws_url(strict_gateway)) as again:
+            if json.loads(again.recv())["type"] == "session.created":
+                break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("the session of a client that left was never given back")
+    with connect(_ws_url(strict_gateway)) as big:
         assert json.loads(big.recv())["type"] == "session.created"
         big.send(json.dumps({"type": "input_audio_buffer.append", "audio": "A" * 100_000}))
         with pytest.raises(ConnectionClosed) as too_big:
@@ -312,11 +328,6 @@ def one_stream_gateway(tmp_path_factory, test_settings):
         with GatewayProcess(server.grpc_url, free_port()) as gateway:
             gateway.wait_ready()
             yield gateway
-
-
-def _stream_turn(socket, audio: np.ndarray) -> None:
-    for piece in _appends(_pcm16(audio)):
-        socket.send(json.dumps({"type": "input_audio_buffer.append", "audio": piece}))
 
 
 @pytest.mark.server

@@ -116,7 +116,8 @@ class RealtimeSession:
         self.recognition: LiveRecognition | None = None
         self.turn_item: str | None = None  # the item the current turn's audio becomes
         self.previous_item: str | None = None
-        self.turns: asyncio.Queue[tuple[LiveRecognition, str] | None] = asyncio.Queue()
+        self.turns: asyncio.Queue[tuple[LiveRecognition, str]] = asyncio.Queue()
+        self.started: list[LiveRecognition] = []  # every turn's, all cancelled when the session ends
         self.send_lock = asyncio.Lock()
 
     # --- the session as OpenAI describes it -------------------------------------------------------
@@ -171,9 +172,7 @@ class RealtimeSession:
         writer = asyncio.create_task(self._write())
         try:
             await self.emit("session.created", session=self.description())
-            await self._read(writer)
-            await self.turns.put(None)  # the client closed: its last turns' answers still go out
-            await writer
+            await self._read(writer)  # until the client closes: no answer can reach it after that
         except SessionOver as over:
             await self._close_with(over)
         except WebSocketDisconnect:
@@ -181,8 +180,8 @@ class RealtimeSession:
         finally:
             sessions.give_back()
             writer.cancel()
-            if self.recognition is not None:
-                self.recognition.cancel()
+            for recognition in self.started:
+                recognition.cancel()
 
     async def _close_with(self, over: SessionOver) -> None:
         if self.websocket.client_state is WebSocketState.CONNECTED:
@@ -293,6 +292,7 @@ class RealtimeSession:
     async def _send(self, chunk: np.ndarray, last: bool = False) -> None:
         if self.recognition is None:
             self.recognition = LiveRecognition(self.triton.client)
+            self.started.append(self.recognition)
             self.turn_item = _id("item")
             await self.turns.put((self.recognition, self.turn_item))
         await self.recognition.send(chunk, last=last)
@@ -319,10 +319,11 @@ class RealtimeSession:
 
     async def _write(self) -> None:
         """Each turn's answers in order, turn after turn; a failure ends the session."""
-        while (turn := await self.turns.get()) is not None:
-            recognition, item = turn
+        while True:
+            recognition, item = await self.turns.get()
             try:
                 await self._write_turn(recognition, item)
+                self.started.remove(recognition)
             except StreamRefused as error:
                 raise SessionOver(
                     f"asr_stream refused the audio: {error}",
