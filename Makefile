@@ -107,7 +107,7 @@ PERF_ANALYZER := $(VENV)/bin/perf_analyzer
 SOAK_CLIENTS ?= 8
 SOAK_MINUTES ?= 10
 
-.PHONY: loadtest perf bench perf-analyzer soak fairness
+.PHONY: loadtest perf bench perf-analyzer soak fairness stream-bench
 
 ## perf-analyzer: perf_analyzer 2.51.0 from the tritonclient wheel into the venv (make setup does it too)
 perf-analyzer: $(PERF_ANALYZER)
@@ -134,6 +134,10 @@ bench: setup
 FAIRNESS_BASELINE ?= 75edb62
 fairness: setup $(TESTSET)
 	$(VENV)/bin/python -m vaani.benchmarks.fairness --baseline-commit $(FAIRNESS_BASELINE) --output $(OUTPUT)/fairness
+
+## stream-bench: real-time streams to asr_stream (1, 2, 4, 8 at 200 ms chunks; chunk lengths) against per-chunk latency (own servers)
+stream-bench: setup
+	$(VENV)/bin/python -m vaani.benchmarks.streaming --model $(BENCH_MODEL) --output $(OUTPUT)/streaming
 
 ## soak: SOAK_CLIENTS gRPC clients for SOAK_MINUTES against GRPC_URL: failures, latency per minute, RSS per process
 soak: setup

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -21,7 +22,7 @@ from vaani.scoring import score
 from vaani.serving.contract import AUDIO, SAMPLING_RATE, STREAM, TRANSCRIPT
 from vaani.supervision.process import Ports, TritonProcess, free_port
 
-from .conftest import BUNDLED_MODEL
+from .conftest import BUNDLED_MODEL, ROOT
 
 pytestmark = pytest.mark.server
 
@@ -183,24 +184,21 @@ def test_a_chunk_that_breaks_a_rule_is_refused_while_another_stream_carries_on(s
     assert _wer(truth, carried[-1].transcript) <= _wer(truth, _asr(server, audio)) + 1.0
 
 
-def test_vaani_transcribe_stream_prints_partials_then_the_final_text(server, recordings, tmp_path: Path):
-    import contextlib
-
+def test_the_readme_live_example_prints_partials_then_the_final_text(server, recordings, tmp_path: Path):
+    """The README's `vaani transcribe --stream` as written (ports substituted), on a recording with pauses."""
     import soundfile
 
-    from vaani.cli import main
+    from tests.journey.readme import Ports as DocumentedPorts
+    from tests.journey.readme import block, substitute
 
     audio, _ = recordings[3]
-    path = tmp_path / "speech.wav"
-    soundfile.write(path, audio, SAMPLING_RATE)
-    out = tmp_path / "out.txt"
-    with out.open("w") as stdout, contextlib.redirect_stdout(stdout):
-        code = main(["transcribe", "--stream", str(path), "--url", _grpc_url(server), "--pace", "0"])
-    lines = out.read_text(encoding="utf-8").splitlines()
-    assert code == 0
-    assert len(lines) > 3 and any("[" in line for line in lines[:-1])  # partials, set apart, before the end
-    assert lines[-1] == _final(server, audio)
-
-
-def _final(server, audio: np.ndarray) -> str:
-    return stream_audio(audio, _grpc_url(server), chunk_seconds=0.2, pace=0)[-1].transcript
+    soundfile.write(tmp_path / "hello.wav", audio, SAMPLING_RATE)
+    (tmp_path / ".venv").symlink_to(ROOT / ".venv")
+    ports = DocumentedPorts(server.ports.http, server.ports.grpc, server.ports.metrics, 0)
+    code = substitute(block("vaani transcribe --stream").code, ports)
+    done = subprocess.run(["bash", "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()  # not a terminal: one line per change, the final text last
+    assert len(lines) > 3 and any(line.endswith("]") for line in lines[:-1])  # partials set apart
+    final = stream_audio(audio, _grpc_url(server), chunk_seconds=0.2, pace=0)[-1].transcript
+    assert lines[-1] == final

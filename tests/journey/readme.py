@@ -22,6 +22,7 @@ RUN_BY: dict[str, str] = {  # text that finds a block → what runs it
     "from openai import OpenAI": "tests/journey/test_journey.py",
     "ffmpeg -f lavfi -i anullsrc": "tests/journey/test_journey.py",
     "client.realtime.connect": "tests/test_gateway_streaming.py (docs/api.md's realtime example)",
+    "vaani transcribe --stream": "tests/test_streaming.py (the README's live recognition example)",
 }
 FENCE = re.compile(r"^```(\w*)\s*$")
 
