@@ -319,7 +319,9 @@ def test_the_documented_realtime_example_prints_the_text(gateway, recording, no_
 def one_stream_gateway(tmp_path_factory, test_settings):
     """A tritonserver whose `asr_stream` holds one live stream at most, and a gateway in front."""
     repository = tmp_path_factory.mktemp("one_stream_repository")
-    build(str(BUNDLED_MODEL), repository, dataclasses.replace(test_settings, max_streams=1, stream_instances=1))
+    build(
+        str(BUNDLED_MODEL), repository, dataclasses.replace(test_settings, max_streams=1, stream_instances=1)
+    )
     log = tmp_path_factory.mktemp("one_stream_logs") / "tritonserver.log"
     with TritonProcess(
         repository, ServerPorts(free_port(), free_port(), free_port()), log_file=log
