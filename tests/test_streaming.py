@@ -202,3 +202,43 @@ def test_the_readme_live_example_prints_partials_then_the_final_text(server, rec
     assert len(lines) > 3 and any(line.endswith("]") for line in lines[:-1])  # partials set apart
     final = stream_audio(audio, _grpc_url(server), chunk_seconds=0.2, pace=0)[-1].transcript
     assert lines[-1] == final
+
+
+def _cut_all(bundled_model, audio: np.ndarray, chunk: int, max_segment_s: float):
+    """``audio`` through a `Segmenter` as the step runs it: every finished segment, the largest open one."""
+    from vaani.serving.streaming import Segmenter, Stream
+
+    settings = RepositorySettings(stream_segment_seconds=max_segment_s)
+    segmenter = Segmenter(settings.windowing(bundled_model.spec()), round(max_segment_s * SAMPLING_RATE))
+    stream, finished, largest = Stream(), [], 0
+    for start in range(0, audio.size, chunk):
+        cut = segmenter.cut(stream, audio[start : start + chunk], end=start + chunk >= audio.size)
+        stream.commit(cut, [], [], "")
+        finished += cut.finished
+        largest = max(largest, cut.rest.audio.size)
+    return finished, largest
+
+
+def test_segments_finish_at_pauses_and_start_where_speech_does(bundled_model):
+    rng = np.random.default_rng(1)
+    speech = [(0.3, 1.0), (1.8, 1.2), (3.5, 0.7)]  # (onset, length) in seconds; silence around each
+    audio = np.zeros(5 * SAMPLING_RATE, dtype=np.float32)
+    for onset, length in speech:
+        first = round(onset * SAMPLING_RATE)
+        audio[first : first + round(length * SAMPLING_RATE)] = 0.1 * rng.standard_normal(
+            round(length * SAMPLING_RATE)
+        )
+    finished, _ = _cut_all(bundled_model, audio, SAMPLING_RATE // 5, 8.0)
+    assert [round(s.start / SAMPLING_RATE, 2) for s in finished] == [onset for onset, _ in speech]
+    for segment, (_, length) in zip(finished, speech, strict=True):  # the speech and 0.3 s of its pause
+        assert length <= segment.audio.size / SAMPLING_RATE <= length + 0.3 + 0.02
+
+
+def test_speech_without_pauses_is_cut_at_the_cap_and_a_stream_holds_one_segment_at_most(bundled_model):
+    audio = (0.1 * np.random.default_rng(2).standard_normal(20 * SAMPLING_RATE)).astype(np.float32)
+    chunk = SAMPLING_RATE // 5
+    finished, largest = _cut_all(bundled_model, audio, chunk, 3.0)
+    assert len(finished) >= 6  # 20 s of speech, at most 3 s a segment
+    assert all(s.audio.size <= 3 * SAMPLING_RATE for s in finished)
+    assert largest <= 3 * SAMPLING_RATE + chunk
+    assert sum(s.audio.size for s in finished) == audio.size  # nothing lost, nothing twice
