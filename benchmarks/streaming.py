@@ -11,6 +11,11 @@ streams in 200 ms chunks, then one stream in 100 ms, 500 ms and 1 s chunks (the 
 trade-off), each repeated. The concurrency scenarios also run, interleaved, against a second server
 whose step has one instance (``--stream-instances 1``, the baseline of the default 4).
 
+With ``--url`` it measures a server that is already running instead (a GPU machine's `vaani serve`):
+no build, no baseline. Machines without espeak-ng or jiwer take the recordings from ``--recordings``
+(written by a run that could make them) and report no WER. Many streams are spread over
+``--client-processes`` so that the client's own GIL does not set the pace.
+
     python -m vaani.benchmarks.streaming --output benchmarks/results/streaming-cpu-2026-12-05
 """
 
@@ -24,6 +29,7 @@ import platform
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +38,6 @@ from vaani.build.pipeline import build
 from vaani.build.repository import RepositorySettings
 from vaani.client.api import TranscriptionClient
 from vaani.client.streaming import ChunkAnswer, stream_audio
-from vaani.recipe.corpus.recordings import long_recording
-from vaani.scoring import score
 from vaani.serving.contract import ACOUSTIC, SAMPLING_RATE
 from vaani.supervision.process import Ports, TritonProcess, free_port
 
@@ -60,29 +64,60 @@ def _executions(url: str) -> tuple[int, int]:
     return int(stats.get("inference_count", 0)), int(stats.get("execution_count", 0))
 
 
-def run_scenario(
-    url: str, recordings: list[tuple[np.ndarray, str]], asr_texts: list[str], streams: int, chunk_s: float
-) -> dict:
-    """``streams`` real-time streams at once, each its own recording, in ``chunk_s`` chunks."""
+def _wer(truths: list[str], texts: list[str]) -> float | None:
+    """WER in percent; None where jiwer is not installed (GPU machines have no package index)."""
+    try:
+        from vaani.scoring import score
+    except ImportError:
+        return None
+    return round(100 * score(truths, texts).wer, 2) if texts else None
+
+
+def _streams(url: str, jobs: list[tuple[int, np.ndarray, float]], chunk_s: float) -> tuple[dict, list[str]]:
+    """Each job (stream number, audio, start delay) as a real-time stream of its own thread."""
     results: dict[int, list[ChunkAnswer]] = {}
     failures: list[str] = []
 
-    def one(n: int) -> None:
+    def one(n: int, audio: np.ndarray, delay: float) -> None:
+        time.sleep(delay)
         try:
-            results[n] = stream_audio(recordings[n][0], url, chunk_seconds=chunk_s, pace=1.0)
+            results[n] = stream_audio(audio, url, chunk_seconds=chunk_s, pace=1.0)
         except Exception as error:  # recorded, not raised: the table says how many streams failed
             failures.append(f"stream {n}: {error!r}")
 
-    before = _executions(url)
-    threads = [threading.Thread(target=one, args=(n,)) for n in range(streams)]
+    threads = [threading.Thread(target=one, args=job) for job in jobs]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    return results, failures
+
+
+def run_scenario(
+    url: str,
+    recordings: list[tuple[np.ndarray, str]],
+    asr_texts: list[str],
+    streams: int,
+    chunk_s: float,
+    processes: int = 1,
+) -> dict:
+    """``streams`` real-time streams at once, stream n on recording n (cycled), in ``chunk_s`` chunks;
+    their starts spread over one chunk, as independent speakers' would be."""
+    jobs = [(n, recordings[n % len(recordings)][0], chunk_s * n / streams) for n in range(streams)]
+    before = _executions(url)
+    if processes <= 1:
+        results, failures = _streams(url, jobs, chunk_s)
+    else:
+        from multiprocessing import get_context
+
+        with get_context("spawn").Pool(processes) as pool:
+            parts = pool.starmap(_streams, [(url, jobs[k::processes], chunk_s) for k in range(processes)])
+        results = {n: answers for part, _ in parts for n, answers in part.items()}
+        failures = [failure for _, part in parts for failure in part]
     requests, executions = (a - b for a, b in zip(_executions(url), before))
     answers = [a for n in sorted(results) for a in results[n]]
     lags = [max(a.answered for a in results[n]) - results[n][-1].sent for n in sorted(results)]
-    truths = [recordings[n][1] for n in sorted(results)]
+    truths = [recordings[n % len(recordings)][1] for n in sorted(results)]
     finals = [results[n][-1].transcript for n in sorted(results)]
     return {
         "streams": streams,
@@ -92,10 +127,10 @@ def run_scenario(
         **_percentiles([a.latency for a in answers]),
         "max_lag_s": round(max(lags), 3) if lags else None,
         "held": sum(1 for lag in lags if lag <= HELD_LAG_S),
-        "wer": round(100 * score(truths, finals).wer, 2) if finals else None,
-        "asr_wer": round(100 * score(truths, [asr_texts[n] for n in sorted(results)]).wer, 2),
+        "wer": _wer(truths, finals),
+        "asr_wer": _wer(truths, [asr_texts[n % len(asr_texts)] for n in sorted(results)]),
         "acoustic_requests_per_execution": round(requests / executions, 2) if executions else None,
-        "failures": failures,
+        "failures": failures[:10],  # the first few: one reason is usually all of them
     }
 
 
@@ -119,9 +154,43 @@ def _row(r: dict) -> list[str]:
     return [
         str(r["instances"]), str(r["streams"]), f"{r['chunk_s'] * 1000:.0f} ms", str(r["chunks"]),
         str(r["errors"]), *latency,
-        f"{r['max_lag_s']:.2f} s", f"{r['held']}/{r['streams']}", f"{r['wer']:.2f} % ({r['asr_wer']:.2f} %)",
+        f"{r['max_lag_s']:.2f} s", f"{r['held']}/{r['streams']}", _wer_cell(r),
         str(r["acoustic_requests_per_execution"]),
     ]  # fmt: skip
+
+
+def _wer_cell(row: dict) -> str:
+    if row["wer"] is None:
+        return "– (no jiwer)"
+    return f"{row['wer']:.2f} % ({row['asr_wer']:.2f} %)"
+
+
+def _recordings(path: Path | None, count: int, sentences: int) -> list[tuple[np.ndarray, str]]:
+    """``count`` recordings of held-out sentences with pauses: read from ``path`` when it exists, else
+    made (espeak-ng) and, with a ``path``, written there for a machine that cannot make them."""
+    if path is not None and path.exists():
+        saved = np.load(path)
+        texts = [str(t) for t in saved["texts"]]
+        return [(saved[f"audio_{n}"], texts[n]) for n in range(len(texts))]
+    from vaani.recipe.corpus.recordings import long_recording
+
+    made = []
+    for n in range(count):
+        audio, placed = long_recording(sentences, seed=3100 + n)
+        made.append((audio, " ".join(p.text for p in placed)))
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {f"audio_{n}": audio for n, (audio, _) in enumerate(made)}
+        np.savez_compressed(path, texts=np.array([t for _, t in made]), **arrays)
+    return made
+
+
+def _count(instances: int | str) -> int:
+    return instances if isinstance(instances, int) else 0
+
+
+def _numbers(text: str, kind=float) -> list:
+    return [kind(x) for x in text.split(",") if x.strip()]
 
 
 def _table(rows: list[dict]) -> str:
@@ -132,8 +201,26 @@ def _table(rows: list[dict]) -> str:
 
 
 def _commit() -> str:
-    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
-    return done.stdout.strip() or "unknown"
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+        )
+    except OSError:  # no git on the machine
+        return os.environ.get("VAANI_COMMIT", "unknown")
+    return done.stdout.strip() or os.environ.get("VAANI_COMMIT", "unknown")
+
+
+def _start_servers(args: argparse.Namespace, stack: contextlib.ExitStack) -> dict[int, str]:
+    """The default build and the one-instance baseline, each served on free ports: step instances → URL."""
+    urls = {}
+    for settings in (RepositorySettings(), RepositorySettings(stream_instances=1)):
+        work = args.output / "work" / f"stream-instances-{settings.stream_instances}"
+        repository = build(args.model, work / "model_repository", settings)
+        ports = Ports(free_port(), free_port(), free_port())
+        log = repository.parent / "tritonserver.log"
+        stack.enter_context(TritonProcess(repository, ports, log_file=log)).wait_ready()
+        urls[settings.stream_instances] = f"localhost:{ports.grpc}"
+    return urls
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,36 +231,43 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=Path("results/streaming"))
     parser.add_argument("--repeats", type=int, default=2, help="runs of every scenario (each reported)")
     parser.add_argument("--sentences", type=int, default=4, help="held-out sentences per stream's recording")
+    parser.add_argument("--url", help="measure this running server (gRPC host:port): no build, no baseline")
+    parser.add_argument(
+        "--concurrency", default=",".join(map(str, CONCURRENCY)), help="streams, e.g. 1,2,4,8"
+    )
+    parser.add_argument("--chunk-lengths", default=",".join(map(str, CHUNKS)), help="one stream each (s)")
+    parser.add_argument(
+        "--recordings", type=Path, help="an .npz of the recordings: read if it exists, else written"
+    )
+    parser.add_argument(
+        "--client-processes", type=int, default=1, help="processes the streams are spread over"
+    )
     args = parser.parse_args(argv)
     args.output.mkdir(parents=True, exist_ok=True)
-    servers = {}  # step instances → repository: the default, and one instance as the baseline
-    for settings in (RepositorySettings(), RepositorySettings(stream_instances=1)):
-        work = args.output / "work" / f"stream-instances-{settings.stream_instances}"
-        servers[settings.stream_instances] = build(args.model, work / "model_repository", settings)
-    default = RepositorySettings().stream_instances
-    recordings = []
-    for n in range(max(CONCURRENCY)):
-        audio, placed = long_recording(args.sentences, seed=3100 + n)
-        recordings.append((audio, " ".join(p.text for p in placed)))
+    concurrency, chunk_lengths = _numbers(args.concurrency, int), _numbers(args.chunk_lengths)
+    recordings = _recordings(args.recordings, max(CONCURRENCY), args.sentences)
     seconds = [round(audio.size / SAMPLING_RATE, 2) for audio, _ in recordings]
     rows: list[dict] = []
     with contextlib.ExitStack() as stack:
-        urls = {}
-        for instances, repository in servers.items():
-            ports = Ports(free_port(), free_port(), free_port())
-            log = repository.parent / "tritonserver.log"
-            stack.enter_context(TritonProcess(repository, ports, log_file=log)).wait_ready()
-            urls[instances] = f"localhost:{ports.grpc}"
-            stream_audio(recordings[0][0][:SAMPLING_RATE], urls[instances], pace=0)  # warm-up, not reported
+        urls = {"running": args.url} if args.url else _start_servers(args, stack)
+        default = next(iter(urls))
+        for url in urls.values():
+            stream_audio(recordings[0][0][:SAMPLING_RATE], url, pace=0)  # warm-up, not reported
         asr_texts = _asr_texts(urls[default], recordings)
         for repeat in range(args.repeats):
-            scenarios = [(i, n, 0.2) for n in CONCURRENCY for i in urls] + [(default, 1, c) for c in CHUNKS]
+            scenarios = [(i, n, 0.2) for n in concurrency for i in urls] + [
+                (default, 1, c) for c in chunk_lengths
+            ]
             for instances, streams, chunk_s in scenarios:
-                row = run_scenario(urls[instances], recordings, asr_texts, streams, chunk_s)
+                row = run_scenario(
+                    urls[instances], recordings, asr_texts, streams, chunk_s, args.client_processes
+                )
                 row |= {"instances": instances, "repeat": repeat + 1}
                 print(json.dumps(row, ensure_ascii=False), flush=True)
                 rows.append(row)
-    rows.sort(key=lambda r: (r["chunk_s"] != 0.2, r["chunk_s"], r["streams"], -r["instances"], r["repeat"]))
+    rows.sort(
+        key=lambda r: (r["chunk_s"] != 0.2, r["chunk_s"], r["streams"], -_count(r["instances"]), r["repeat"])
+    )
     report = {
         "command": "python -m vaani.benchmarks.streaming "
         + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -181,7 +275,9 @@ def main(argv: list[str] | None = None) -> int:
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores",
         "load_average_at_end": os.getloadavg(),
         "model": args.model,
-        "settings": "vaani build defaults (onnxruntime, decoder auto: beam search + the bundled LM); "
+        "settings": f"a running server at {args.url}"
+        if args.url
+        else "vaani build defaults (onnxruntime, decoder auto: beam search + the bundled LM); "
         "the baseline: the same with --stream-instances 1",
         "recording_seconds": seconds,
         "rows": rows,
