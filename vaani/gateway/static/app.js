@@ -173,7 +173,10 @@ function liveButton(running) {
 async function startLive() {
   let stream;
   try {
-    stream = await navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1 } });
+    // The speech as it was said: the browser's call-audio processing (echo cancellation, noise
+    // suppression, automatic gain) distorts it, and the model was not trained on that.
+    const raw = { echoCancellation: false, noiseSuppression: false, autoGainControl: false };
+    stream = await navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1, ...raw } });
   } catch (error) {
     fail("No microphone: " + error.message);
     return;
