@@ -6,6 +6,9 @@ const $ = (id) => document.getElementById(id);
 const player = $("player");
 let words = [];      // [{word, start, end, spans: [transcript span, list item]}]
 let recorder = null;
+// The speech as it was said: the browser's call-audio processing (echo cancellation, noise
+// suppression, automatic gain) garbles it for the model (measured on live captions in Chromium).
+const RAW_AUDIO = { echoCancellation: false, noiseSuppression: false, autoGainControl: false };
 
 function show(element, visible) { element.hidden = !visible; }
 
@@ -104,7 +107,7 @@ $("record").addEventListener("click", async () => {
   }
   let stream;
   try {
-    stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+    stream = await navigator.mediaDevices.getUserMedia({ audio: RAW_AUDIO });
   } catch (error) {
     fail("No microphone: " + error.message);
     return;
@@ -173,10 +176,7 @@ function liveButton(running) {
 async function startLive() {
   let stream;
   try {
-    // The speech as it was said: the browser's call-audio processing (echo cancellation, noise
-    // suppression, automatic gain) distorts it, and the model was not trained on that.
-    const raw = { echoCancellation: false, noiseSuppression: false, autoGainControl: false };
-    stream = await navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1, ...raw } });
+    stream = await navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1, ...RAW_AUDIO } });
   } catch (error) {
     fail("No microphone: " + error.message);
     return;
