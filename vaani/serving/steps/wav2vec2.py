@@ -1,18 +1,18 @@
-"""Step 2 of `asr` for python-backend engines: every window of every request in one engine call.
+"""Step 2 of `asr` for python-backend engines: a turn of every request it holds in one engine call a round.
 
 `preprocess` sends each recording as its windows end to end (``WINDOWS``, ``WINDOW_LAYOUT``).
-Here the windows of all requests in the execution go to the engine together (packed on a
-GPU), and each request's logits are joined from its windows' kept frames: long recordings
-and short clips share the same runs, with no BLS hop between steps (the `windows` step does
-this by BLS for a TensorRT plan, which cannot). The engine bounds the audio of each run
-(`Limits.max_batch_samples`), so memory stays bounded however long the recording. The
-decoder gets what it reads: each frame's best token for greedy decoding, else the logits.
+The step serves the requests it holds in rounds (`vaani.serving.steps.turns`): each round takes
+the next ``turn_samples`` of audio (one window at least) of every request and runs them in one
+engine call (packed on a GPU), so long recordings and short clips share the same runs and a long
+one never holds the engine for more than a round, with no BLS hop between steps (the `windows`
+step does this by BLS for a TensorRT plan, which cannot). A request whose last window ran gets its
+logits joined from its windows' kept frames. The engine bounds the audio of each run
+(`Limits.max_batch_samples`), so memory stays bounded however long the recording. The decoder
+gets what it reads: each frame's best token for greedy decoding, else the logits.
 
-The step can be called directly, so each request is checked on its own: a bad one gets its
-own error and the rest of the execution runs. A cancelled request is dropped before the
-engine spends anything on it.
+The step can be called directly, so each request is checked on its own when it is admitted: a
+bad one gets its own error at once. A cancelled request is dropped before its next round.
 """
-
 from __future__ import annotations
 
 import json
