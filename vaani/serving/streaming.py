@@ -126,8 +126,8 @@ class Segmenter:
         """
         step = self.windowing.spec.samples_per_frame
         limit = self.max_segment // step
-        pauses = self.windowing.silences(rms[:limit] if rms.size > limit else rms, loud)
-        pauses = [(a, b) for a, b in pauses if a > 0]
+        pauses = self.windowing.silences(rms[:limit], loud) if self.windowing.min_pause > 0 else []
+        pauses = [(a, b) for a, b in pauses if a > 0]  # --pause-seconds 0: segments end at the cap only
         if pauses:
             return pauses[0][0] + self.windowing.min_pause
         if rms.size <= limit:
