@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import subprocess
 import threading
 import time
@@ -19,7 +20,7 @@ from vaani.client.api import TranscriptionClient
 from vaani.client.streaming import new_sequence_id, stream_audio
 from vaani.recipe.corpus.recordings import long_recording
 from vaani.scoring import score
-from vaani.serving.contract import AUDIO, SAMPLING_RATE, STREAM, TRANSCRIPT
+from vaani.serving.contract import AUDIO, PARTIAL, SAMPLING_RATE, STREAM, TRANSCRIPT
 from vaani.supervision.process import Ports, TritonProcess, free_port
 
 from .conftest import BUNDLED_MODEL, ROOT
@@ -242,3 +243,41 @@ def test_speech_without_pauses_is_cut_at_the_cap_and_a_stream_holds_one_segment_
     assert all(s.audio.size <= 3 * SAMPLING_RATE for s in finished)
     assert largest <= 3 * SAMPLING_RATE + chunk
     assert sum(s.audio.size for s in finished) == audio.size  # nothing lost, nothing twice
+
+
+def test_words_come_when_asked_for_with_times_from_the_stream_start(server, recordings):
+    audio, _ = recordings[1]
+    answers = stream_audio(audio, _grpc_url(server), chunk_seconds=0.2, pace=0, words=True)
+    final = answers[-1]
+    words = json.loads(final.words)
+    assert [w["word"] for w in words] == final.transcript.split()
+    starts = [w["start"] for w in words]
+    assert starts == sorted(starts) and all(w["start"] < w["end"] for w in words)
+    assert starts[0] > 0.25 and words[-1]["end"] <= audio.size / SAMPLING_RATE  # the first pause is 0.3 s+
+    assert not stream_audio(audio[: SAMPLING_RATE // 2], _grpc_url(server), pace=0)[-1].words  # not asked
+
+
+def test_a_stream_over_plain_http_requests(server, recordings):
+    """Triton's HTTP sequence parameters, no gRPC stream: each chunk one request, the same answers."""
+    import tritonclient.http as http
+
+    audio = recordings[0][0]
+    client = http.InferenceServerClient(f"localhost:{server.ports.http}")
+    sequence_id, size = new_sequence_id(), SAMPLING_RATE // 2
+    pieces = [audio[i : i + size] for i in range(0, audio.size, size)]
+    texts = []
+    for index, piece in enumerate(pieces):
+        tensor = http.InferInput(AUDIO, [1, piece.size], "FP32")
+        tensor.set_data_from_numpy(piece[None, :])
+        result = client.infer(
+            STREAM,
+            [tensor],
+            sequence_id=sequence_id,
+            sequence_start=index == 0,
+            sequence_end=index == len(pieces) - 1,
+            outputs=[http.InferRequestedOutput(TRANSCRIPT), http.InferRequestedOutput(PARTIAL)],
+        )
+        texts.append(result.as_numpy(TRANSCRIPT).reshape(-1)[0].decode("utf-8"))
+    client.close()
+    assert texts[-1] and result.as_numpy(PARTIAL).reshape(-1)[0] == b""
+    assert texts[-1] == stream_audio(audio, _grpc_url(server), chunk_seconds=0.5, pace=0)[-1].transcript
