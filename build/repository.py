@@ -136,8 +136,6 @@ class RepositorySettings:
             raise ValueError(
                 f"stream_max_chunk_seconds must lie from {STREAM_MIN_CHUNK_SECONDS} to stream_segment_seconds"
             )
-        if self.stream_segment_seconds + self.stream_max_chunk_seconds > self.max_audio_seconds:
-            raise ValueError("stream_segment_seconds + stream_max_chunk_seconds must fit max_audio_seconds")
         if self.max_streams < 1 or self.stream_idle_seconds <= 0 or self.stream_instances < 1:
             raise ValueError(
                 "max_streams and stream_instances must be at least 1, stream_idle_seconds above 0"
@@ -533,12 +531,15 @@ def stream_config(spec: AcousticSpec, settings: RepositorySettings) -> mc.ModelC
     config.output.extend(
         _io(mc.ModelOutput, name, mc.TYPE_STRING, [1]) for name in (TRANSCRIPT, PARTIAL, WORDS)
     )
-    seconds = {"min_chunk": STREAM_MIN_CHUNK_SECONDS, "max_chunk": settings.stream_max_chunk_seconds}
-    seconds["max_segment"] = settings.stream_segment_seconds
+    # A segment goes to `asr` whole: it stays a frame under the longest recording `asr` takes.
+    longest = settings.max_samples - spec.samples_per_frame
+    segment = min(round(settings.stream_segment_seconds * SAMPLING_RATE), longest)
     _parameters(
         config,
         {
-            **{f"{key}_samples": round(value * SAMPLING_RATE) for key, value in seconds.items()},
+            "min_chunk_samples": round(STREAM_MIN_CHUNK_SECONDS * SAMPLING_RATE),
+            "max_chunk_samples": round(settings.stream_max_chunk_seconds * SAMPLING_RATE),
+            "max_segment_samples": segment,
             "max_streams": share,
             "idle_seconds": settings.stream_idle_seconds,
             **_window_parameters(spec, settings),
