@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import os
 import queue
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -167,8 +168,9 @@ class LivePrinter:
             return
         self.last = shown
         line = answer.finished + (f" [{answer.partial}]" if answer.partial else "")
-        if self.tty:
-            self.out.write("\r\033[K" + line)
+        if self.tty:  # the newest text that fits the terminal's width: one line, rewritten in place
+            width = shutil.get_terminal_size().columns - 1
+            self.out.write("\r\033[K" + (line if len(line) <= width else "…" + line[-width + 1 :]))
         else:
             self.out.write(line + "\n")
         self.out.flush()
