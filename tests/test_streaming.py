@@ -21,6 +21,7 @@ from vaani.client.streaming import new_sequence_id, stream_audio
 from vaani.recipe.corpus.recordings import long_recording
 from vaani.scoring import score
 from vaani.serving.contract import AUDIO, PARTIAL, SAMPLING_RATE, STREAM, TRANSCRIPT
+from vaani.serving.streaming import ONSET_MARGIN
 from vaani.supervision.process import Ports, TritonProcess, free_port
 
 from .conftest import BUNDLED_MODEL, ROOT
@@ -230,9 +231,12 @@ def test_segments_finish_at_pauses_and_start_where_speech_does(bundled_model):
             round(length * SAMPLING_RATE)
         )
     finished, _ = _cut_all(bundled_model, audio, SAMPLING_RATE // 5, 8.0)
-    assert [round(s.start / SAMPLING_RATE, 2) for s in finished] == [onset for onset, _ in speech]
+    margin = ONSET_MARGIN * 0.02  # seconds of silence kept before the speech
+    assert [round(s.start / SAMPLING_RATE, 2) for s in finished] == [
+        round(onset - margin, 2) for onset, _ in speech
+    ]
     for segment, (_, length) in zip(finished, speech, strict=True):  # the speech and 0.3 s of its pause
-        assert length <= segment.audio.size / SAMPLING_RATE <= length + 0.3 + 0.02
+        assert length + margin <= segment.audio.size / SAMPLING_RATE <= length + margin + 0.3 + 0.02
 
 
 def test_speech_without_pauses_is_cut_at_the_cap_and_a_stream_holds_one_segment_at_most(bundled_model):

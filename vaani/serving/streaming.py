@@ -23,6 +23,12 @@ import numpy as np
 
 from vaani.serving.windowing import Windowing
 
+ONSET_MARGIN = 1
+"""Silent frames kept before a segment's speech. Measured on the bundled model (2026-12-05, default beam
++ LM, 200 ms and 1 s chunks): none cut soft onsets, WER 1.54 % on the 400 held-out sentences against
+`asr`'s 0.56 %; one frame (20 ms) gave 0.64 %, two or four the same; on 20 recordings of four sentences
+with pauses (464 words) 4.31 % with none, 4.53 % with one (a word), against `asr`'s 23.9 %."""
+
 
 class StreamRefused(ValueError):
     """A chunk or a stream breaks the streaming rules; the message, for its client, names the rule."""
@@ -94,7 +100,8 @@ class Segmenter:
         finished: list[Segment] = []
         while True:
             lead = int(np.argmin(silent)) if not silent.all() else silent.size  # silent frames before speech
-            if lead:  # drop silence before speech: never decoded, never kept
+            lead = max(0, lead - ONSET_MARGIN)
+            if lead:  # drop silence before speech, but for the margin: never decoded, never kept
                 audio, start, rms, silent = (
                     audio[lead * step :],
                     start + lead * step,
