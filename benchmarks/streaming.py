@@ -11,6 +11,10 @@ streams in 200 ms chunks, then one stream in 100 ms, 500 ms and 1 s chunks (the 
 trade-off), each repeated. The concurrency scenarios also run, interleaved, against a second server
 whose step has one instance (``--stream-instances 1``, the baseline of the default 4).
 
+Accuracy on single utterances: every entry of ``--manifest`` (default: the bundled model's held-out
+test set, where present) streamed in 200 ms chunks as fast as answered, eight at a time, its final
+text scored beside `asr`'s answer for the whole file.
+
 With ``--url`` it measures a server that is already running instead (a GPU machine's `vaani serve`):
 no build, no baseline. Machines without espeak-ng or jiwer take the recordings from ``--recordings``
 (written by a run that could make them) and report no WER. Many streams are spread over
@@ -45,6 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 HELD_LAG_S = 2.0  # the issue's goal: the last answer within 2 s of the last chunk
 CONCURRENCY = (1, 2, 4, 8)
 CHUNKS = (0.1, 0.5, 1.0)  # one stream each, beside 200 ms
+HELDOUT = ROOT / "data" / "tiny-hindi-test" / "test.jsonl"  # `make testset`
 
 
 def _percentiles(values: list[float]) -> dict[str, float]:
@@ -159,6 +164,29 @@ def _row(r: dict) -> list[str]:
     ]  # fmt: skip
 
 
+def heldout(url: str, manifest: Path, chunk_s: float = 0.2, parallel: int = 8) -> dict:
+    """WER of the streams' final text and of `asr` on every entry of ``manifest``, the same audio."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from vaani.audio import load_audio
+    from vaani.manifest import read_manifest
+
+    entries = read_manifest(manifest)
+    audio = [load_audio(entry.audio_path) for entry in entries]
+    with ThreadPoolExecutor(parallel) as pool:
+        finals = list(pool.map(lambda a: stream_audio(a, url, chunk_s, pace=0)[-1].transcript, audio))
+    truths = [entry.text for entry in entries]
+    asr = _asr_texts(url, [(a, "") for a in audio])
+    return {
+        "manifest": str(manifest.relative_to(ROOT)) if manifest.is_relative_to(ROOT) else str(manifest),
+        "utterances": len(entries),
+        "chunk_s": chunk_s,
+        "stream_wer": _wer(truths, finals),
+        "asr_wer": _wer(truths, asr),
+        "identical": sum(f == a for f, a in zip(finals, asr)),
+    }
+
+
 def _wer_cell(row: dict) -> str:
     if row["wer"] is None:
         return "– (no jiwer)"
@@ -183,6 +211,17 @@ def _recordings(path: Path | None, count: int, sentences: int) -> list[tuple[np.
         arrays = {f"audio_{n}": audio for n, (audio, _) in enumerate(made)}
         np.savez_compressed(path, texts=np.array([t for _, t in made]), **arrays)
     return made
+
+
+def _accuracy_line(accuracy: dict) -> str:
+    if accuracy["stream_wer"] is None:
+        return ""
+    return (
+        f"\nSingle utterances ({accuracy['utterances']} of {accuracy['manifest']}, "
+        f"{accuracy['chunk_s'] * 1000:.0f} ms chunks): stream WER {accuracy['stream_wer']:.2f} %, "
+        f"`asr` {accuracy['asr_wer']:.2f} %, "
+        f"{accuracy['identical']} transcripts identical.\n"
+    )
 
 
 def _count(instances: int | str) -> int:
@@ -242,12 +281,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--client-processes", type=int, default=1, help="processes the streams are spread over"
     )
+    parser.add_argument(
+        "--manifest", type=Path, default=HELDOUT, help="single utterances for the accuracy pass ('': none)"
+    )
     args = parser.parse_args(argv)
     args.output.mkdir(parents=True, exist_ok=True)
     concurrency, chunk_lengths = _numbers(args.concurrency, int), _numbers(args.chunk_lengths)
     recordings = _recordings(args.recordings, max(CONCURRENCY), args.sentences)
     seconds = [round(audio.size / SAMPLING_RATE, 2) for audio, _ in recordings]
     rows: list[dict] = []
+    accuracy = None
     with contextlib.ExitStack() as stack:
         urls = {"running": args.url} if args.url else _start_servers(args, stack)
         default = next(iter(urls))
@@ -265,6 +308,9 @@ def main(argv: list[str] | None = None) -> int:
                 row |= {"instances": instances, "repeat": repeat + 1}
                 print(json.dumps(row, ensure_ascii=False), flush=True)
                 rows.append(row)
+        if args.manifest and args.manifest.is_file():
+            accuracy = heldout(urls[default], args.manifest)
+            print(json.dumps(accuracy, ensure_ascii=False), flush=True)
     rows.sort(
         key=lambda r: (r["chunk_s"] != 0.2, r["chunk_s"], r["streams"], -_count(r["instances"]), r["repeat"])
     )
@@ -281,10 +327,12 @@ def main(argv: list[str] | None = None) -> int:
         "the baseline: the same with --stream-instances 1",
         "recording_seconds": seconds,
         "rows": rows,
+        "heldout": accuracy,
     }
     (args.output / "results.json").write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n")
-    (args.output / "table.md").write_text(_table(rows))
-    print(_table(rows))
+    table = _table(rows) + (_accuracy_line(accuracy) if accuracy else "")
+    (args.output / "table.md").write_text(table)
+    print(table)
     print(f"wrote {args.output / 'results.json'} and table.md")
     return 0
 
