@@ -189,3 +189,23 @@ def test_a_repository_without_a_build_is_served_by_the_models_named(tmp_path):
     assert [f for f in flags if f.startswith("--load-model=")] == [
         f"--load-model={model}" for model in (ENSEMBLE, *ENSEMBLE_STEPS, STREAM)
     ]
+
+
+def test_the_onnxruntime_engine_runs_a_long_batch_in_pieces_that_equal_one_run(tmp_path):
+    """Rows past `RUN_SAMPLES` go to ONNX Runtime in several runs; each row's logits are its own."""
+    import numpy as np
+
+    from vaani.serving.engines import onnxruntime as engine_module
+
+    repository = tmp_path / "repo"
+    build(str(BUNDLED_MODEL), repository, RepositorySettings(max_batch_size=4))
+    engine = engine_module.OnnxRuntimeEngine(version_dir(repository, ACOUSTIC) / "model.onnx", threads=1)
+    samples = engine_module.RUN_SAMPLES // 2 + 16_000  # two rows are over one run: one row per run
+    rng = np.random.default_rng(0)
+    batch = (0.1 * rng.standard_normal((3, samples))).astype(np.float32)
+    lengths = [samples, samples - 48_000, samples // 2]
+    pieces = engine.forward(batch, lengths)
+    assert pieces.shape[0] == 3
+    for row, length in enumerate(lengths):
+        alone = engine.forward(batch[row : row + 1], [length])  # one row: one run
+        np.testing.assert_allclose(pieces[row : row + 1], alone, atol=1e-4)

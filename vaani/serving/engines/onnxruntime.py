@@ -8,8 +8,16 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from vaani.serving.contract import ATTENTION_MASK, INPUT_VALUES, LOGITS
+from vaani.serving.contract import ATTENTION_MASK, INPUT_VALUES, LOGITS, SAMPLING_RATE
 from vaani.serving.engines.base import Engine
+
+# Audio one ONNX Runtime run takes at most (rows of a larger batch go in several runs, at least one
+# row each). Measured on this project's 2-core CPU (2026-12-05, shared, bundled model, 10 windows of
+# 24 s, 2 threads, 3 interleaved rounds): one window per run 29-37x real time, all ten in one run
+# 21-22x (without the memory arena every run maps and faults in its activations afresh; with it
+# 40-42x against 28-31x). A small run's activations stay in cache, and on a CPU one row already
+# fills the cores, so larger runs buy nothing.
+RUN_SAMPLES = 30 * SAMPLING_RATE
 
 
 class OnnxRuntimeEngine(Engine):
@@ -34,6 +42,14 @@ class OnnxRuntimeEngine(Engine):
         return np.zeros((rows, samples), dtype=np.float32)
 
     def forward(self, batch: np.ndarray, lengths: list[int]) -> np.ndarray:
+        rows = max(1, RUN_SAMPLES // batch.shape[1])
+        if batch.shape[0] <= rows:
+            return self._run(batch, lengths)
+        return np.concatenate(
+            [self._run(batch[i : i + rows], lengths[i : i + rows]) for i in range(0, batch.shape[0], rows)]
+        )
+
+    def _run(self, batch: np.ndarray, lengths: list[int]) -> np.ndarray:
         feeds = {INPUT_VALUES: batch}
         if self._takes_mask:
             feeds[ATTENTION_MASK] = (
