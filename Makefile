@@ -107,7 +107,7 @@ PERF_ANALYZER := $(VENV)/bin/perf_analyzer
 SOAK_CLIENTS ?= 8
 SOAK_MINUTES ?= 10
 
-.PHONY: loadtest perf bench perf-analyzer soak fairness stream-bench
+.PHONY: loadtest perf bench perf-analyzer soak fairness soak-attack stream-bench
 
 ## perf-analyzer: perf_analyzer 2.51.0 from the tritonclient wheel into the venv (make setup does it too)
 perf-analyzer: $(PERF_ANALYZER)
@@ -138,6 +138,11 @@ fairness: setup $(TESTSET)
 ## stream-bench: real-time streams to asr_stream (1, 2, 4, 8 at 200 ms chunks; chunk lengths) against per-chunk latency (own servers)
 stream-bench: setup
 	$(VENV)/bin/python -m vaani.benchmarks.streaming --model $(BENCH_MODEL) --output $(OUTPUT)/streaming
+
+## soak-attack: make soak with an attacker after a calm minute (bombs and held connections at GATEWAY_PORT, random logits to ctc_decoder)
+soak-attack: setup
+	$(VAANI) soak --http-url $(HTTP_URL) --grpc-url $(GRPC_URL) --output $(OUTPUT)/attack \
+		--clients $(SOAK_CLIENTS) --minutes $(SOAK_MINUTES) --attack localhost:$(GATEWAY_PORT)
 
 ## soak: SOAK_CLIENTS gRPC clients for SOAK_MINUTES against GRPC_URL: failures, latency per minute, RSS per process
 soak: setup

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -97,6 +98,13 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     _add_addresses(soak)
     soak.add_argument("--clients", type=int, default=8, help="concurrent gRPC clients (closed loop)")
     soak.add_argument("--minutes", type=float, default=10, help="length of the run")
+    soak.add_argument(
+        "--attack",
+        metavar="GATEWAY",
+        help="after a calm first minute, attack too (bomb uploads and held connections at the gateway at "
+        "GATEWAY, host:port; random logits straight to ctc_decoder); exits 1 unless 99 %% of the good "
+        "requests sent under attack stay within the calm minute's p99 latency",
+    )
     add_clip_arguments(soak)
     soak.set_defaults(func=_soak)
 
@@ -189,19 +197,21 @@ def _perf(args: argparse.Namespace) -> int:
 
 def _soak(args: argparse.Namespace) -> int:
     from vaani.loadtest.clips import load_clips, manifest_from_args
-    from vaani.loadtest.soak import Soak, write_report
+    from vaani.loadtest.soak import Attack, Soak, write_report
 
     output = args.output / "soak"
     clips = load_clips(manifest_from_args(args, args.output))
     port = int(args.http_url.rsplit(":", 1)[1])
     grpc_url = _grpc_url(args)
     print(f"soak: {args.clients} gRPC clients for {args.minutes} min against {grpc_url}", flush=True)
-    result = Soak(grpc_url, port, clips, args.clients, args.minutes * 60).run()
+    attack = Attack(args.attack, grpc_url) if args.attack else None
+    result = Soak(grpc_url, port, clips, args.clients, args.minutes * 60, attack=attack).run()
     settings = {
         "clients": args.clients,
         "minutes": args.minutes,
         "clips": len(clips),
         "grpc_url": grpc_url,
+        "attack_on": args.attack,
     }
     summary = write_report(result, settings, output)
     for row in summary["minutes"]:
@@ -215,4 +225,8 @@ def _soak(args: argparse.Namespace) -> int:
         f"{summary['requests']} requests, {summary['failures']} failures, "
         f"{summary['changed_transcripts']} changed transcripts; wrote {output}"
     )
+    if attack:
+        print(json.dumps(summary["attack"], indent=1))
+        kept = summary["attack"]["good_within_calm_p99_share"] or 0
+        return 1 if kept < 0.99 or summary["changed_transcripts"] else 0
     return 1 if summary["failures"] or summary["changed_transcripts"] else 0

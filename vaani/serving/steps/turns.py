@@ -40,10 +40,16 @@ class Job:
     done: bool = False
 
     def answer(self, response: pb_utils.InferenceResponse) -> None:
-        """The request's one response (outputs or an error): sent, and the request released."""
-        sender = self.request.get_response_sender()
-        sender.send(response, flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+        """The request's one response (outputs or an error): sent, and the request released.
+
+        A send that fails (Triton closed the sender) is logged: the thread that serves every other
+        request must not end with it."""
         self.done = True
+        try:
+            sender = self.request.get_response_sender()
+            sender.send(response, flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+        except Exception as error:
+            pb_utils.Logger.log_warn(f"a response could not be sent: {type(error).__name__}: {error}")
 
 
 class Turns:
@@ -97,14 +103,13 @@ class Turns:
                 if not self._pool:
                     return
                 jobs = list(self._pool)
-            for job in jobs:
-                if job.request.is_cancelled():
-                    job.answer(cancelled())
-            live = [job for job in jobs if not job.done]
             try:
-                self._serve_round(live)
+                for job in jobs:
+                    if job.request.is_cancelled():
+                        job.answer(cancelled())
+                self._serve_round([job for job in jobs if not job.done])
             except Exception as error:  # a slice that raises fails its round's requests, not the step
-                for job in live:
+                for job in jobs:
                     if not job.done:
                         job.answer(failed(self._what, error))
             with self._changed:
