@@ -14,11 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tritonclient.grpc as grpcclient
 
 from vaani.client.api import TranscriptionClient
 from vaani.recipe.corpus.recordings import long_recording
 from vaani.serving.batching import turn_end
 from vaani.serving.beam import LM_DIR, BeamDecoder
+from vaani.serving.contract import DECODER, LOGITS, NUM_SAMPLES, SAMPLING_RATE, TRANSCRIPT
 from vaani.supervision.process import Ports, TritonProcess, free_port
 
 from .conftest import BUNDLED_MODEL
@@ -31,32 +33,80 @@ def recordings() -> tuple[np.ndarray, np.ndarray]:
     """``MINUTES`` minutes of held-out sentences with pauses (repeated), and its first sentence."""
     audio, placed = long_recording(20)
     first = placed[0].clip
-    return np.tile(audio, -(-MINUTES * 60 * 16_000 // audio.size)), audio[first[0] : first[1]]
+    return np.tile(audio, -(-MINUTES * 60 * SAMPLING_RATE // audio.size)), audio[first[0] : first[1]]
+
+
+@pytest.fixture(scope="module")
+def speech_logits(bundled_model, recordings) -> np.ndarray:
+    """The bundled model's logits ``[1, frames, vocab]`` of the recording's first minute."""
+    long, _ = recordings
+    return bundled_model.logits(*bundled_model.features([long[: 60 * SAMPLING_RATE]]))[0][None]
+
+
+@pytest.fixture(scope="module")
+def server(small_repository: Path, tmp_path_factory):
+    """The bundled model served with `make serve`'s decoder (beam + LM) and turns."""
+    ports = Ports(free_port(), free_port(), free_port())
+    log = tmp_path_factory.mktemp("fairness") / "tritonserver.log"
+    with TritonProcess(small_repository, ports, log_file=log) as process:
+        process.wait_ready()
+        yield process
+
+
+def _meanwhile(long, short) -> tuple[object, object, bool]:
+    """``long()`` started, then ``short()`` once the long one is in the server: both answers, and
+    whether the long one still ran when the short one was answered."""
+    answered = {}
+    runs = threading.Thread(target=lambda: answered.setdefault("long", long()))
+    runs.start()
+    threading.Event().wait(1.0)  # the long request is in the server: it takes seconds
+    short_answer = short()
+    still_running = runs.is_alive()
+    runs.join()
+    return answered["long"], short_answer, still_running
 
 
 @pytest.mark.server
-def test_a_short_request_is_answered_while_a_long_one_runs(
-    small_repository: Path, tmp_path: Path, recordings
-):
+def test_a_short_request_is_answered_while_a_long_one_runs(server, recordings):
     long, short = recordings
-    ports = Ports(free_port(), free_port(), free_port())
-    with TritonProcess(small_repository, ports, log_file=tmp_path / "tritonserver.log") as server:
-        server.wait_ready()
-        client = TranscriptionClient(server.grpc_url, protocol="grpc")
-        short_alone, long_alone = client.transcribe(short), client.transcribe(long)
-        answered: dict[str, str] = {}
+    client = TranscriptionClient(server.grpc_url, protocol="grpc")
+    short_alone, long_alone = client.transcribe(short), client.transcribe(long)
+    long_answer, short_answer, still_running = _meanwhile(
+        lambda: TranscriptionClient(server.grpc_url, protocol="grpc").transcribe(long),
+        lambda: client.transcribe(short),
+    )
+    assert short_answer == short_alone
+    assert still_running, "the short request was answered only after the long one"
+    assert long_answer == long_alone  # served in turns, transcribed as alone
 
-        def transcribe_long() -> None:
-            answered["long"] = TranscriptionClient(server.grpc_url, protocol="grpc").transcribe(long)
 
-        runs = threading.Thread(target=transcribe_long)
-        runs.start()
-        threading.Event().wait(1.0)  # the long request is in the server: its windows take seconds
-        assert client.transcribe(short) == short_alone
-        still_running = runs.is_alive()
-        runs.join()
-        assert still_running, "the short request was answered only after the long one"
-        assert answered["long"] == long_alone  # served in turns, transcribed as alone
+def _decode(url: str, logits: np.ndarray) -> str:
+    """`ctc_decoder` called directly with one utterance's logits."""
+    client = grpcclient.InferenceServerClient(url)
+    frames = logits.shape[1]
+    inputs = [
+        grpcclient.InferInput(LOGITS, list(logits.shape), "FP32"),
+        grpcclient.InferInput(NUM_SAMPLES, [1, 1], "INT64"),
+    ]
+    inputs[0].set_data_from_numpy(logits)
+    inputs[1].set_data_from_numpy(np.array([[(frames - 1) * 320 + 400]], np.int64))
+    text = client.infer(DECODER, inputs).as_numpy(TRANSCRIPT)[0][0].decode()
+    client.close()
+    return text
+
+
+@pytest.mark.server
+def test_the_decoder_answers_a_short_request_between_the_pieces_of_a_long_one(server, speech_logits):
+    """40 minutes of speech logits searched in pieces of one window's frames; a 2 s request sent
+    meanwhile is decoded between two of them."""
+    long = np.tile(speech_logits, (1, -(-120_000 // speech_logits.shape[1]), 1))[:, :120_000]
+    short = speech_logits[:, :100]
+    short_alone = _decode(server.grpc_url, short)
+    _, short_answer, still_running = _meanwhile(
+        lambda: _decode(server.grpc_url, long), lambda: _decode(server.grpc_url, short)
+    )
+    assert short_answer == short_alone
+    assert still_running, "the short request was decoded only after the long one"
 
 
 def test_a_turn_takes_windows_up_to_its_share_and_one_at_least():
@@ -68,11 +118,10 @@ def test_a_turn_takes_windows_up_to_its_share_and_one_at_least():
     assert turn_end(windows, 5, 400_000) == 5
 
 
-def test_the_beam_search_yields_between_pieces_and_reads_as_one_call(bundled_model, recordings):
+def test_the_beam_search_yields_between_pieces_and_reads_as_one_call(bundled_model, speech_logits):
     """`ctc_decoder` serves other requests at each yield; what it decodes is what `decode` decodes."""
-    long, _ = recordings
-    logits = bundled_model.logits(*bundled_model.features([long[: 60 * 16_000]]))[0][None]
-    samples = np.array([[60 * 16_000]], np.int64)
+    logits = speech_logits
+    samples = np.array([[60 * SAMPLING_RATE]], np.int64)
     beam = BeamDecoder(bundled_model.spec(), BUNDLED_MODEL / LM_DIR)
     steps, turns = beam.decoding(logits, samples), 0
     while True:
