@@ -2,15 +2,15 @@
 
 Why: Triton hands a python step a batch and hands it no other until ``execute()`` returns. A
 10-minute recording ran all its windows in one `wav2vec2` execution and all its beam-search pieces
-in one `ctc_decoder` execution, so a 2 s request that arrived meanwhile waited for all of it.
-Triton offers no way to interrupt an execution: request rescheduling is for sequence batching and
-decoupled models, and a decoupled step cannot sit inside the ensemble and keep its one-response
-contract. What the python backend does allow, since 24.06, is a non-decoupled model that answers
-through each request's response sender instead of ``execute()``'s return value, so ``execute()``
-may return before its requests are answered. Here ``execute()`` only admits requests (each checked
-on its own; a refused one is answered at once) into the step's pool, and one thread serves the
-pool in rounds: every request in it gets one slice of work per round (a share of windows, one
-beam-search piece), so a request that arrives while a long one runs waits for the round in
+in one `ctc_decoder` execution, so a 2 s request that arrived meanwhile waited for all of it. Triton
+offers no way to interrupt an execution: request rescheduling needs iterative sequence batching, not
+the dynamic batcher the steps use, and a decoupled step makes the ensemble decoupled, which Triton's
+HTTP endpoint does not serve. What the python backend of 2.51 does allow is a non-decoupled model
+that answers through each request's response sender instead of ``execute()``'s return value, so
+``execute()`` may return before its requests are answered. Here ``execute()`` only admits requests
+(each checked on its own; a refused one is answered at once) into the step's pool, and one thread
+serves the pool in rounds: every request in it gets one slice of work per round (a share of windows,
+one beam-search piece), so a request that arrives while a long one runs waits for the round in
 progress, and its own round holds one slice of the long one beside it.
 
 The pool holds at most ``capacity`` requests (the step's ``max_batch_size``, what one execution held
