@@ -30,6 +30,8 @@ _HELP = {
     "max_queue_size": "requests each step queues; more are refused at once (UNAVAILABLE, HTTP 503)",
     "request_timeout_s": "a request queued longer is dropped before it runs (a request's own timeout wins)",
     "max_batch_audio_seconds": "audio one engine call takes at most: bounds the peak memory of an execution",
+    "turn_audio_seconds": "audio of each request wav2vec2 runs per round (one window at least), so a long "
+    "recording takes turns with other requests (0: all its windows in one round)",
     "window_seconds": "longest stretch of speech one window holds (longer speech is cut, with context)",
     "context_seconds": "audio a window reaches past a cut on each side; only its own frames are kept",
     "pause_seconds": "a silence this long cuts a long recording into windows (0: cut every window-seconds)",
