@@ -17,7 +17,7 @@ search in pieces of one window's frames, greedy for a piece whose logits are too
 cheaply or once the request has spent its search time (`vaani.serving.beam`; the step logs a
 warning when that happens). The requests it holds take turns (`vaani.serving.steps.turns`): one
 piece of each per round, so a short request is decoded between the pieces of a long one; a request
-whose client gave up is dropped before its next piece.
+that Triton reports cancelled is dropped before its next piece.
 """
 
 from __future__ import annotations

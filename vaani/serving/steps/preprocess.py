@@ -2,7 +2,7 @@
 and measure each frame's loudness for the decoder's word times (``FRAME_RMS``).
 
 A recording of one window or less is one window: the whole utterance, normalized as before.
-A request whose client gave up while it queued is answered CANCELLED before any of this.
+A request that Triton reports cancelled is answered CANCELLED before any of this.
 Where the acoustic engine normalizes on its own device (the `torch` engine, parameter
 ``normalize`` false here), the windows leave as they came.
 """
@@ -37,7 +37,7 @@ class TritonPythonModel:
         return [self._one(request) for request in requests]
 
     def _one(self, request):
-        if request.is_cancelled():  # the client gave up while it queued: nothing is spent on it
+        if request.is_cancelled():  # the client gave up: nothing is spent on it
             return cancelled()
         audio = read(request, AUDIO)
         try:

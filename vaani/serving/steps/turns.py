@@ -15,8 +15,10 @@ progress, and its own round holds one slice of the long one beside it.
 
 The pool holds at most ``capacity`` requests (the step's ``max_batch_size``, what one execution held
 before): past that ``execute()`` waits, and requests wait in Triton's queue, where its bounds and
-timeouts apply as before. A request whose client gave up is answered CANCELLED before each of its
-slices; a slice that raises fails the requests of its round, not the step.
+timeouts apply as before. A request that Triton reports cancelled (``is_cancelled()``) is answered
+CANCELLED before its next slice (tritonserver 2.51 was not seen to report it for a request a step
+holds: a gRPC deadline is enforced while it queues and between the ensemble's steps); a slice that
+raises fails the requests of its round, not the step.
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ logits joined from its windows' kept frames. The engine bounds the audio of each
 gets what it reads: each frame's best token for greedy decoding, else the logits.
 
 The step can be called directly, so each request is checked on its own when it is admitted: a
-bad one gets its own error at once. A cancelled request is dropped before its next round.
+bad one gets its own error at once. A request Triton reports cancelled is dropped before its next
+round (`vaani.serving.steps.turns`).
 """
 from __future__ import annotations
 
