@@ -24,9 +24,9 @@ This module is the command alone: its options, the order in which the suites run
 environment recorded, and the regression guard's verdict printed at the end. Each suite is a module
 of its own, so that one can be read, changed or run without the others: `gpu_workloads` (the
 model's shape, the clips of each workload, the packed test set), `gpu_timing` (how GPU time is
-read), `gpu_normalization_suite` (the candidate normalization on trial), `gpu_engine_suite`
-((a)–(c), accuracy, kernel profiles), `gpu_served_suite` ((d)); `gpu_report` writes the report and
-holds the regression guard.
+read), `gpu_normalization_suite` (the engine's normalization beside the ones it does not use),
+`gpu_engine_suite` ((a)–(c), accuracy, kernel profiles), `gpu_served_suite` ((d)); `gpu_report`
+writes the report and holds the regression guard.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vaani.benchmarks.gpu_normalization_suite import CANDIDATE_VARIANT, packed_normalization
+from vaani.benchmarks.gpu_normalization_suite import BEFORE_VARIANT, packed_normalization
 from vaani.benchmarks.gpu_timing import Timer, kernel_profile
 from vaani.benchmarks.gpu_workloads import speechlike
 from vaani.serving.acoustic import conv_frames
@@ -29,7 +29,7 @@ LOGITS_CHECKED = (
     "engine, padded (before packing)",
     "engine FP16",
     "engine BF16",
-    CANDIDATE_VARIANT,
+    BEFORE_VARIANT,
 )
 
 
@@ -176,7 +176,7 @@ def engine_suite(torch, config, state: dict, timer: Timer, loads: dict[str, list
     """(a), (b), (c) at every workload, plus accuracy and the profile."""
     from transformers import Wav2Vec2ForCTC
 
-    from vaani.benchmarks.normalization_candidates import normalize_packed_blocks
+    from vaani.benchmarks.normalization_alternatives import normalize_packed_scatter
     from vaani.serving.engines.torch_engine import TorchEngine, TorchEngineOptions
 
     def fresh(dtype):
@@ -215,7 +215,7 @@ def engine_suite(torch, config, state: dict, timer: Timer, loads: dict[str, list
     variants = {
         "engine, padded (before packing)": replace(default, packed=False),
         "engine": default,
-        CANDIDATE_VARIANT: default,
+        BEFORE_VARIANT: default,
         "engine, no CUDA graphs": replace(default, cuda_graphs=False),
         "engine, flash varlen attention": replace(default, packed_attention="flash"),
         "engine FP16": replace(default, dtype="float16"),
@@ -229,11 +229,11 @@ def engine_suite(torch, config, state: dict, timer: Timer, loads: dict[str, list
     for label, options in variants.items():
         engine = TorchEngine(fresh(torch.float32), "cuda", options)
         print(f"(c) {label}")
-        with packed_normalization(normalize_packed_blocks if label == CANDIDATE_VARIANT else None):
+        with packed_normalization(normalize_packed_scatter if label == BEFORE_VARIANT else None):
             for name in loads:
                 run = engine_runner(torch, engine, clips[name], max_padding=0.35)
                 rows[name].append(_measure(torch, timer, label, run, audio[name]))
-            # Inside the `with`, so that the candidate's logits are checked as the engine's are.
+            # Inside the `with`, so that the replaced normalization's logits are checked as the engine's are.
             if label in LOGITS_CHECKED:
                 accuracy[label] = logit_accuracy(torch, fp32, engine, [2.0, 3.7, 6.1, 9.4, 12.8, 15.0])
                 print(f"  logits vs FP32: {accuracy[label]}")

@@ -350,15 +350,15 @@ def test_normalization_suite_checks_every_method_against_float64() -> None:
     assert all(m["gap_max"] == 0.0 for m in methods.values())
 
 
-def test_candidate_variant_swaps_the_engine_normalization_only_for_its_duration() -> None:
-    """The engine itself keeps its normalization: the candidate is in it only while measured."""
+def test_before_variant_swaps_the_engine_normalization_only_for_its_duration() -> None:
+    """The engine itself keeps its normalization: the replaced one is in it only while measured."""
     pytest.importorskip("torch")
     from vaani.benchmarks.gpu_normalization_suite import packed_normalization
-    from vaani.benchmarks.normalization_candidates import normalize_packed_blocks
+    from vaani.benchmarks.normalization_alternatives import normalize_packed_scatter
     from vaani.serving.engines import torch_engine, torch_normalization
 
-    with packed_normalization(normalize_packed_blocks):
-        assert torch_engine.normalize_packed is normalize_packed_blocks
+    with packed_normalization(normalize_packed_scatter):
+        assert torch_engine.normalize_packed is normalize_packed_scatter
     assert torch_engine.normalize_packed is torch_normalization.normalize_packed
     with packed_normalization(None):
         assert torch_engine.normalize_packed is torch_normalization.normalize_packed

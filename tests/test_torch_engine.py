@@ -16,7 +16,6 @@ from google.protobuf import text_format
 from transformers import Wav2Vec2ForCTC
 from tritonclient.grpc import model_config_pb2 as mc
 
-from vaani.benchmarks.normalization_candidates import normalize_packed_blocks
 from vaani.build.repository import RepositorySettings, acoustic_config, all_configs
 from vaani.recipe.tiny_model import tiny_config
 from vaani.serving.acoustic import AcousticSpec
@@ -29,6 +28,7 @@ from vaani.serving.engines.torch_engine import (
     TorchEngineOptions,
     save_model,
 )
+from vaani.serving.engines.torch_normalization import normalize_packed
 from vaani.serving.engines.torch_packing import Packing
 from vaani.serving.preprocessing import normalize
 
@@ -350,9 +350,7 @@ def test_preprocess_leaves_normalization_to_the_torch_engine() -> None:
         assert inputs == ["WINDOWS", "WINDOW_LAYOUT", "NUM_SAMPLES"]  # one length per request, no mask
 
 
-# ---- the candidate packed normalization (vaani.benchmarks.normalization_candidates) ------------
-# Not the engine's yet: it waits for a GPU run. Held to the engine's contract here, so that
-# switching the engine to it changes only the import.
+# ---- the engine's packed normalization (block sums) against numpy ---------------------------------
 
 WAV2VEC2 = ((10, 3, 3, 3, 3, 2, 2), (5, 2, 2, 2, 2, 2, 2))  # kernels, strides: 320-sample blocks
 
@@ -392,7 +390,7 @@ def test_packed_normalization_equals_numpy_for_many_segments(kernels: tuple, str
     ]
     rng.shuffle(clips)
     packing, audio = _pack(clips, kernels, strides)
-    out = normalize_packed_blocks(torch.from_numpy(audio.copy()), packing).numpy()
+    out = normalize_packed(torch.from_numpy(audio.copy()), packing).numpy()
     assert out.shape == audio.shape and np.isfinite(out).all()
     _assert_each_clip_normalized(out, clips, packing)
 
@@ -408,10 +406,10 @@ def test_packed_normalization_keeps_a_quiet_clip_exact_after_long_loud_audio() -
     quiet = (3e-4 + 1e-4 * rng.standard_normal(8_000)).astype(np.float32)
     clips = [loud, quiet, loud[:16_000].copy(), quiet[:321].copy()]
     packing, audio = _pack(clips, *WAV2VEC2)
-    out = normalize_packed_blocks(torch.from_numpy(audio), packing).numpy()
+    out = normalize_packed(torch.from_numpy(audio), packing).numpy()
     _assert_each_clip_normalized(out, clips, packing)
 
 
 def test_packed_normalization_of_nothing_is_nothing() -> None:
     packing = Packing((), *WAV2VEC2)
-    assert normalize_packed_blocks(torch.zeros(0), packing).numel() == 0
+    assert normalize_packed(torch.zeros(0), packing).numel() == 0
