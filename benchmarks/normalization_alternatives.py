@@ -66,4 +66,3 @@ def normalize_with(sums: Callable[[torch.Tensor, Segments], torch.Tensor]) -> Ca
         return normalize_segments(audio, segments, sums(audio, segments))
 
     return normalize
-
