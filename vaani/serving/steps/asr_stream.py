@@ -35,16 +35,8 @@ from vaani.serving.contract import (
     WORDS,
 )
 from vaani.serving.step import StepContext
-from vaani.serving.steps.boundary import asked_for, cancelled, passed_on, read, refused, strings
+from vaani.serving.steps.boundary import Unanswered, asked_for, cancelled, passed_on, read, refused, strings
 from vaani.serving.streaming import Cut, Segment, Segmenter, Stream, StreamRefused, StreamTable, chunk_problem
-
-
-class DecodeFailed(Exception):
-    """`asr` answered a segment with an error; ``answer`` passes it on to the chunk's client."""
-
-    def __init__(self, answer: pb_utils.InferenceResponse) -> None:
-        super().__init__()
-        self.answer = answer
 
 
 class TritonPythonModel:
@@ -84,7 +76,7 @@ class TritonPythonModel:
                 cut = self.segmenter.cut(stream, chunk[0], end)
                 try:
                     texts, words, partial, stale = await self._decode(stream, cut, behind=stream.waiting > 1)
-                except DecodeFailed as failure:
+                except Unanswered as failure:
                     return failure.answer  # the stream stays as it was before this chunk
                 stream.commit(cut, texts, words, partial, stale)
                 if end:
@@ -133,7 +125,7 @@ class TritonPythonModel:
         )
         response = await call.async_exec()
         if response.has_error():
-            raise DecodeFailed(passed_on(response.error()))
+            raise Unanswered(passed_on(response.error()))
         text = _string(response, TRANSCRIPT).strip()
         if not with_words:
             return text, []

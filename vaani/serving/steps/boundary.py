@@ -46,6 +46,15 @@ def passed_on(error: pb_utils.TritonError) -> pb_utils.InferenceResponse:
     return pb_utils.InferenceResponse(error=error)
 
 
+class Unanswered(Exception):
+    """A model this step called (BLS) did not answer with outputs; ``answer`` is what the step's own
+    request gets instead: that model's error passed on, or CANCELLED."""
+
+    def __init__(self, answer: pb_utils.InferenceResponse) -> None:
+        super().__init__()
+        self.answer = answer
+
+
 def _numpy(tensor: Any) -> np.ndarray:
     return tensor.as_numpy()
 

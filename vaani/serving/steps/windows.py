@@ -21,16 +21,8 @@ from vaani.serving.contract import ACOUSTIC, ATTENTION_MASK, FRAME_TOKENS, INPUT
 from vaani.serving.ctc import best_tokens
 from vaani.serving.preprocessing import pad_to_bucket, sample_mask
 from vaani.serving.step import StepContext
-from vaani.serving.steps.boundary import Refused, cancelled, passed_on, refused, windowed
+from vaani.serving.steps.boundary import Refused, Unanswered, cancelled, passed_on, refused, windowed
 from vaani.serving.windowing import SILENT, Window, join, silence_logits
-
-
-class WindowFailed(Exception):
-    """A window got no logits; ``answer`` is what its request gets instead (the plan's error, CANCELLED)."""
-
-    def __init__(self, answer: pb_utils.InferenceResponse) -> None:
-        super().__init__()
-        self.answer = answer
 
 
 class TritonPythonModel:
@@ -61,7 +53,7 @@ class TritonPythonModel:
         ]
         try:
             logits = await asyncio.gather(*jobs)
-        except WindowFailed as failure:
+        except Unanswered as failure:
             return failure.answer
         joined = join(logits, recording.windows)
         if self.output == FRAME_TOKENS:
@@ -79,11 +71,11 @@ class TritonPythonModel:
             inputs.append(pb_utils.Tensor(ATTENTION_MASK, sample_mask(*values.shape, piece.shape[1])))
         async with gate:
             if request.is_cancelled():
-                raise WindowFailed(cancelled())
+                raise Unanswered(cancelled())
             call = pb_utils.InferenceRequest(
                 model_name=ACOUSTIC, requested_output_names=[LOGITS], inputs=inputs
             )
             response = await call.async_exec()
         if response.has_error():
-            raise WindowFailed(passed_on(response.error()))
+            raise Unanswered(passed_on(response.error()))
         return pb_utils.get_output_tensor_by_name(response, LOGITS).as_numpy()
