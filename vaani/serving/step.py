@@ -18,6 +18,7 @@ class StepContext:
     def __init__(self, args: dict[str, str]) -> None:
         config = json.loads(args["model_config"])
         self.name: str = config["name"]
+        self.max_batch_size: int = int(config.get("max_batch_size", 0))  # what one execution holds
         self.parameters: dict[str, str] = {
             key: value["string_value"] for key, value in config.get("parameters", {}).items()
         }

@@ -22,7 +22,6 @@ that Triton reports cancelled is dropped before its next piece.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Generator
 from dataclasses import dataclass
 
@@ -86,8 +85,7 @@ class TritonPythonModel:
                 piece_frames=self.windowing.chunk // self.spec.samples_per_frame,
                 longest_seconds=self.max_samples / SAMPLING_RATE,
             )
-        capacity = int(json.loads(args["model_config"])["max_batch_size"])  # what one execution held
-        self.turns = Turns(self._round, capacity, "ctc_decoder")
+        self.turns = Turns(self._round, context.max_batch_size, "ctc_decoder")
 
     def execute(self, requests):
         self.turns.admit(requests, self._admit)

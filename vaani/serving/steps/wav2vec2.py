@@ -16,7 +16,6 @@ round (`vaani.serving.steps.turns`).
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -73,8 +72,7 @@ class TritonPythonModel:
             max_batch_samples=int(context.number("max_batch_samples", Limits.max_batch_samples)),
         )
         self.turn_samples = int(context.number("turn_samples", 0))
-        capacity = int(json.loads(args["model_config"])["max_batch_size"])  # what one execution held
-        self.turns = Turns(self._round, capacity, "wav2vec2 engine")
+        self.turns = Turns(self._round, context.max_batch_size, "wav2vec2 engine")
 
     def execute(self, requests):
         self.turns.admit(requests, self._admit)
