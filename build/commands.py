@@ -50,6 +50,8 @@ _HELP = {
     "max_streams": "asr_stream: live streams at most; one more is refused with a message",
     "stream_idle_seconds": "asr_stream: a stream with no chunk for this long is dropped",
     "stream_instances": "asr_stream: instances (executions in flight), each holds its share of --max-streams",
+    "stream_partial_seconds": "asr_stream: least new audio between two recomputations of a stream's partial; "
+    "chunks in between get the standing partial at once (0: every chunk with speech)",
 }
 
 

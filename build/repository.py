@@ -109,11 +109,14 @@ class RepositorySettings:
     # chunk); at most max_streams live streams, each dropped stream_idle_seconds after its last chunk.
     # stream_instances: processes of the step, each holding its share of the streams (Triton keeps a
     # stream on one instance); each waits on `asr` for its chunks, so more instances keep more in flight.
+    # stream_partial_seconds: the least new audio between two recomputations of a stream's partial; a
+    # chunk in between is answered at once with the standing partial (0: every chunk with speech).
     stream_max_chunk_seconds: float = 2.0
     stream_segment_seconds: float = 8.0
     max_streams: int = 256
     stream_idle_seconds: float = 30.0
     stream_instances: int = 4
+    stream_partial_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -136,6 +139,8 @@ class RepositorySettings:
             raise ValueError(
                 f"stream_max_chunk_seconds must lie from {STREAM_MIN_CHUNK_SECONDS} to stream_segment_seconds"
             )
+        if self.stream_partial_seconds < 0:
+            raise ValueError("stream_partial_seconds must be 0 (a partial at every chunk) or above")
         if self.max_streams < 1 or self.stream_idle_seconds <= 0 or self.stream_instances < 1:
             raise ValueError(
                 "max_streams and stream_instances must be at least 1, stream_idle_seconds above 0"
@@ -542,6 +547,7 @@ def stream_config(spec: AcousticSpec, settings: RepositorySettings) -> mc.ModelC
             "max_segment_samples": segment,
             "max_streams": share,
             "idle_seconds": settings.stream_idle_seconds,
+            "partial_samples": round(settings.stream_partial_seconds * SAMPLING_RATE),
             **_window_parameters(spec, settings),
         },
     )

@@ -20,7 +20,7 @@ from vaani.client.api import TranscriptionClient
 from vaani.client.streaming import new_sequence_id, stream_audio
 from vaani.recipe.corpus.recordings import long_recording
 from vaani.scoring import score
-from vaani.serving.contract import AUDIO, PARTIAL, SAMPLING_RATE, STREAM, TRANSCRIPT
+from vaani.serving.contract import AUDIO, ENSEMBLE, PARTIAL, SAMPLING_RATE, STREAM, TRANSCRIPT
 from vaani.serving.streaming import ONSET_MARGIN
 from vaani.supervision.process import Ports, TritonProcess, free_port
 
@@ -31,22 +31,17 @@ pytestmark = pytest.mark.server
 IDLE_S = 3.0  # short, so that the test of dropping an idle stream waits seconds, not the default half minute
 MAX_STREAMS = 6  # over two instances of the step: three on each
 MAX_CHUNK_S = 1.0
+PARTIAL_S = 1.0  # the sparse server's partial interval: five 200 ms chunks
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """A server of its own: a short idle timeout, a small cap on live streams and on chunks."""
+def _serve(tmp_path_factory, **settings):
+    """A server of its own for this module's tests: greedy decoding, two step instances."""
     repository = tmp_path_factory.mktemp("stream_repository")
-    settings = RepositorySettings(
-        max_batch_size=8,
-        threads=2,
-        decoder="greedy",
-        stream_idle_seconds=IDLE_S,
-        max_streams=MAX_STREAMS,
-        stream_instances=2,
-        stream_max_chunk_seconds=MAX_CHUNK_S,
+    build(
+        str(BUNDLED_MODEL),
+        repository,
+        RepositorySettings(max_batch_size=8, threads=2, decoder="greedy", stream_instances=2, **settings),
     )
-    build(str(BUNDLED_MODEL), repository, settings)
     ports = Ports(free_port(), free_port(), free_port())
     log = tmp_path_factory.mktemp("stream_logs") / "tritonserver.log"
     with TritonProcess(repository, ports, log_file=log) as process:
@@ -56,6 +51,24 @@ def server(tmp_path_factory):
             print(log.read_text())
             raise
         yield process
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A short idle timeout, a small cap on live streams and on chunks; a partial at every chunk."""
+    yield from _serve(
+        tmp_path_factory,
+        stream_idle_seconds=IDLE_S,
+        max_streams=MAX_STREAMS,
+        stream_max_chunk_seconds=MAX_CHUNK_S,
+        stream_partial_seconds=0.0,
+    )
+
+
+@pytest.fixture(scope="module")
+def sparse_server(tmp_path_factory):
+    """The partial recomputed once a second of new audio came at most (--stream-partial-seconds 1)."""
+    yield from _serve(tmp_path_factory, stream_partial_seconds=PARTIAL_S)
 
 
 @pytest.fixture(scope="module")
@@ -285,3 +298,55 @@ def test_a_stream_over_plain_http_requests(server, recordings):
     client.close()
     assert texts[-1] and result.as_numpy(PARTIAL).reshape(-1)[0] == b""
     assert texts[-1] == stream_audio(audio, _grpc_url(server), chunk_seconds=0.5, pace=0)[-1].transcript
+
+
+def _asr_requests(server) -> int:
+    """Requests `asr` has served so far: one per segment or partial `asr_stream` asked it to decode."""
+    client = grpc.InferenceServerClient(_grpc_url(server))
+    stats = client.get_inference_statistics(ENSEMBLE, as_json=True)["model_stats"][0]
+    client.close()
+    return int(stats.get("inference_count", 0))
+
+
+def _streamed(server, audio: np.ndarray) -> tuple[list, int]:
+    """``audio`` in 200 ms chunks, each sent once the previous is answered; the `asr` requests it cost."""
+    before = _asr_requests(server)
+    answers = stream_audio(audio, _grpc_url(server), chunk_seconds=0.2, pace=0)
+    return answers, _asr_requests(server) - before
+
+
+def _refreshes(answers: list) -> list[int]:
+    """The chunks whose answer shows a new partial: recomputed there (a standing partial only stays or,
+    once its speech is finished text, empties)."""
+    return [
+        n for n, (before, after) in enumerate(itertools.pairwise(answers), 1)
+        if after.partial and after.partial != before.partial
+    ]  # fmt: skip
+
+
+def test_a_sparse_partial_still_grows_while_audio_arrives_and_the_final_text_is_the_same(
+    server, sparse_server, recordings
+):
+    """--stream-partial-seconds 1 in 200 ms chunks: every chunk is answered, a new partial shows at most
+    every fifth chunk (those between get the standing one, at no `asr` request), and it still changes
+    while the audio arrives; the finished text, and so the final text, are what every-chunk partials give."""
+    audio, _ = recordings[0]
+    dense, dense_cost = _streamed(server, audio)
+    sparse, sparse_cost = _streamed(sparse_server, audio)
+    assert len(sparse) == len(dense) == -(-audio.size // (SAMPLING_RATE // 5))
+    assert not [a.error for a in sparse if a.error]
+    assert sparse[-1].transcript == dense[-1].transcript and sparse[-1].partial == ""
+    every = round(PARTIAL_S / 0.2)
+    assert min(b - a for a, b in itertools.pairwise(_refreshes(dense))) < every  # the test can tell
+    refreshes = _refreshes(sparse)
+    assert len(refreshes) >= 3, refreshes  # the partial changed while the audio arrived
+    assert all(b - a >= every for a, b in itertools.pairwise(refreshes)), refreshes
+    assert sparse_cost < dense_cost / 2, (sparse_cost, dense_cost)
+
+
+def test_a_chunk_without_speech_costs_no_decode(server):
+    """Two seconds of silence in 200 ms chunks: every chunk answered, no text, no `asr` request."""
+    quiet = np.zeros(2 * SAMPLING_RATE, dtype=np.float32)
+    answers, cost = _streamed(server, quiet)
+    assert len(answers) == 10 and not [a.error for a in answers if a.error]
+    assert all(a.transcript == "" for a in answers) and cost == 0

@@ -10,8 +10,10 @@ exactly that audio, and never changes. Silence before speech is dropped rather t
 misreads an input that opens with silence (`vaani.serving.windowing`).
 
 So a stream holds at most ``max_segment`` samples plus one chunk, and the work per chunk grows with
-the unfinished segment only, never with the stream's length. Numpy only: the `asr_stream` step
-(`vaani.serving.steps.asr_stream`) runs this inside Triton; what it decodes with is `asr` itself.
+the unfinished segment only, never with the stream's length. The partial need not be recomputed at
+every chunk: `Stream.partial_due` says whether enough audio came since the last one. Numpy only:
+the `asr_stream` step (`vaani.serving.steps.asr_stream`) runs this inside Triton; what it decodes
+with is `asr` itself.
 """
 
 from __future__ import annotations
@@ -52,6 +54,11 @@ class Cut:
     speech: bool  # whether ``rest`` holds any speech (no partial to decode otherwise)
     changed: bool  # whether the chunk brought speech into ``rest`` (a partial over silence is unchanged)
 
+    @property
+    def end(self) -> int:
+        """Samples the stream has received, this chunk included (``rest`` runs to the stream's end)."""
+        return self.rest.start + self.rest.audio.size
+
 
 @dataclass
 class Stream:
@@ -66,19 +73,35 @@ class Stream:
     last_seen: float = 0.0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one chunk of a stream at a time, in order
     waiting: int = 0  # chunks of this stream in the step, the one being decoded included
-    stale: bool = False  # the partial was not recomputed after speech came (the stream was behind)
+    stale: bool = False  # the partial was not recomputed after speech came (behind, or not yet due)
+    partial_at: int | None = None  # samples received when the standing partial was computed (None: never)
 
     @property
     def transcript(self) -> str:
         return " ".join(t for t in [*self.texts, self.partial] if t)
 
+    def partial_due(self, cut: Cut, interval: int) -> bool:
+        """Whether ``cut`` brings the stream ``interval`` samples or more past its last partial: a partial
+        recomputed more often costs a decode per chunk; less often, the text lags the speech more."""
+        return self.partial_at is None or cut.end - self.partial_at >= interval
+
     def commit(
-        self, cut: Cut, texts: list[str], words: list[list[dict]], partial: str, stale: bool = False
+        self,
+        cut: Cut,
+        texts: list[str],
+        words: list[list[dict]],
+        partial: str,
+        stale: bool = False,
+        fresh: bool = False,
     ) -> None:
+        """``cut`` made final: its finished segments' ``texts`` (and ``words``), and the ``partial`` now
+        shown; ``fresh`` when that partial was just computed over ``cut``'s unfinished segment."""
         self.texts.extend(t for t in texts if t)
         if self.keeps_words:
             self.words.extend(w for segment in words for w in segment)
         self.rest, self.loud, self.partial, self.stale = cut.rest, cut.loud, partial, stale
+        if fresh:
+            self.partial_at = cut.end
 
 
 @dataclass(frozen=True)

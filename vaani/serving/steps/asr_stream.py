@@ -7,7 +7,10 @@ flags (`vaani.serving.contract`), and releases a sequence idle longer than
 partial over the unfinished segment are decoded by `asr` itself, by BLS, every request of the
 execution at once: chunks of all live streams meet in the dynamic batchers of `preprocess`,
 `wav2vec2` and `ctc_decoder`, together with `asr`'s own traffic, and a finished segment's text is
-exactly what `asr` answers for that audio (same engine, decoder, LM, word times).
+exactly what `asr` answers for that audio (same engine, decoder, LM, word times). The partial is
+recomputed only once ``partial_samples`` of new audio came since the last one
+(``--stream-partial-seconds``); a chunk in between, like one that brings no speech, costs no BLS and
+is answered with the standing partial.
 
 Every request is answered on its own: a chunk that breaks a rule (too long, too short, not finite,
 no START first, one stream too many) is refused with INVALID_ARG naming the rule, and its stream,
@@ -46,6 +49,7 @@ class TritonPythonModel:
         self.segmenter = Segmenter(context.windowing(), int(context.parameters["max_segment_samples"]))
         self.min_chunk = int(context.parameters["min_chunk_samples"])
         self.max_chunk = int(context.parameters["max_chunk_samples"])
+        self.partial_samples = int(context.parameters["partial_samples"])
         self.table = StreamTable(int(context.parameters["max_streams"]), context.number("idle_seconds", 60.0))
 
     async def execute(self, requests):
@@ -75,10 +79,12 @@ class TritonPythonModel:
             async with stream.lock:  # a stream's chunks are decoded one after the other, in order
                 cut = self.segmenter.cut(stream, chunk[0], end)
                 try:
-                    texts, words, partial, stale = await self._decode(stream, cut, behind=stream.waiting > 1)
+                    texts, words, partial, stale, fresh = await self._decode(
+                        stream, cut, behind=stream.waiting > 1
+                    )
                 except Unanswered as failure:
                     return failure.answer  # the stream stays as it was before this chunk
-                stream.commit(cut, texts, words, partial, stale)
+                stream.commit(cut, texts, words, partial, stale, fresh)
                 if end:
                     self.table.close(key)
         finally:
@@ -90,16 +96,18 @@ class TritonPythonModel:
 
     async def _decode(
         self, stream: Stream, cut: Cut, behind: bool
-    ) -> tuple[list[str], list[list[dict]], str, bool]:
+    ) -> tuple[list[str], list[list[dict]], str, bool, bool]:
         """The finished segments' texts (and words) and the partial, all asked of `asr` at once.
 
-        ``behind``: a later chunk of the stream is already waiting, and will recompute the partial over
-        more audio; this one does not (the old partial stands, or none after a finished segment), so a
-        stream that fell behind catches up at one partial per wait instead of one per chunk. The last
-        value says the partial is stale: the next chunk recomputes it even if it brings only silence.
+        The partial is recomputed when it would change (new speech, or stale) and is due (enough new
+        audio since the last one, `Stream.partial_due`). ``behind``: a later chunk of the stream is
+        already waiting, and will recompute the partial over more audio; this one does not (the old
+        partial stands, or none after a finished segment), so a stream that fell behind catches up at
+        one partial per wait instead of one per chunk. The last two values: the partial is stale (the
+        next due chunk recomputes it even if it brings only silence), and it was just recomputed.
         """
         needed = cut.speech and (cut.changed or stream.stale)
-        fresh = needed and not behind
+        fresh = needed and not behind and stream.partial_due(cut, self.partial_samples)
         jobs = [self._asr(segment, stream.keeps_words) for segment in cut.finished]
         if fresh:
             jobs.append(self._asr(cut.rest, False))
@@ -112,7 +120,7 @@ class TritonPythonModel:
         else:
             partial = stream.partial  # the partial over (nearly) the same speech stands
         texts, words = [text for text, _ in finished], [words for _, words in finished]
-        return texts, words, partial, needed and not fresh
+        return texts, words, partial, needed and not fresh, fresh
 
     async def _asr(self, segment: Segment, with_words: bool) -> tuple[str, list[dict]]:
         if segment.audio.size < self.min_audio:
