@@ -10,6 +10,7 @@ when nothing else is in the way.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vaani.benchmarks.engine_alternatives import ALTERNATIVES, HOST_CHECK_VARIANT, RESIDUAL_VARIANT
 from vaani.benchmarks.gpu_normalization_suite import BEFORE_VARIANT, packed_normalization
 from vaani.benchmarks.gpu_timing import Timer, kernel_profile
 from vaani.benchmarks.gpu_workloads import speechlike
@@ -30,6 +32,7 @@ LOGITS_CHECKED = (
     "engine FP16",
     "engine BF16",
     BEFORE_VARIANT,
+    RESIDUAL_VARIANT,
 )
 
 
@@ -216,6 +219,8 @@ def engine_suite(torch, config, state: dict, timer: Timer, loads: dict[str, list
         "engine, padded (before packing)": replace(default, packed=False),
         "engine": default,
         BEFORE_VARIANT: default,
+        RESIDUAL_VARIANT: default,
+        HOST_CHECK_VARIANT: default,
         "engine, no CUDA graphs": replace(default, cuda_graphs=False),
         "engine, flash varlen attention": replace(default, packed_attention="flash"),
         "engine FP16": replace(default, dtype="float16"),
@@ -229,11 +234,15 @@ def engine_suite(torch, config, state: dict, timer: Timer, loads: dict[str, list
     for label, options in variants.items():
         engine = TorchEngine(fresh(torch.float32), "cuda", options)
         print(f"(c) {label}")
-        with packed_normalization(normalize_packed_scatter if label == BEFORE_VARIANT else None):
+        if label == BEFORE_VARIANT:
+            swapped = packed_normalization(normalize_packed_scatter)
+        else:
+            swapped = ALTERNATIVES[label](engine) if label in ALTERNATIVES else contextlib.nullcontext()
+        with swapped:
             for name in loads:
                 run = engine_runner(torch, engine, clips[name], max_padding=0.35)
                 rows[name].append(_measure(torch, timer, label, run, audio[name]))
-            # Inside the `with`, so that the replaced normalization's logits are checked as the engine's are.
+            # Inside the `with`, so that the replaced choice's logits are checked as the engine's are.
             if label in LOGITS_CHECKED:
                 accuracy[label] = logit_accuracy(torch, fp32, engine, [2.0, 3.7, 6.1, 9.4, 12.8, 15.0])
                 print(f"  logits vs FP32: {accuracy[label]}")

@@ -413,3 +413,32 @@ def test_packed_normalization_keeps_a_quiet_clip_exact_after_long_loud_audio() -
 def test_packed_normalization_of_nothing_is_nothing() -> None:
     packing = Packing((), *WAV2VEC2)
     assert normalize_packed(torch.zeros(0), packing).numel() == 0
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"do_stable_layer_norm": False, "feat_extract_norm": "layer"}],
+    ids=["stable", "post-norm"],
+)
+def test_the_earlier_choices_the_gpu_benchmark_times_give_the_engines_logits(overrides: dict) -> None:
+    """The variants swapped back in by `vaani.benchmarks.engine_alternatives` compute the same function
+    (else the GPU benchmark's before/after would compare different models), and a NaN is still refused."""
+    from vaani.benchmarks.engine_alternatives import ALTERNATIVES
+    from vaani.serving.engines.base import InvalidRequest
+
+    model = _model(**overrides)
+    engine = TorchEngine(copy.deepcopy(model), "cpu", FP32)
+    clips = _clips([16_000, 7_300])
+    values = [clip[None, :] for clip in clips]
+    frames = lambda n: int(model._get_feat_extract_output_lengths(n))  # noqa: E731
+    expected = engine.run_ragged(values, _lengths(values), frames)
+    for label, swapped in ALTERNATIVES.items():
+        with swapped(engine):
+            got = engine.run_ragged(values, _lengths(values), frames)
+            bad = values[0].copy()
+            bad[0, 100] = np.nan
+            refused = engine.run_ragged([bad], _lengths([bad]), frames)[0]
+        for want, have in zip(expected, got):
+            torch.testing.assert_close(have, want, atol=1e-5, rtol=1e-5, msg=label)
+        assert isinstance(refused, InvalidRequest) and "NaN" in str(refused), label
+    assert "_encoder" not in vars(engine.ctc) and "all_finite" not in vars(engine)  # swapped back

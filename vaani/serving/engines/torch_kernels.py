@@ -61,10 +61,9 @@ if triton is not None:
 def reference_layer_norm(
     x: torch.Tensor, norm: nn.LayerNorm, gelu: bool = False, shift: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """The same function in PyTorch operations: FP32 norm on FP32 parameters, result in x's dtype."""
-    if shift is not None:
-        x = x + shift.to(x.dtype)
-    y = F.layer_norm(x.float(), norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+    """The same function in PyTorch operations: shift and norm in FP32 on FP32 parameters, x's dtype out."""
+    y = x.float() if shift is None else x.float() + shift.float()
+    y = F.layer_norm(y, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
     if gelu:
         y = F.gelu(y)
     return y.to(x.dtype)
