@@ -27,10 +27,10 @@ def _encoder_adds_apart(self, x: torch.Tensor, attend: Callable) -> torch.Tensor
         x = self.norm(self.encoder.layer_norm, x)
     for layer in self.layers:
         if self.stable:
-            x = x + layer.out(attend(layer, self.norm(layer.norm1, x)))
+            x = x + layer.out(attend(F.linear(self.norm(layer.norm1, x), layer.qkv_weight, layer.qkv_bias)))
             x = x + layer.ff_out(layer.activation(layer.ff_in(self.norm(layer.norm2, x))))
         else:
-            x = self.norm(layer.norm1, x + layer.out(attend(layer, x)))
+            x = self.norm(layer.norm1, x + layer.out(attend(F.linear(x, layer.qkv_weight, layer.qkv_bias))))
             x = self.norm(layer.norm2, x + layer.ff_out(layer.activation(layer.ff_in(x))))
     if self.stable:
         final = self.encoder.layer_norm

@@ -108,6 +108,8 @@ def run(args: argparse.Namespace) -> dict:
             results["bundled_accuracy"] = bundled
             same = sum(r == e for r, e in zip(bundled["reference"], bundled["engine"]))
             print(f"bundled test set: {same}/{len(bundled['engine'])} engine transcripts equal FP32's")
+            same = sum(r == e for r, e in zip(bundled["reference"], bundled["engine_fp8"]))
+            print(f"bundled test set: {same}/{len(bundled['engine_fp8'])} FP8 transcripts equal FP32's")
         except Exception as error:  # the speed numbers stand without it
             results["bundled_error"] = f"{type(error).__name__}: {error}"
             print(f"bundled test set failed: {results['bundled_error']}")

@@ -33,6 +33,7 @@ LOGITS_CHECKED = (
     "engine BF16",
     BEFORE_VARIANT,
     RESIDUAL_VARIANT,
+    "engine FP8 matrix products",
 )
 
 
@@ -147,9 +148,10 @@ def packed_check(torch, config, layers: int = 4) -> dict:
 
 
 def bundled_accuracy(torch, model_dir: Path, eval_file: Path, limit: int) -> dict:
-    """Transcripts of the engine (BF16) and of the FP32 reference on the bundled test set."""
+    """Transcripts of the engine (BF16, and with FP8 matrix products) and of the FP32 reference on the
+    bundled test set."""
     from vaani.build.hf_model import HfModel
-    from vaani.serving.engines.torch_engine import TorchEngine
+    from vaani.serving.engines.torch_engine import TorchEngine, TorchEngineOptions
 
     data = np.load(eval_file, allow_pickle=False)
     offsets, texts = data["offsets"], [str(t) for t in data["texts"]][:limit]
@@ -159,6 +161,8 @@ def bundled_accuracy(torch, model_dir: Path, eval_file: Path, limit: int) -> dic
     hf = HfModel.load(model_dir)
     hf.model.cuda()
     engine = TorchEngine.load(model_dir, "cuda")
+    fp8 = TorchEngine.load(model_dir, "cuda", TorchEngineOptions(fp8=True))
+    candidate_fp8: list[str] = []
     spec = hf.spec()
     reference, candidate = [], []
     for start in range(0, len(audio), 16):
@@ -167,12 +171,20 @@ def bundled_accuracy(torch, model_dir: Path, eval_file: Path, limit: int) -> dic
         with torch.inference_mode():
             ids_ref = hf.model(torch.from_numpy(values).cuda(), attention_mask=torch.from_numpy(mask).cuda())
             ids_ref = ids_ref.logits.argmax(-1).cpu().numpy()
-        got = engine(values, mask).argmax(-1)
+        got, got_fp8 = engine(values, mask).argmax(-1), fp8(values, mask).argmax(-1)
         for row, clip in enumerate(chunk):
             frames = spec.frames(len(clip))
             reference.append(hf.decode(ids_ref[row, :frames]))
             candidate.append(hf.decode(got[row, :frames]))
-    return {"model": str(model_dir), "truth": texts, "reference": reference, "engine": candidate}
+            candidate_fp8.append(hf.decode(got_fp8[row, :frames]))
+    return {
+        "model": str(model_dir),
+        "truth": texts,
+        "reference": reference,
+        "engine": candidate,
+        "engine_fp8": candidate_fp8 if fp8.ctc.fp8 is not None else [],
+        "fp8_unavailable": fp8.ctc.fp8_unavailable,
+    }
 
 
 def engine_suite(torch, config, state: dict, timer: Timer, loads: dict[str, list[float]]) -> dict:
@@ -221,6 +233,7 @@ def engine_suite(torch, config, state: dict, timer: Timer, loads: dict[str, list
         BEFORE_VARIANT: default,
         RESIDUAL_VARIANT: default,
         HOST_CHECK_VARIANT: default,
+        "engine FP8 matrix products": replace(default, fp8=True),
         "engine, no CUDA graphs": replace(default, cuda_graphs=False),
         "engine, flash varlen attention": replace(default, packed_attention="flash"),
         "engine FP16": replace(default, dtype="float16"),
@@ -234,6 +247,10 @@ def engine_suite(torch, config, state: dict, timer: Timer, loads: dict[str, list
     for label, options in variants.items():
         engine = TorchEngine(fresh(torch.float32), "cuda", options)
         print(f"(c) {label}")
+        if options.fp8 and engine.ctc.fp8 is None:
+            print(f"  not timed: {engine.ctc.fp8_unavailable}")
+            accuracy[label] = {"unavailable": engine.ctc.fp8_unavailable}
+            continue
         if label == BEFORE_VARIANT:
             swapped = packed_normalization(normalize_packed_scatter)
         else:

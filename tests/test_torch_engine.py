@@ -442,3 +442,25 @@ def test_the_earlier_choices_the_gpu_benchmark_times_give_the_engines_logits(ove
             torch.testing.assert_close(have, want, atol=1e-5, rtol=1e-5, msg=label)
         assert isinstance(refused, InvalidRequest) and "NaN" in str(refused), label
     assert "_encoder" not in vars(engine.ctc) and "all_finite" not in vars(engine)  # swapped back
+
+
+def test_fp8_matrix_products_follow_fp32_within_fp8_rounding(model) -> None:
+    """The FP8 path (PyTorch operations and `torch._scaled_mm` on a CPU; Triton kernels on a GPU) computes
+    the model: logits within FP8's rounding of FP32's, padded and packed alike."""
+    clips = _clips([16_000, 7_300])
+    values = [clip[None, :] for clip in clips]
+    frames = lambda n: int(model._get_feat_extract_output_lengths(n))  # noqa: E731
+    for packed in (True, False):
+        options = TorchEngineOptions(dtype="float32", fp8=True, packed=packed)
+        engine = TorchEngine(copy.deepcopy(model), "cpu", options)
+        assert engine.ctc.fp8 is not None and engine.ctc.fp8_unavailable is None
+        for clip, logits in zip(clips, engine.run_ragged(values, _lengths(values), frames)):
+            expected = _reference(model, clip)
+            error = float((logits[0] - expected).norm() / expected.norm())
+            assert 1e-4 < error < 0.05, error  # FP8 rounding shows, and stays small
+
+
+def test_fp8_is_declined_with_its_reason_for_post_norm_models() -> None:
+    post_norm = _model(do_stable_layer_norm=False, feat_extract_norm="layer")
+    engine = TorchEngine(post_norm, "cpu", TorchEngineOptions(dtype="float32", fp8=True))
+    assert engine.ctc.fp8 is None and "stable" in engine.ctc.fp8_unavailable

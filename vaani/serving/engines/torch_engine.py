@@ -46,6 +46,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from vaani.serving.acoustic import conv_frames
 from vaani.serving.contract import SAMPLING_RATE
 from vaani.serving.engines.base import Engine
+from vaani.serving.engines.torch_fp8 import Fp8Linear, fp8_available, norm_quant, quantize
 from vaani.serving.engines.torch_kernels import (
     first_conv_available,
     first_conv_taps,
@@ -103,6 +104,26 @@ class _Layer:
     shift2: torch.Tensor | None = None
 
 
+@dataclass(frozen=True)
+class _Fp8Layer:
+    """A stable layer's four matrix products in FP8 (`torch_fp8`); the biases that stay are Q/K/V's and
+    feed-forward in's (the others are carried to the next norm, as in BF16)."""
+
+    qkv: Fp8Linear
+    out: Fp8Linear
+    ff_in: Fp8Linear
+    ff_out: Fp8Linear
+
+    @classmethod
+    def of(cls, layer: _Layer) -> _Fp8Layer:
+        return cls(
+            qkv=Fp8Linear.of(layer.qkv_weight, layer.qkv_bias),
+            out=Fp8Linear.of(layer.out),
+            ff_in=Fp8Linear.of(layer.ff_in, layer.ff_in.bias),
+            ff_out=Fp8Linear.of(layer.ff_out),
+        )
+
+
 def _conv_matrices(
     weight: torch.Tensor, kernel: int, stride: int
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -135,6 +156,7 @@ class CtcForward:
         fp32_norms: bool = True,
         masked_attention: str = "auto",
         packed_kernel: str = "auto",
+        fp8: bool = False,
     ):
         config = model.config
         if getattr(config, "adapter_attn_dim", None) is not None or getattr(config, "add_adapter", False):
@@ -201,6 +223,20 @@ class CtcForward:
         self.layers = [self._layer(layer) for layer in base.encoder.layers]
         self.final_shift = self._carry_biases() if self.stable else None
         self.lm_head = model.lm_head
+        self.fp8: list[_Fp8Layer] | None = None
+        self.fp8_unavailable = self._fp8_unavailable(config, device, dtype) if fp8 else None
+        if fp8 and self.fp8_unavailable is None:
+            self.fp8 = [_Fp8Layer.of(layer) for layer in self.layers]
+        elif fp8:
+            print(f"torch engine: FP8 matrix products unavailable ({self.fp8_unavailable}); {dtype} ones")
+
+    def _fp8_unavailable(self, config: Any, device: torch.device, dtype: torch.dtype) -> str | None:
+        """Why this model cannot run its matrix products in FP8 here (None: it can)."""
+        if not self.stable:
+            return "FP8 is built for stable (pre-norm) layers, as wav2vec2-large has"
+        if config.hidden_act != "gelu":
+            return f"the feed-forward activation is {config.hidden_act!r}; FP8 fuses exact GELU"
+        return fp8_available(device, dtype)
 
     @staticmethod
     def _layer(layer: nn.Module) -> _Layer:
@@ -306,16 +342,16 @@ class CtcForward:
         positions, segments = (torch.from_numpy(a).to(x.device) for a in packing.segments_after(1))
         return segment_channel_norm(x, positions, segments, len(packing.samples), norm)
 
-    def _attention(self, layer: _Layer, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        batch, frames, hidden = x.shape
-        qkv = F.linear(x, layer.qkv_weight, layer.qkv_bias).view(batch, frames, 3, self.heads, -1)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+    def _attention(self, qkv: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """Attention of a padded batch from its Q/K/V product ``[B, T, 3 × hidden]``."""
+        batch, frames, width = qkv.shape
+        q, k, v = qkv.view(batch, frames, 3, self.heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
         if mask is not None and self.masked_backends is not None:
             with sdpa_kernel(self.masked_backends):
                 attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         else:
             attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        return attended.transpose(1, 2).reshape(batch, frames, hidden)
+        return attended.transpose(1, 2).reshape(batch, frames, width // 3)
 
     @staticmethod
     def _residual(x: torch.Tensor, h: torch.Tensor, linear: nn.Linear) -> torch.Tensor:
@@ -342,7 +378,7 @@ class CtcForward:
             x.transpose(1, 2), self.pos_conv_weight, conv.bias, padding=conv.padding, groups=conv.groups
         )
         position = self.pos_conv.activation(self.pos_conv.padding(position)).transpose(1, 2)
-        return self._encoder(x + position, lambda layer, h: self._attention(layer, h, mask))
+        return self._encoder(x + position, lambda qkv: self._attention(qkv, mask))
 
     def packed(
         self, audio: torch.Tensor, packing: Packing, index: DevicePacking | None = None
@@ -364,17 +400,15 @@ class CtcForward:
                 gapped.t()[None], self.pos_conv_weight, conv.bias, padding=conv.padding, groups=conv.groups
             )
             x = x + self.pos_conv.activation(position[0].t().index_select(0, index.gapped))
-        return self._encoder(x, lambda layer, h: self._packed_attention(layer, h, index))
+        return self._encoder(x, lambda qkv: self._packed_attention(qkv, index))
 
-    def _packed_attention(self, layer: _Layer, x: torch.Tensor, index: DevicePacking) -> torch.Tensor:
-        tokens, hidden = x.shape
-        q, k, v = F.linear(x, layer.qkv_weight, layer.qkv_bias).view(tokens, 3, self.heads, -1).unbind(1)
-        attended = self.attend_packed(q, k, v, index)
-        return attended.reshape(tokens, hidden)
+    def _packed_attention(self, qkv: torch.Tensor, index: DevicePacking) -> torch.Tensor:
+        """Attention within each packed utterance from the Q/K/V product ``[tokens, 3 × hidden]``."""
+        tokens, width = qkv.shape
+        q, k, v = qkv.view(tokens, 3, self.heads, -1).unbind(1)
+        return self.attend_packed(q, k, v, index).reshape(tokens, width // 3)
 
-    def _encoder(
-        self, x: torch.Tensor, attend: Callable[[_Layer, torch.Tensor], torch.Tensor]
-    ) -> torch.Tensor:
+    def _encoder(self, x: torch.Tensor, attend: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         """The transformer and the CTC head on hidden states ``[..., hidden]`` after the positional conv.
 
         Each residual add is the C operand of the output projection's matrix product (`_residual`)
@@ -382,15 +416,19 @@ class CtcForward:
         next norm (its ``shift``, in FP32) instead: a post-norm layer's norm follows at once; a
         stable layer's stream leaves every bias out, and each norm adds the biases summed so far.
         """
+        if self.fp8 is not None:
+            return self._encoder_fp8(x, attend)
         if not self.stable:
             x = self.norm(self.encoder.layer_norm, x)
         for layer in self.layers:
             if self.stable:
-                x = self._residual(x, attend(layer, self.norm(layer.norm1, x, layer.shift1)), layer.out)
+                h = self.norm(layer.norm1, x, layer.shift1)
+                x = self._residual(x, attend(F.linear(h, layer.qkv_weight, layer.qkv_bias)), layer.out)
                 hidden = layer.activation(layer.ff_in(self.norm(layer.norm2, x, layer.shift2)))
                 x = self._residual(x, hidden, layer.ff_out)
             else:
-                x = self.norm(layer.norm1, self._residual(x, attend(layer, x), layer.out), layer.out.bias)
+                attended = attend(F.linear(x, layer.qkv_weight, layer.qkv_bias))
+                x = self.norm(layer.norm1, self._residual(x, attended, layer.out), layer.out.bias)
                 hidden = layer.activation(layer.ff_in(x))
                 x = self.norm(layer.norm2, self._residual(x, hidden, layer.ff_out), layer.ff_out.bias)
         if self.stable:  # the last norm's output feeds the FP32 projection directly
@@ -403,6 +441,28 @@ class CtcForward:
                 final.eps,
             )
         return self.lm_head(x.float())
+
+    def _encoder_fp8(self, x: torch.Tensor, attend: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """`_encoder` of stable layers with FP8 matrix products: each input is quantized by the kernel
+        that makes it (`norm_quant` adds the residual too), each product writes the engine's dtype."""
+        lead, hidden = x.shape[:-1], x.shape[-1]
+        x, y = x.reshape(-1, hidden), None
+        for layer, fp8 in zip(self.layers, self.fp8 or []):
+            x, quantized, scale = norm_quant(x, y, layer.norm1, layer.shift1)
+            attended = attend(fp8.qkv(quantized, scale, self.dtype).view(*lead, -1)).reshape(x.shape)
+            y = fp8.out(*quantize(attended), self.dtype)
+            x, quantized, scale = norm_quant(x, y, layer.norm2, layer.shift2)
+            y = fp8.ff_out(*quantize(fp8.ff_in(quantized, scale, self.dtype), gelu=True), self.dtype)
+        final = self.encoder.layer_norm
+        stream = x.float() if y is None else x.float() + y.float()
+        x = F.layer_norm(
+            (stream + self.final_shift).to(final.weight.dtype),
+            final.normalized_shape,
+            final.weight,
+            final.bias,
+            final.eps,
+        )
+        return self.lm_head(x.float()).view(*lead, -1)
 
 
 def _next_power_of_two(n: int) -> int:
@@ -494,6 +554,7 @@ class TorchEngine(Engine):
             self.options.fp32_norms,
             self.options.masked_attention,
             self.options.packed_attention,
+            self.options.fp8,
         )
         self.pinned: torch.Tensor | None = None
         self.graphs: GraphCache | None = None

@@ -33,6 +33,10 @@ class TorchEngineOptions:
     # faster on mixed lengths there); "efficient" forces the memory-efficient kernel.
     masked_attention: str = "auto"
     cuda_graphs: bool = True
+    # The transformer's matrix products in FP8 (e4m3, one scale per token and per output channel;
+    # `torch_fp8`), on GPUs that have them (compute capability ≥ 8.9) for stable-layer models; off by
+    # default: it is a precision of its own, gated on transcripts (docs/gpu.md).
+    fp8: bool = False
     # Graphs are used while padded batch × length stays within this many seconds; above it the
     # GPU time hides the launch overhead and a graph would only cost memory.
     graph_max_seconds: float = 32.0
