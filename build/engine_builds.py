@@ -48,7 +48,7 @@ class OnnxRuntimeBuild(EngineBuild):
     ) -> list[Path]:
         onnx_path = target / "model.onnx"
         print(f"exporting ONNX (opset {export.OPSET}) → {onnx_path}")
-        export.export_onnx(hf.model, hf.uses_attention_mask, onnx_path)
+        export.export_onnx(hf.model, hf.uses_attention_mask, onnx_path, cpu_graph=True)
         from vaani.serving.engines.onnxruntime import OnnxRuntimeEngine
 
         require(compare(hf.logits, OnnxRuntimeEngine(onnx_path), hf.features, hf.spec(), probe_audio()))

@@ -4,8 +4,9 @@ On a CPU the `wav2vec2` step is almost all of a request's time, and in a base-si
 half of that is the transformer's weight matrix products. ONNX Runtime's dynamic quantization
 stores those weights as INT8 and quantizes each activation on the fly (`MatMulInteger`), which
 VNNI/AMX cores run several times faster than FP32. Only `MatMul`/`Gemm` with a constant weight
-are quantized: the convolutional feature encoder, attention's activation × activation products,
-layer norms and the logits' softmax stay FP32, where the accuracy is fragile (the recipe icefall
+are quantized: the convolutional feature encoder (matrix products too in the CPU graph of
+`vaani.build.export`, left out by name), attention's activation × activation products, layer
+norms and the logits' softmax stay FP32, where the accuracy is fragile (the recipe icefall
 reports unchanged WER with).
 
 Like every precision, the quantized graph is installed only if its transcripts of the evaluation
@@ -34,11 +35,14 @@ def quantize_matmuls(source: Path, target: Path) -> dict[str, int]:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    from vaani.build.export import feature_encoder_nodes
+
     quantize_dynamic(
         str(source),
         str(target),
         op_types_to_quantize=list(QUANTIZED_OPS),
         weight_type=QuantType.QInt8,
+        nodes_to_exclude=feature_encoder_nodes(onnx.load(str(source), load_external_data=False).graph),
         extra_options={"MatMulConstBOnly": True},
     )
     return dict(Counter(node.op_type for node in onnx.load(str(target), load_external_data=False).graph.node))

@@ -10,6 +10,7 @@ import pytest
 import soundfile
 
 from vaani.build.accuracy_gate import GateRefused
+from vaani.build.export import FEATURE_ENCODER_SCOPE
 from vaani.build.pipeline import STAMP, build
 from vaani.build.repository import RepositorySettings
 from vaani.build.tensorrt.route import PlanOptions
@@ -61,14 +62,14 @@ def test_quantized_build_keeps_the_transcripts_of_fp32(tmp_path, held_out, bundl
     assert sorted(p.name for p in onnx_path.parent.glob("*.onnx")) == ["model.onnx"]
     ops = _ops(onnx_path)
     weights = {t.name: t for t in onnx.load(str(onnx_path)).graph.initializer}
-    # Every weight matrix product is INT8; the convolutional feature encoder stays FP32.
+    # Every weight matrix product of the transformer is INT8; the convolutional feature encoder,
+    # one FP32 matrix product per convolution in the CPU graph, and the positional conv stay FP32.
     assert len(ops["MatMulInteger"]) >= 6 * bundled_model.model.config.num_hidden_layers
-    assert all(
-        weights[node.input[1]].data_type == onnx.TensorProto.FLOAT
-        for node in ops["Conv"]
-        if node.input[1] in weights
-    )
-    assert len(ops["Conv"]) == len(bundled_model.model.config.conv_dim) + 1  # + positional conv
+    encoder = [n for n in ops["MatMul"] if n.name.startswith(FEATURE_ENCODER_SCOPE)]
+    assert len(encoder) == len(bundled_model.model.config.conv_dim)
+    assert not [n for n in ops["MatMulInteger"] if n.name.startswith(FEATURE_ENCODER_SCOPE)]
+    assert all(weights[node.input[1]].data_type == onnx.TensorProto.FLOAT for node in encoder + ops["Conv"])
+    assert len(ops["Conv"]) == 1  # the positional convolution
 
     engine = OnnxRuntimeEngine(onnx_path, threads=2)
     quantized = []
