@@ -15,9 +15,17 @@ Its work is bounded for any request: at most the frames of ``max_samples`` (the 
 ``--max-audio-seconds``) per utterance, a ``WINDOW_LAYOUT`` only as `preprocess` makes it, and a beam
 search in pieces of one window's frames, greedy for a piece whose logits are too flat to search
 cheaply or once the request has spent its search time (`vaani.serving.beam`; the step logs a
-warning when that happens). The requests it holds take turns (`vaani.serving.steps.turns`): one
-piece of each per round, so a short request is decoded between the pieces of a long one; a request
-that Triton reports cancelled is dropped before its next piece.
+warning when that happens). Under beam search the requests it holds take turns
+(`vaani.serving.steps.turns`): one piece of each per round, so a short request is decoded between
+the pieces of a long one; a request that Triton reports cancelled is dropped before its next piece.
+
+Greedy decoding takes no turns: ``execute()`` decodes its requests and returns their answers. It is
+one pass over a request's frames (about 10 µs per second of audio; the longest recording a server
+takes, an hour, in tens of milliseconds), so no request waits long behind another, and through the
+turns each answer cost more than its decoding: a response sender's IPC round trip per request and
+two ``is_cancelled()`` ones (measured: 0.35 ms of the step's CPU per request at concurrency 64 on
+the 2-core CPU, against 0.08 ms of decoding; `benchmarks/decoder_step.py`). Returned answers go back
+to Triton in one message per execution, and Triton's ``compute_infer`` of the step is its decoding.
 """
 
 from __future__ import annotations
@@ -85,25 +93,45 @@ class TritonPythonModel:
                 piece_frames=self.windowing.chunk // self.spec.samples_per_frame,
                 longest_seconds=self.max_samples / SAMPLING_RATE,
             )
-        self.turns = Turns(self._round, context.max_batch_size, "ctc_decoder")
+        self.turns = None if self.beam is None else Turns(self._round, context.max_batch_size, "ctc_decoder")
 
     def execute(self, requests):
+        if self.turns is None:  # greedy: each request decoded and answered here, in one pass
+            return [self._greedy(request) for request in requests]
         self.turns.admit(requests, self._admit)
+        return None
 
     def finalize(self):
-        self.turns.close()
+        if self.turns is not None:
+            self.turns.close()
+
+    def _greedy(self, request) -> pb_utils.InferenceResponse:
+        """The request's answer: its transcripts (and words when asked), or its own error."""
+        try:
+            checked = self._checked(request)
+            paths = (
+                self.greedy.best_paths(checked.logits, checked.num_samples)
+                if checked.tokens is None
+                else self.greedy.own_frames(checked.tokens, checked.num_samples)
+            )
+            words = [self.greedy.words_ids(path, checked.cuts) for path in paths]
+            return self._answer(request, checked, words, paths)
+        except (DecoderInputError, Refused) as error:
+            return refused(str(error))
+        except Exception as error:  # a decoder failure fails its request, not the batch
+            return failed("ctc_decoder", error)
 
     def _admit(self, request):
-        """The request's decoding, to be served in turns, once its inputs are checked; or its refusal."""
+        """The request's beam search, to be served in turns, once its inputs are checked; or its refusal."""
         try:
-            return self._decoding(request, self._checked(request))
+            return self._searching(request, self._checked(request))
         except (DecoderInputError, Refused) as error:
             return refused(str(error))
         except Exception as error:  # a decoder failure fails its request, not the batch
             return failed("ctc_decoder", error)
 
     def _round(self, jobs: list[Job]) -> None:
-        """One turn of each request: one piece of its beam search (greedy decoding is one turn)."""
+        """One turn of each request: one piece of its beam search."""
         for job in jobs:
             try:
                 next(job.work)
@@ -138,22 +166,22 @@ class TritonPythonModel:
         cuts = [0] if windows is None else breaks(windows, self.spec.samples_per_frame)
         return Checked(logits, tokens, num_samples, cuts, hotwords, weight)
 
-    def _decoding(self, request, checked: Checked) -> Generator[None, None, pb_utils.InferenceResponse]:
-        logits, tokens, num_samples, cuts = checked.logits, checked.tokens, checked.num_samples, checked.cuts
-        paths = None
-        if self.beam is not None:
-            words = yield from self._beam(logits, num_samples, cuts, checked.hotwords, checked.weight)
-        else:
-            paths = (
-                self.greedy.best_paths(logits, num_samples)
-                if tokens is None
-                else self.greedy.own_frames(tokens, num_samples)
-            )
-            words = [self.greedy.words_ids(path, cuts) for path in paths]
-        if asked_for(request, WORDS):  # times from the frames aligned to the words and the audio's energy
-            best = paths if paths is not None else self.greedy.best_paths(logits, num_samples)
-            scores = logits if self.beam is not None else None
-            words = self.aligner.batch(words, cuts, best, scores, optional(request, FRAME_RMS))
+    def _searching(self, request, checked: Checked) -> Generator[None, None, pb_utils.InferenceResponse]:
+        """The beam search of a request, a piece a turn, then its answer."""
+        words = yield from self._beam(
+            checked.logits, checked.num_samples, checked.cuts, checked.hotwords, checked.weight
+        )
+        return self._answer(request, checked, words, None)
+
+    def _answer(
+        self, request, checked: Checked, words: list[list[Word]], paths: list[np.ndarray] | None
+    ) -> pb_utils.InferenceResponse:
+        """The response from the decoded ``words``; asked for ``WORDS``, their times from the frames
+        (``paths``: greedy's best paths, None after beam search) and the audio's energy."""
+        if asked_for(request, WORDS):
+            best = paths if paths is not None else self.greedy.best_paths(checked.logits, checked.num_samples)
+            scores = checked.logits if self.beam is not None else None
+            words = self.aligner.batch(words, checked.cuts, best, scores, optional(request, FRAME_RMS))
         return self._response(request, words)
 
     def _beam(
