@@ -6,10 +6,14 @@ tritonserver on free ports and, for each scenario, holds streams of held-out sen
 latency (sent → its answer; p50/p95/p99/max), how long after its last chunk each stream's last
 answer came (the lag: a stream is *held in real time* when it stays within 2 s, the issue's goal),
 the final text's WER beside `asr`'s on the same recordings, and how many requests `wav2vec2` ran per
-execution (chunks of different streams sharing acoustic runs). Scenarios: 1, 2, 4, 8 concurrent
-streams in 200 ms chunks, then one stream in 100 ms, 500 ms and 1 s chunks (the chunk-length
-trade-off), each repeated. The concurrency scenarios also run, interleaved, against a second server
-whose step has one instance (``--stream-instances 1``, the baseline of the default 4).
+execution (chunks of different streams sharing acoustic runs), how many requests `asr` served per
+chunk (a chunk costs one per partial and one per segment it finishes; one between two partials,
+none), and how soon the text shows: the mean time from a stream's first chunk until each word of its
+final text is first on screen (its n-th word: the first answer that holds n words), the price of
+recomputing the partial less often. Scenarios: 1, 2, 4, 8 concurrent streams in 200 ms chunks, then
+one stream in 100 ms, 500 ms and 1 s chunks (the chunk-length trade-off), each repeated. The
+concurrency scenarios run, interleaved, against one server per ``--stream-instances`` and
+``--stream-partial-seconds`` value (each row names its server's, read from its config).
 
 Accuracy on single utterances: every entry of ``--manifest`` (default: the bundled model's held-out
 test set, where present) streamed in 200 ms chunks as fast as answered, eight at a time, its final
@@ -42,7 +46,7 @@ from vaani.build.pipeline import build
 from vaani.build.repository import RepositorySettings
 from vaani.client.api import TranscriptionClient
 from vaani.client.streaming import ChunkAnswer, stream_audio
-from vaani.serving.contract import ACOUSTIC, SAMPLING_RATE
+from vaani.serving.contract import ACOUSTIC, ENSEMBLE, SAMPLING_RATE, STREAM
 from vaani.supervision.process import Ports, TritonProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,14 +63,41 @@ def _percentiles(values: list[float]) -> dict[str, float]:
     }
 
 
-def _executions(url: str) -> tuple[int, int]:
-    """`wav2vec2`'s (requests, executions) so far, from Triton's statistics."""
+def _executions(url: str) -> tuple[int, int, int]:
+    """`wav2vec2`'s requests and executions so far, and `asr`'s requests, from Triton's statistics."""
     import tritonclient.grpc as grpc
 
     client = grpc.InferenceServerClient(url)
-    stats = client.get_inference_statistics(ACOUSTIC, as_json=True)["model_stats"][0]
+    acoustic = client.get_inference_statistics(ACOUSTIC, as_json=True)["model_stats"][0]
+    ensemble = client.get_inference_statistics(ENSEMBLE, as_json=True)["model_stats"][0]
     client.close()
-    return int(stats.get("inference_count", 0)), int(stats.get("execution_count", 0))
+    counts = (acoustic.get("inference_count", 0), acoustic.get("execution_count", 0))
+    return int(counts[0]), int(counts[1]), int(ensemble.get("inference_count", 0))
+
+
+def server_settings(url: str) -> dict:
+    """What a server's `asr_stream` runs with, from its config: step instances, partial interval (s)."""
+    import tritonclient.grpc as grpc
+
+    client = grpc.InferenceServerClient(url)
+    config = client.get_model_config(STREAM, as_json=True)["config"]
+    client.close()
+    partial = int(config["parameters"]["partial_samples"]["string_value"]) / SAMPLING_RATE
+    return {"instances": sum(int(g.get("count", 1)) for g in config["instance_group"]), "partial_s": partial}
+
+
+def text_delay(answers: list[ChunkAnswer]) -> float | None:
+    """Mean seconds from the stream's first chunk sent until each word of its final text shows: its
+    n-th word at the first answer that holds n words (partial or finished)."""
+    words = len(answers[-1].transcript.split()) if answers else 0
+    if not words:
+        return None
+    start, shown, times = answers[0].sent, 0, []
+    for answer in sorted(answers, key=lambda a: a.answered):
+        count = min(len(answer.transcript.split()), words)
+        times += [answer.answered - start] * max(0, count - shown)
+        shown = max(shown, count)
+    return float(np.mean(times))
 
 
 def _wer(truths: list[str], texts: list[str]) -> float | None:
@@ -119,11 +150,12 @@ def run_scenario(
             parts = pool.starmap(_streams, [(url, jobs[k::processes], chunk_s) for k in range(processes)])
         results = {n: answers for part, _ in parts for n, answers in part.items()}
         failures = [failure for _, part in parts for failure in part]
-    requests, executions = (a - b for a, b in zip(_executions(url), before))
+    requests, executions, decodes = (a - b for a, b in zip(_executions(url), before))
     answers = [a for n in sorted(results) for a in results[n]]
     lags = [max(a.answered for a in results[n]) - results[n][-1].sent for n in sorted(results)]
     truths = [recordings[n % len(recordings)][1] for n in sorted(results)]
     finals = [results[n][-1].transcript for n in sorted(results)]
+    delays = [d for d in (text_delay(results[n]) for n in sorted(results)) if d is not None]
     return {
         "streams": streams,
         "chunk_s": chunk_s,
@@ -135,6 +167,8 @@ def run_scenario(
         "wer": _wer(truths, finals),
         "asr_wer": _wer(truths, [asr_texts[n % len(asr_texts)] for n in sorted(results)]),
         "acoustic_requests_per_execution": round(requests / executions, 2) if executions else None,
+        "asr_requests_per_chunk": round(decodes / len(answers), 2) if answers else None,
+        "text_delay_s": round(float(np.mean(delays)), 3) if delays else None,
         "failures": failures[:10],  # the first few: one reason is usually all of them
     }
 
@@ -148,19 +182,22 @@ def _asr_texts(url: str, recordings: list[tuple[np.ndarray, str]]) -> list[str]:
 
 
 COLUMNS = (
-    "step instances", "streams", "chunk", "chunks", "errors", "p50 ms", "p95 ms", "p99 ms", "max ms",
-    "last answer after last chunk (worst stream)", "held in real time", "WER (asr, same audio)",
+    "step instances", "partial every", "streams", "chunk", "chunks", "errors", "p50 ms", "p95 ms",
+    "p99 ms", "max ms", "last answer after last chunk (worst stream)", "held in real time",
+    "WER (asr, same audio)", "asr requests / chunk", "word shown (mean s from start)",
     "wav2vec2 requests / execution",
 )  # fmt: skip
 
 
 def _row(r: dict) -> list[str]:
     latency = [f"{r[key]:.0f}" for key in ("p50_ms", "p95_ms", "p99_ms", "max_ms")]
+    partial = f"{r['partial_s'] * 1000:.0f} ms" if r["partial_s"] else "chunk"
+    delay = "–" if r["text_delay_s"] is None else f"{r['text_delay_s']:.2f}"
     return [
-        str(r["instances"]), str(r["streams"]), f"{r['chunk_s'] * 1000:.0f} ms", str(r["chunks"]),
-        str(r["errors"]), *latency,
+        str(r["instances"]), partial, str(r["streams"]), f"{r['chunk_s'] * 1000:.0f} ms",
+        str(r["chunks"]), str(r["errors"]), *latency,
         f"{r['max_lag_s']:.2f} s", f"{r['held']}/{r['streams']}", _wer_cell(r),
-        str(r["acoustic_requests_per_execution"]),
+        str(r["asr_requests_per_chunk"]), delay, str(r["acoustic_requests_per_execution"]),
     ]  # fmt: skip
 
 
@@ -193,7 +230,7 @@ def _wer_cell(row: dict) -> str:
     return f"{row['wer']:.2f} % ({row['asr_wer']:.2f} %)"
 
 
-def _recordings(path: Path | None, count: int, sentences: int) -> list[tuple[np.ndarray, str]]:
+def load_recordings(path: Path | None, count: int, sentences: int) -> list[tuple[np.ndarray, str]]:
     """``count`` recordings of held-out sentences with pauses: read from ``path`` when it exists, else
     made (espeak-ng) and, with a ``path``, written there for a machine that cannot make them."""
     if path is not None and path.exists():
@@ -224,10 +261,6 @@ def _accuracy_line(accuracy: dict) -> str:
     )
 
 
-def _count(instances: int | str) -> int:
-    return instances if isinstance(instances, int) else 0
-
-
 def _numbers(text: str, kind=float) -> list:
     return [kind(x) for x in text.split(",") if x.strip()]
 
@@ -249,16 +282,19 @@ def _commit() -> str:
     return done.stdout.strip() or os.environ.get("VAANI_COMMIT", "unknown")
 
 
-def _start_servers(args: argparse.Namespace, stack: contextlib.ExitStack) -> dict[int, str]:
-    """The default build and the one-instance baseline, each served on free ports: step instances → URL."""
-    urls = {}
-    for settings in (RepositorySettings(), RepositorySettings(stream_instances=1)):
-        work = args.output / "work" / f"stream-instances-{settings.stream_instances}"
-        repository = build(args.model, work / "model_repository", settings)
-        ports = Ports(free_port(), free_port(), free_port())
-        log = repository.parent / "tritonserver.log"
-        stack.enter_context(TritonProcess(repository, ports, log_file=log)).wait_ready()
-        urls[settings.stream_instances] = f"localhost:{ports.grpc}"
+def _start_servers(args: argparse.Namespace, stack: contextlib.ExitStack) -> list[str]:
+    """`vaani build`'s defaults but for one ``--stream-instances`` and ``--stream-partial-seconds``
+    value each (the first of each list first), each served on free ports: their gRPC URLs."""
+    urls = []
+    for instances in _numbers(args.stream_instances, int):
+        for partial in _numbers(args.stream_partial_seconds):
+            settings = RepositorySettings(stream_instances=instances, stream_partial_seconds=partial)
+            work = args.output / "work" / f"stream-instances-{instances}-partial-{partial:g}"
+            repository = build(args.model, work / "model_repository", settings)
+            ports = Ports(free_port(), free_port(), free_port())
+            log = repository.parent / "tritonserver.log"
+            stack.enter_context(TritonProcess(repository, ports, log_file=log)).wait_ready()
+            urls.append(f"localhost:{ports.grpc}")
     return urls
 
 
@@ -271,6 +307,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=2, help="runs of every scenario (each reported)")
     parser.add_argument("--sentences", type=int, default=4, help="held-out sentences per stream's recording")
     parser.add_argument("--url", help="measure this running server (gRPC host:port): no build, no baseline")
+    parser.add_argument(
+        "--stream-instances", default="4", help="one server per value (its --stream-instances), e.g. 4,1"
+    )
+    parser.add_argument(
+        "--stream-partial-seconds",
+        default=",".join(
+            dict.fromkeys(f"{v:g}" for v in (0, RepositorySettings().stream_partial_seconds, 1))
+        ),
+        help="one server per value (its --stream-partial-seconds; 0: a partial at every chunk), e.g. 0,0.6,1",
+    )
     parser.add_argument(
         "--concurrency", default=",".join(map(str, CONCURRENCY)), help="streams, e.g. 1,2,4,8"
     )
@@ -287,33 +333,34 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.output.mkdir(parents=True, exist_ok=True)
     concurrency, chunk_lengths = _numbers(args.concurrency, int), _numbers(args.chunk_lengths)
-    recordings = _recordings(args.recordings, max(CONCURRENCY), args.sentences)
+    recordings = load_recordings(args.recordings, max(CONCURRENCY), args.sentences)
     seconds = [round(audio.size / SAMPLING_RATE, 2) for audio, _ in recordings]
     rows: list[dict] = []
     accuracy = None
     with contextlib.ExitStack() as stack:
-        urls = {"running": args.url} if args.url else _start_servers(args, stack)
-        default = next(iter(urls))
-        for url in urls.values():
+        urls = [args.url] if args.url else _start_servers(args, stack)
+        servers = {url: server_settings(url) for url in urls}
+        default = urls[0]
+        for url in urls:
             stream_audio(recordings[0][0][:SAMPLING_RATE], url, pace=0)  # warm-up, not reported
-        asr_texts = _asr_texts(urls[default], recordings)
+        asr_texts = _asr_texts(default, recordings)
         for repeat in range(args.repeats):
-            scenarios = [(i, n, 0.2) for n in concurrency for i in urls] + [
+            scenarios = [(url, n, 0.2) for n in concurrency for url in urls] + [
                 (default, 1, c) for c in chunk_lengths
             ]
-            for instances, streams, chunk_s in scenarios:
-                row = run_scenario(
-                    urls[instances], recordings, asr_texts, streams, chunk_s, args.client_processes
-                )
-                row |= {"instances": instances, "repeat": repeat + 1}
+            for url, streams, chunk_s in scenarios:
+                row = run_scenario(url, recordings, asr_texts, streams, chunk_s, args.client_processes)
+                row |= servers[url] | {"repeat": repeat + 1}
                 print(json.dumps(row, ensure_ascii=False), flush=True)
                 rows.append(row)
         if args.manifest and args.manifest.is_file():
-            accuracy = heldout(urls[default], args.manifest)
+            accuracy = heldout(default, args.manifest)
             print(json.dumps(accuracy, ensure_ascii=False), flush=True)
     rows.sort(
-        key=lambda r: (r["chunk_s"] != 0.2, r["chunk_s"], r["streams"], -_count(r["instances"]), r["repeat"])
-    )
+        key=lambda r: (
+            r["chunk_s"] != 0.2, r["chunk_s"], r["streams"], -r["instances"], r["partial_s"], r["repeat"]
+        )
+    )  # fmt: skip
     report = {
         "command": "python -m vaani.benchmarks.streaming "
         + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -323,8 +370,9 @@ def main(argv: list[str] | None = None) -> int:
         "model": args.model,
         "settings": f"a running server at {args.url}"
         if args.url
-        else "vaani build defaults (onnxruntime, decoder auto: beam search + the bundled LM); "
-        "the baseline: the same with --stream-instances 1",
+        else "vaani build defaults (onnxruntime, decoder auto: beam search + the bundled LM) but for "
+        f"--stream-instances {args.stream_instances} "
+        f"× --stream-partial-seconds {args.stream_partial_seconds}",
         "recording_seconds": seconds,
         "rows": rows,
         "heldout": accuracy,
