@@ -196,6 +196,16 @@ def test_greedy_word_frames():
     assert AcousticSpec(4, (10, 3), (5, 64), True, 0, "|", tokens).frame_seconds == 0.02
 
 
+def test_greedy_words_start_afresh_at_each_break():
+    """A long recording's breaks (pauses): a repeat across one is two letters, no word runs across one."""
+    tokens = ("<pad>", "|", "क", "ख")
+    decoder = GreedyDecoder(AcousticSpec(4, (400,), (320,), True, 0, "|", tokens))
+    # frames: क क क ख ख ख _ ख, breaks at 2 (inside a run of क), 5 (inside ख) and 9 (past the end)
+    words = decoder.words_ids(np.array([2, 2, 2, 3, 3, 3, 0, 3]), [0, 2, 5, 9])
+    assert [(w.word, w.start_frame, w.end_frame) for w in words] == [("क", 0, 2), ("कख", 2, 5), ("खख", 5, 8)]
+    assert decoder.words_ids(np.array([], dtype=np.int32), [0, 3]) == []
+
+
 def test_decoder_input_checks_name_the_problem():
     from vaani.serving.ctc import DecoderInputError, check_decoder_inputs
 
