@@ -116,7 +116,7 @@ class RepositorySettings:
     max_streams: int = 256
     stream_idle_seconds: float = 30.0
     stream_instances: int = 4
-    stream_partial_seconds: float = 0.0
+    stream_partial_seconds: float = 1.0
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
