@@ -12,12 +12,15 @@
 # it needs, from what benchmarks/gpu-carry.sh makes where PyPI is reachable (CARRY, default
 # GPU_CARRY_DEFAULT of benchmarks/gpu-site.sh), only site.tar.xz (tritonserver, tritonclient, numpy 1
 # for the python-backend stub) and whl/ (soundfile, soxr, cffi, pycparser); and RECORDINGS (default
-# .gpubench/stream/recordings.npz): the streams' audio, recordings of held-out sentences with pauses,
-# which the GPU machine cannot make (no espeak-ng). Make it here once:
+# $CARRY/recordings.npz where it exists, else .gpubench/stream/recordings.npz): the streams' audio,
+# recordings of held-out sentences with pauses, which the GPU machine cannot make (no espeak-ng).
+# Make it here once:
 #   .venv/bin/python -m vaani.benchmarks.gpu_streaming --make-recordings --recordings .gpubench/stream/recordings.npz
-# Carry those three paths, not the whole carry folder (its eval.npz and perf.tar.xz are not needed, and
-# with them the transfer is over 64 MiB): carry .gpubench/c2/site.tar.xz, .gpubench/c2/whl and
-# .gpubench/stream/recordings.npz. --check-size checks exactly that.
+# The whole carry folder with the recordings is over the device tool's 64 MiB (its eval.npz and
+# perf.tar.xz are not needed here), so carry only these three, e.g. as a folder of hard links:
+#   mkdir -p .gpubench/st/whl && ln -f .gpubench/c2/site.tar.xz .gpubench/stream/recordings.npz .gpubench/st/ &&
+#   ln -f .gpubench/c2/whl/*.whl .gpubench/st/whl/
+# and run with CARRY=.gpubench/st (carry .gpubench/st). --check-size checks what would travel.
 #
 # ARGUMENTS go to `python -m vaani.benchmarks.gpu_streaming` (its --help lists them): --shape
 # large|tiny|bundled, --streams 1,250,500,1000, --partial-seconds, --stream-instances, ... (--out,
@@ -30,7 +33,11 @@ REPO=$PWD
 # shellcheck source=benchmarks/gpu-site.sh
 source "$(dirname "$0")"/gpu-site.sh
 CARRY=$(realpath -m "${CARRY:-$GPU_CARRY_DEFAULT}")
-RECORDINGS=$(realpath -m "${RECORDINGS:-.gpubench/stream/recordings.npz}")
+if [ -z "${RECORDINGS:-}" ]; then
+  RECORDINGS=.gpubench/stream/recordings.npz
+  [ -f "$CARRY"/recordings.npz ] && RECORDINGS=$CARRY/recordings.npz
+fi
+RECORDINGS=$(realpath -m "$RECORDINGS")
 usage() { sed -n '2,/^set -/{/^set -/d;s/^# \{0,1\}//;p}' "$0"; }
 case ${1:-} in
   -h|--help)
