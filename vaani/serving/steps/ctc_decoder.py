@@ -20,12 +20,12 @@ warning when that happens). Under beam search the requests it holds take turns
 the pieces of a long one; a request that Triton reports cancelled is dropped before its next piece.
 
 Greedy decoding takes no turns: ``execute()`` decodes its requests and returns their answers. It is
-one pass over a request's frames (about 10 µs per second of audio; the longest recording a server
-takes, an hour, in tens of milliseconds), so no request waits long behind another, and through the
-turns each answer cost more than its decoding: a response sender's IPC round trip per request and
-two ``is_cancelled()`` ones (measured: 0.35 ms of the step's CPU per request at concurrency 64 on
-the 2-core CPU, against 0.08 ms of decoding; `benchmarks/decoder_step.py`). Returned answers go back
-to Triton in one message per execution, and Triton's ``compute_infer`` of the step is its decoding.
+one pass over a request's frames (about 4 µs per second of audio; an hour, the longest recording a
+server takes by default, in 15-30 ms), so no request waits long behind another. Through the
+turns each answer cost more than its decoding: a response sender's IPC round trip and two
+``is_cancelled()`` ones per request, and Triton's ``compute_infer`` timed admission only. Answers
+returned go back in one message per execution, and ``compute_infer`` is the decoding again
+(`benchmarks/decoder_step.py`; the figures in benchmarks/results/ctc-decoder-cpu-2026-12-05/).
 """
 
 from __future__ import annotations
