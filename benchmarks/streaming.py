@@ -11,8 +11,8 @@ chunk (a chunk costs one per partial and one per segment it finishes; one betwee
 none), and how soon the text shows: the mean time from a stream's first chunk until each word of its
 final text is first on screen (its n-th word: the first answer that holds n words), the price of
 recomputing the partial less often. Scenarios: 1, 2, 4, 8 concurrent streams in 200 ms chunks, then
-one stream in 100 ms, 500 ms and 1 s chunks (the chunk-length trade-off), each repeated. The
-concurrency scenarios run, interleaved, against one server per ``--stream-instances`` and
+one stream in 100 ms, 500 ms and 1 s chunks (the chunk-length trade-off), each repeated. Every
+scenario runs, interleaved, against one server per ``--stream-instances`` and
 ``--stream-partial-seconds`` value (each row names its server's, read from its config).
 
 Accuracy on single utterances: every entry of ``--manifest`` (default: the bundled model's held-out
@@ -346,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         asr_texts = _asr_texts(default, recordings)
         for repeat in range(args.repeats):
             scenarios = [(url, n, 0.2) for n in concurrency for url in urls] + [
-                (default, 1, c) for c in chunk_lengths
+                (url, 1, c) for c in chunk_lengths for url in urls
             ]
             for url, streams, chunk_s in scenarios:
                 row = run_scenario(url, recordings, asr_texts, streams, chunk_s, args.client_processes)
