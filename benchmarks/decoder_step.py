@@ -20,12 +20,17 @@ is called directly, with the inputs the ensemble gives it, and three numbers are
 Inputs as `asr` makes them: held-out sentences (`make testset`) joined with 0.25 s pauses into
 clips of 2-15 s (the GPU benchmark's mixed lengths); each clip goes once through `preprocess` and
 `wav2vec2`, called directly, and the step gets their ``FRAME_TOKENS``, ``NUM_SAMPLES``,
-``WINDOW_LAYOUT`` and ``FRAME_RMS``. With ``--baseline-commit`` a second server runs the serving
-code of that commit (`fairness.baseline_repository`) and the two alternate repeat by repeat; every
-variant's transcripts are checked equal to each other and to `asr`'s.
+``WINDOW_LAYOUT`` and ``FRAME_RMS``. With ``--baseline-commit`` (or ``--baseline-code``, a folder
+holding its `vaani`, where git is not at hand) a second server runs that serving code for the step
+alone, and the two alternate repeat by repeat; every variant's transcripts are checked equal to each
+other and to `asr`'s.
 
     python -m vaani.benchmarks.decoder_step --baseline-commit d6278d1 \
         --output benchmarks/results/ctc-decoder-cpu-2026-12-05
+
+On the GPU machine (no package index, numpy 2, no git): build with ``vaani build --engine torch
+--decoder greedy`` and pass ``--repository``, ``--manifest`` the carried ``eval.npz`` and
+``--stub-path`` as `benchmarks/gpu-serve-check.sh` sets ``VAANI_STUB_PATH``.
 """
 
 from __future__ import annotations
@@ -35,19 +40,19 @@ import asyncio
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
 import time
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
 
 from vaani.audio import load_audio
-from vaani.benchmarks.fairness import TESTSET, baseline_repository
 from vaani.benchmarks.gpu_served_suite import step_delta, step_statistics
 from vaani.benchmarks.gpu_workloads import mixed_seconds
-from vaani.build.pipeline import build
 from vaani.build.repository import RepositorySettings
 from vaani.manifest import read_manifest
 from vaani.serving.contract import (
@@ -69,12 +74,18 @@ from vaani.serving.contract import (
 from vaani.supervision.process import Ports, TritonProcess, free_port
 from vaani.supervision.stubs import stubs_of
 
+TESTSET = Path("data/tiny-hindi-test/test.jsonl")
 PAUSE_SECONDS = 0.25
 Inputs = dict[str, np.ndarray]
 
 
 def sentences(manifest: Path) -> list[np.ndarray]:
-    """The audio of every held-out sentence of ``manifest``, in its order."""
+    """The audio of every held-out sentence of ``manifest``, in its order: a NeMo manifest, or the
+    GPU benchmark's packed ``eval.npz`` (`gpu_workloads.prepare_eval`; the GPU machine has no data/)."""
+    if manifest.suffix == ".npz":
+        packed = np.load(manifest)
+        audio, offsets = packed["audio"], packed["offsets"]
+        return [(audio[a:b] / 32768.0).astype(np.float32) for a, b in pairwise(offsets)]
     return [load_audio(entry.audio_path) for entry in read_manifest(manifest)]
 
 
@@ -230,12 +241,46 @@ def summary(runs: list[dict]) -> dict[str, dict[str, float]]:
     return out
 
 
+def with_code(repository: Path, code: Path, folder: Path) -> Path:
+    """A copy of ``repository`` whose steps run the `vaani` package under ``code`` (first on each step's
+    ``sys.path``: the stub's interpreter ignores PYTHONPATH), for a baseline where git is not at hand."""
+    shutil.rmtree(folder, ignore_errors=True)
+    copy = shutil.copytree(repository, folder)
+    for step in ENSEMBLE_STEPS:
+        model = copy / step / "1" / "model.py"
+        model.write_text(f"import sys\nsys.path.insert(0, {str(code.resolve())!r})\n" + model.read_text())
+    return copy
+
+
+def start(repository: Path, models: tuple[str, ...], log: Path, stub_path: str | None) -> TritonProcess:
+    """A tritonserver on free ports; ``stub_path`` (the GPU machine's) reaches its stubs alone, as
+    `gpu_served_suite` gives it: numpy<2 first, except for `wav2vec2`'s DLPack-only engine."""
+    variables = {}
+    if stub_path:
+        variables = {
+            "VAANI_STUB_PATH": stub_path,
+            "VAANI_STUB_NUMPY1": stub_path.split(os.pathsep)[0],
+            "VAANI_STUB_NUMPY2_FOR": ACOUSTIC,
+        }
+    os.environ.update(variables)
+    try:
+        return TritonProcess(
+            repository, Ports(free_port(), free_port(), free_port()), log_file=log, models=models
+        )
+    finally:
+        for key in variables:
+            del os.environ[key]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m vaani.benchmarks.decoder_step", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--model", default="models/tiny-hindi")
-    parser.add_argument("--manifest", type=Path, default=TESTSET)
+    parser.add_argument(
+        "--repository", type=Path, help="serve this built repository (greedy) instead of building one"
+    )
+    parser.add_argument("--manifest", type=Path, default=TESTSET, help="a NeMo manifest or a packed eval.npz")
     parser.add_argument(
         "--clips", type=int, default=64, help="clips of 2-15 s (the GPU benchmark's mixed set)"
     )
@@ -244,22 +289,42 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--words", action="store_true", help="ask for WORDS too (the word times)")
     parser.add_argument("--baseline-commit", help="a commit whose serving code runs as the baseline")
+    parser.add_argument(
+        "--baseline-code", type=Path, help="or a folder holding the baseline's `vaani` package"
+    )
+    parser.add_argument(
+        "--stub-path", help="sys.path of the python-backend stubs, numpy<2 first (GPU machine)"
+    )
     parser.add_argument("--output", type=Path, default=Path("results/decoder-step"))
     args = parser.parse_args(argv)
     work = args.output / "work"
     outputs = [TRANSCRIPT, WORDS] if args.words else [TRANSCRIPT]
-    settings = RepositorySettings(decoder="greedy", max_batch_size=64)
-    repositories = {"candidate": build(args.model, work / "repository", settings)}
+    candidate = args.repository
+    if candidate is None:
+        from vaani.build.pipeline import build
+
+        candidate = build(
+            args.model, work / "repository", RepositorySettings(decoder="greedy", max_batch_size=64)
+        )
+    repositories = {"candidate": candidate}
     if args.baseline_commit:
-        baseline = baseline_repository(repositories["candidate"], args.baseline_commit, work / "baseline")
-        repositories = {"baseline": baseline, **repositories}
+        from vaani.benchmarks.fairness import baseline_repository
+
+        repositories = {
+            "baseline": baseline_repository(candidate, args.baseline_commit, work / "baseline")
+        } | repositories
+    elif args.baseline_code:
+        repositories = {
+            "baseline": with_code(candidate, args.baseline_code, work / "baseline")
+        } | repositories
     servers: dict[str, TritonProcess] = {}
     runs: list[dict] = []
     try:
         for name, repository in repositories.items():
-            ports = Ports(free_port(), free_port(), free_port())
-            models = (ENSEMBLE, *ENSEMBLE_STEPS)  # the baseline may know no other model the build wrote
-            servers[name] = TritonProcess(repository, ports, log_file=work / f"{name}.log", models=models)
+            # The candidate makes the step's inputs; the baseline serves the step alone (its other steps'
+            # code may not read what this checkout's build wrote).
+            models = (ENSEMBLE, *ENSEMBLE_STEPS) if name == "candidate" else (DECODER,)
+            servers[name] = start(repository, models, work / f"{name}.log", args.stub_path)
         for server in servers.values():
             server.wait_ready()
         audio = clips(sentences(args.manifest), mixed_seconds(seed=5)[: args.clips])
@@ -282,10 +347,11 @@ def main(argv: list[str] | None = None) -> int:
         "clips": len(audio),
         "clip_seconds": round(sum(a.size for a in audio) / SAMPLING_RATE / len(audio), 2),
         "outputs": outputs,
-        "baseline_commit": args.baseline_commit,
+        "baseline": args.baseline_commit or (args.baseline_code and str(args.baseline_code)),
         "same_transcripts": all(t == first for t in texts.values()),
         "transcripts_equal_asr": [t.split(" | ")[0] for t in first] == asr_texts,
-        "commit": subprocess.run(
+        "commit": os.environ.get("COMMIT")
+        or subprocess.run(
             ["git", "describe", "--always", "--dirty"], capture_output=True, text=True
         ).stdout.strip(),
         "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores, shared with other jobs",
