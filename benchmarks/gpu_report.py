@@ -15,6 +15,7 @@ from functools import cached_property
 from pathlib import Path
 
 ENGINE = "engine"  # the variant that is served (defaults of TorchEngineOptions)
+FP8 = "engine FP8 matrix products"  # TorchEngineOptions(fp8=True): issue 22's stretch goal
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ def targets(results: dict) -> list[Target]:
     engine = _row(results, "32x10s", ENGINE)
     mixed = _scenario(results, "mixed", 64)
     single = _scenario(results, "1x5s", 1)
+    fp8 = _row(results, "mixed", FP8)
     return [
         Target(
             "engine alone, mixed 2–15 s, 64 clips",
@@ -109,6 +111,7 @@ def targets(results: dict) -> list[Target]:
         Target(
             "ensemble, 1 × 5 s, p50 latency", 6.0, single and single["p50_ms"], "ms", higher_is_better=False
         ),
+        Target("engine with FP8 matrix products, mixed 2–15 s", 16_000, fp8 and fp8["rtf"], "× real time"),
     ]
 
 
@@ -126,6 +129,8 @@ def bundled_summary(results: dict) -> dict | None:
         "cer_engine": cer_engine,
         "cer_delta": cer_engine - cer_reference,
         "cer_engine_vs_reference": cer(reference, engine),
+        "identical_fp8": sum(r == e for r, e in zip(reference, bundled.get("engine_fp8", []))),
+        "utterances_fp8": len(bundled.get("engine_fp8", [])),
     }
 
 
@@ -210,6 +215,9 @@ def markdown(results: dict) -> str:
         parts += [*check["lines"], "```"]
     parts += ["", "## Accuracy", ""]
     for label, accuracy in results.get("logit_accuracy", {}).items():
+        if "unavailable" in accuracy:
+            parts.append(f"- {label}: not run here ({accuracy['unavailable']}).")
+            continue
         parts.append(
             f"- {label} vs eager FP32, random weights, clips of "
             f"{', '.join(str(s) for s in accuracy['clips_seconds'])} s "
@@ -226,6 +234,11 @@ def markdown(results: dict) -> str:
             "transcripts identical to the reference "
             f"(CER between them {summary['cer_engine_vs_reference']:.2f} %)."
         )
+        if summary["utterances_fp8"]:
+            parts.append(
+                f"- With FP8 matrix products: {summary['identical_fp8']} of {summary['utterances_fp8']} "
+                "bundled transcripts identical to the reference."
+            )
     for key, title in (("profile_32x10s", "32 × 10 s"), ("profile_mixed", "mixed 2–15 s")):
         profile = results.get(key)
         if not profile:

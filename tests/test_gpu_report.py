@@ -122,7 +122,8 @@ def test_table_states_time_real_time_factor_and_ceiling_share(results: dict) -> 
 
 
 def test_targets_compare_measured_with_goals(results: dict) -> None:
-    mixed_engine, engine, ensemble, latency = targets(results)
+    mixed_engine, engine, ensemble, latency, fp8 = targets(results)
+    assert fp8.measured is None and fp8.gap() == "not measured"  # no FP8 row
     assert mixed_engine.measured is None and mixed_engine.gap() == "not measured"  # no mixed row
     assert engine.met is False and engine.gap() == "missed: 92% of the goal (966 × real time short)"
     assert ensemble.met is False
@@ -137,7 +138,7 @@ def test_targets_compare_measured_with_goals(results: dict) -> None:
 def test_targets_without_served_results_say_not_measured(results: dict) -> None:
     del results["served"]
     results["served_error"] = "RuntimeError: tritonserver exited"
-    _, _, ensemble, _ = targets(results)
+    _, _, ensemble, _, _ = targets(results)
     assert ensemble.measured is None and ensemble.gap() == "not measured"
     text = markdown(results)
     assert "(d) did not run: RuntimeError: tritonserver exited" in text
