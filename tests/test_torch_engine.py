@@ -464,3 +464,21 @@ def test_fp8_is_declined_with_its_reason_for_post_norm_models() -> None:
     post_norm = _model(do_stable_layer_norm=False, feat_extract_norm="layer")
     engine = TorchEngine(post_norm, "cpu", TorchEngineOptions(dtype="float32", fp8=True))
     assert engine.ctc.fp8 is None and "stable" in engine.ctc.fp8_unavailable
+
+
+@pytest.mark.parametrize("packed", [True, False], ids=["packed", "padded groups"])
+def test_best_tokens_are_the_argmax_of_the_logits_the_engine_would_give(model, packed: bool) -> None:
+    """A greedy decoder's `wav2vec2` takes each frame's best token where the logits are (on a GPU only
+    the tokens cross to the host): the same tokens as the logits' argmax, INT32, one per frame."""
+    engine = TorchEngine(copy.deepcopy(model), "cpu", TorchEngineOptions(dtype="float32", packed=packed))
+    clips = _clips([16_000, 5_200, 30_000])
+    values = [clip[None, :] for clip in clips]
+    values[1] = np.stack([clips[1], clips[1][::-1].copy()])
+    frames = lambda n: int(model._get_feat_extract_output_lengths(n))  # noqa: E731
+    lengths = [[v.shape[1]] * v.shape[0] for v in values]
+    logits = engine.run_groups([torch.from_numpy(v) for v in values], lengths, frames, 0.35)
+    engine.best_tokens = True
+    tokens = engine.run_groups([torch.from_numpy(v) for v in values], lengths, frames, 0.35)
+    for want, got in zip(logits, tokens):
+        assert got.dtype == torch.int32 and got.shape == want.shape[:2]
+        assert torch.equal(got, want.argmax(-1).to(torch.int32))

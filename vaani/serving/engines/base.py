@@ -40,9 +40,14 @@ class Engine(ABC):
 
     The audio comes normalized by `preprocess`, except for an engine that normalizes it on its
     own device (the `torch` engine, `TorchEngineOptions.normalize`).
+
+    With ``best_tokens`` set (a greedy decoder reads only each frame's best token), `run_groups`
+    gives ``[rows, frames]`` INT32 tokens instead of logits, taken where the logits are: on a GPU
+    only the tokens cross to the host.
     """
 
     limits = Limits()
+    best_tokens = False
 
     def run_ragged(
         self,
@@ -100,7 +105,7 @@ class Engine(ABC):
                 lengths = [row_lengths[i][r] for i, r in chunk]
                 for row, (i, r) in enumerate(chunk):
                     batch[row, : lengths[row]] = arrays[i][r, : lengths[row]]
-                logits = self.to_host(self.forward(batch, lengths))
+                logits = self.to_host(self.reduced(self.forward(batch, lengths)))
                 for row, (i, _) in enumerate(chunk):
                     blocks[i].append(logits[row : row + 1, : frames(widths[i])])
             for i in group.requests:
@@ -153,6 +158,10 @@ class Engine(ABC):
     @abstractmethod
     def forward(self, batch: Array, lengths: list[int]) -> Array:
         """Logits of one padded batch whose rows hold ``lengths`` valid samples."""
+
+    def reduced(self, logits: Array) -> Array:
+        """What `run_groups` gives for ``logits`` ``[..., vocab]``: themselves, or their best tokens."""
+        return logits.argmax(axis=-1).astype(np.int32) if self.best_tokens else logits
 
     def to_host(self, logits: Array) -> Array:
         """Logits where Triton can take them (host memory); CPU engines have them there."""

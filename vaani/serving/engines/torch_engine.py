@@ -648,10 +648,11 @@ class TorchEngine(Engine):
         results: list[torch.Tensor] = []
         for run in self._runs(row_lengths):
             shapes = [(arrays[i].shape[0], frames(arrays[i].shape[1])) for i in run]
-            host = self.to_host(self._packed([arrays[i] for i in run], [row_lengths[i] for i in run], shapes))
+            logits = self._packed([arrays[i] for i in run], [row_lengths[i] for i in run], shapes)
+            host = self.to_host(self.reduced(logits))
             start = 0
             for rows, count in shapes:
-                results.append(host[start : start + rows * count].view(rows, count, -1))
+                results.append(host[start : start + rows * count].view(rows, count, *host.shape[1:]))
                 start += rows * count
         return results
 
@@ -724,6 +725,9 @@ class TorchEngine(Engine):
 
     def contiguous(self, logits: torch.Tensor) -> torch.Tensor:
         return logits.contiguous()
+
+    def reduced(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits.argmax(dim=-1).to(torch.int32) if self.best_tokens else logits
 
     def all_finite(self, array: torch.Tensor) -> bool:
         # Host arrays (what Triton hands the step) through numpy: torch's CPU `isfinite` wakes its

@@ -8,12 +8,14 @@ one never holds the engine for more than a round, with no BLS hop between steps 
 step does this by BLS for a TensorRT plan, which cannot). A request whose last window ran gets its
 logits joined from its windows' kept frames. The engine bounds the audio of each run
 (`Limits.max_batch_samples`), so memory stays bounded however long the recording. The decoder
-gets what it reads: each frame's best token for greedy decoding, else the logits.
+gets what it reads: each frame's best token for greedy decoding (the engine takes them where the
+logits are), else the logits.
 
 The step can be called directly, so each request is checked on its own when it is admitted: a
 bad one gets its own error at once. A request Triton reports cancelled is dropped before its next
 round (`vaani.serving.steps.turns`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -71,6 +73,7 @@ class TritonPythonModel:
             max_samples=self.windowing.longest,
             max_batch_samples=int(context.number("max_batch_samples", Limits.max_batch_samples)),
         )
+        self.engine.best_tokens = self.output == FRAME_TOKENS  # taken on the engine's device
         self.turn_samples = int(context.number("turn_samples", 0))
         self.turns = Turns(self._round, context.max_batch_size, "wav2vec2 engine")
 
@@ -108,9 +111,11 @@ class TritonPythonModel:
                     progress.logits[k] = silence_logits(
                         piece.shape[0], window.keep_to, self.spec.vocab_size, self.spec.blank_id
                     )
+                    if self.engine.best_tokens:
+                        progress.logits[k] = best_tokens(progress.logits[k])
             if progress.finished:
                 job.answer(self._response(join(progress.logits, progress.recording.windows)))
 
-    def _response(self, logits: np.ndarray):
-        output = best_tokens(logits) if self.output == FRAME_TOKENS else logits
+    def _response(self, output: np.ndarray):
+        """The joined logits, or best tokens (the engine took them where the logits were)."""
         return pb_utils.InferenceResponse([self.engine.to_triton(pb_utils.Tensor, self.output, output)])
