@@ -22,7 +22,7 @@ import torch
 from transformers import Wav2Vec2ForCTC
 
 from vaani.benchmarks.gpu_engine_suite import engine_runner
-from vaani.benchmarks.gpu_timing import kernel_profile
+from vaani.benchmarks.gpu_timing import Timer, kernel_profile
 from vaani.benchmarks.gpu_workloads import large_config, speechlike, workloads
 from vaani.serving.engines.torch_engine import TorchEngine, TorchEngineOptions
 from vaani.serving.engines.torch_packing import DevicePacking, Packing
@@ -42,18 +42,9 @@ def wall_ms(run: Callable[[], object], repeats: int = 10) -> float:
     return (time.perf_counter() - start) / repeats * 1000
 
 
-def event_ms(run: Callable[[], object], repeats: int = 20) -> float:
-    """Mean GPU time of ``run`` by CUDA events after three warm-ups."""
-    for _ in range(3):
-        run()
-    start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    torch.cuda.synchronize()
-    start.record()
-    for _ in range(repeats):
-        run()
-    stop.record()
-    stop.synchronize()
-    return start.elapsed_time(stop) / repeats
+def event_ms(run: Callable[[], object]) -> float:
+    """Median GPU time of ``run`` by CUDA events after warm-up (the GPU benchmark's `Timer`)."""
+    return Timer(torch, budget_s=0.5, min_reps=10)(run, warmup=3)["ms"]
 
 
 def host_phases(engine: TorchEngine, run: Callable[[], object], repeats: int = 10) -> dict[str, float]:
