@@ -431,16 +431,7 @@ class CtcForward:
                 x = self.norm(layer.norm1, self._residual(x, attended, layer.out), layer.out.bias)
                 hidden = layer.activation(layer.ff_in(x))
                 x = self.norm(layer.norm2, self._residual(x, hidden, layer.ff_out), layer.ff_out.bias)
-        if self.stable:  # the last norm's output feeds the FP32 projection directly
-            final = self.encoder.layer_norm
-            x = F.layer_norm(
-                (x.float() + self.final_shift).to(final.weight.dtype),
-                final.normalized_shape,
-                final.weight,
-                final.bias,
-                final.eps,
-            )
-        return self.lm_head(x.float())
+        return self._stable_head(x.float()) if self.stable else self.lm_head(x.float())
 
     def _encoder_fp8(self, x: torch.Tensor, attend: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         """`_encoder` of stable layers with FP8 matrix products: each input is quantized by the kernel
@@ -453,8 +444,13 @@ class CtcForward:
             y = fp8.out(*quantize(attended), self.dtype)
             x, quantized, scale = norm_quant(x, y, layer.norm2, layer.shift2)
             y = fp8.ff_out(*quantize(fp8.ff_in(quantized, scale, self.dtype), gelu=True), self.dtype)
-        final = self.encoder.layer_norm
         stream = x.float() if y is None else x.float() + y.float()
+        return self._stable_head(stream).view(*lead, -1)
+
+    def _stable_head(self, stream: torch.Tensor) -> torch.Tensor:
+        """A stable encoder's last norm (the carried biases added first) and the CTC head, on the FP32
+        residual ``stream``: the norm's output feeds the FP32 projection directly."""
+        final = self.encoder.layer_norm
         x = F.layer_norm(
             (stream + self.final_shift).to(final.weight.dtype),
             final.normalized_shape,
@@ -462,7 +458,7 @@ class CtcForward:
             final.bias,
             final.eps,
         )
-        return self.lm_head(x.float()).view(*lead, -1)
+        return self.lm_head(x.float())
 
 
 def _next_power_of_two(n: int) -> int:
@@ -733,7 +729,7 @@ class TorchEngine(Engine):
         # Host arrays (what Triton hands the step) through numpy: torch's CPU `isfinite` wakes its
         # OpenMP pool and took ~7 ms of a 32 × 10 s execution on 2 cores, numpy's under 1 ms.
         if array.device.type == "cpu":
-            return bool(np.isfinite(array.numpy()).all())
+            return super().all_finite(array.numpy())
         return bool(torch.isfinite(array).all())
 
     def concat(self, blocks: list[torch.Tensor]) -> torch.Tensor:
