@@ -30,8 +30,9 @@ returned go back in one message per execution, and ``compute_infer`` is the deco
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
@@ -107,28 +108,29 @@ class TritonPythonModel:
 
     def _greedy(self, request) -> pb_utils.InferenceResponse:
         """The request's answer: its transcripts (and words when asked), or its own error."""
+        return self._checked_then(request, self._greedy_answer)
+
+    def _admit(self, request):
+        """The request's beam search, to be served in turns, once its inputs are checked; or its refusal."""
+        return self._checked_then(request, self._searching)
+
+    def _checked_then(self, request, work: Callable[[Any, Checked], Any]):
+        """``work`` on the request and its checked inputs; or the request's own error, never the batch's."""
         try:
-            checked = self._checked(request)
-            paths = (
-                self.greedy.best_paths(checked.logits, checked.num_samples)
-                if checked.tokens is None
-                else self.greedy.own_frames(checked.tokens, checked.num_samples)
-            )
-            words = [self.greedy.words_ids(path, checked.cuts) for path in paths]
-            return self._answer(request, checked, words, paths)
+            return work(request, self._checked(request))
         except (DecoderInputError, Refused) as error:
             return refused(str(error))
         except Exception as error:  # a decoder failure fails its request, not the batch
             return failed("ctc_decoder", error)
 
-    def _admit(self, request):
-        """The request's beam search, to be served in turns, once its inputs are checked; or its refusal."""
-        try:
-            return self._searching(request, self._checked(request))
-        except (DecoderInputError, Refused) as error:
-            return refused(str(error))
-        except Exception as error:  # a decoder failure fails its request, not the batch
-            return failed("ctc_decoder", error)
+    def _greedy_answer(self, request, checked: Checked) -> pb_utils.InferenceResponse:
+        paths = (
+            self.greedy.best_paths(checked.logits, checked.num_samples)
+            if checked.tokens is None
+            else self.greedy.own_frames(checked.tokens, checked.num_samples)
+        )
+        words = [self.greedy.words_ids(path, checked.cuts) for path in paths]
+        return self._answer(request, checked, words, paths)
 
     def _round(self, jobs: list[Job]) -> None:
         """One turn of each request: one piece of its beam search."""
