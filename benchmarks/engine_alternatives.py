@@ -6,19 +6,27 @@ swaps one earlier choice back into an engine for the duration of a `with`, witho
 
 * `residual_adds_apart`: the encoder as it was until 2026-12-05: every residual add a pass of its
   own over the activations, each output projection with its bias (48 add kernels in wav2vec2-large).
-* `torch_host_check`: the finiteness check of host audio by torch's CPU operations (numpy's now).
+* `host_check`: the finiteness check of host audio by numpy on the host, request by request, before
+  the run (until 2026-12-05; packed runs now check on the device).
+* `one_copy_thread`: the host audio copied into the pinned buffer by the calling thread alone.
+* `gelu_apart`: the feed-forward's GELU a pass of its own after its first product (no GELU epilogue).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 
+from vaani.serving.engines.base import Engine
+
 RESIDUAL_VARIANT = "engine, residual adds apart (before)"
-HOST_CHECK_VARIANT = "engine, torch host finiteness check (before)"
+HOST_CHECK_VARIANT = "engine, host finiteness check (before)"
+COPY_VARIANT = "engine, audio copied by one thread (before)"
+GELU_VARIANT = "engine, GELU apart (before)"
 
 
 def _encoder_adds_apart(self, x: torch.Tensor, attend: Callable) -> torch.Tensor:
@@ -51,13 +59,40 @@ def residual_adds_apart(engine) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def torch_host_check(engine) -> Iterator[None]:
-    """``engine`` checking host audio for NaN and Inf with torch's CPU operations for the duration."""
-    engine.all_finite = lambda array: bool(torch.isfinite(array).all())
+def host_check(engine) -> Iterator[None]:
+    """``engine`` checking each request's audio for NaN and Inf on the host before it runs."""
+    engine.run_finite = Engine.run_finite.__get__(engine)
     try:
         yield
     finally:
-        del engine.all_finite
+        del engine.run_finite
 
 
-ALTERNATIVES = {RESIDUAL_VARIANT: residual_adds_apart, HOST_CHECK_VARIANT: torch_host_check}
+@contextlib.contextmanager
+def one_copy_thread(engine) -> Iterator[None]:
+    """``engine`` copying host audio into its pinned buffer with the calling thread alone."""
+    options = engine.options
+    engine.options = dataclasses.replace(options, copy_threads=1)
+    try:
+        yield
+    finally:
+        engine.options = options
+
+
+@contextlib.contextmanager
+def gelu_apart(engine) -> Iterator[None]:
+    """``engine`` applying the feed-forward's activation after its first product, as a pass of its own."""
+    forward = engine.ctc
+    forward.gelu_epilogue, kept = False, forward.gelu_epilogue
+    try:
+        yield
+    finally:
+        forward.gelu_epilogue = kept
+
+
+ALTERNATIVES = {
+    RESIDUAL_VARIANT: residual_adds_apart,
+    HOST_CHECK_VARIANT: host_check,
+    COPY_VARIANT: one_copy_thread,
+    GELU_VARIANT: gelu_apart,
+}

@@ -19,7 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from vaani.benchmarks.engine_alternatives import ALTERNATIVES, HOST_CHECK_VARIANT, RESIDUAL_VARIANT
+from vaani.benchmarks.engine_alternatives import (
+    ALTERNATIVES,
+    COPY_VARIANT,
+    GELU_VARIANT,
+    HOST_CHECK_VARIANT,
+    RESIDUAL_VARIANT,
+)
 from vaani.benchmarks.gpu_normalization_suite import BEFORE_VARIANT, packed_normalization
 from vaani.benchmarks.gpu_timing import Timer, kernel_profile
 from vaani.benchmarks.gpu_workloads import speechlike
@@ -33,6 +39,7 @@ LOGITS_CHECKED = (
     "engine BF16",
     BEFORE_VARIANT,
     RESIDUAL_VARIANT,
+    GELU_VARIANT,
     "engine FP8 matrix products",
 )
 
@@ -233,6 +240,8 @@ def engine_suite(torch, config, state: dict, timer: Timer, loads: dict[str, list
         BEFORE_VARIANT: default,
         RESIDUAL_VARIANT: default,
         HOST_CHECK_VARIANT: default,
+        COPY_VARIANT: default,
+        GELU_VARIANT: default,
         "engine FP8 matrix products": replace(default, fp8=True),
         "engine, no CUDA graphs": replace(default, cuda_graphs=False),
         "engine, flash varlen attention": replace(default, packed_attention="flash"),

@@ -21,11 +21,13 @@ from vaani.recipe.tiny_model import tiny_config
 from vaani.serving.acoustic import AcousticSpec
 from vaani.serving.batching import prefix_lengths
 from vaani.serving.contract import ACOUSTIC, ENSEMBLE, version_dir
+from vaani.serving.engines.base import InvalidRequest
 from vaani.serving.engines.registry import PYTHON_ENGINES, instance_device, load_engine
 from vaani.serving.engines.torch_engine import (
     HF_SUBDIR,
     TorchEngine,
     TorchEngineOptions,
+    copy_parts,
     save_model,
 )
 from vaani.serving.engines.torch_normalization import normalize_packed
@@ -286,6 +288,61 @@ def test_half_precision_keeps_norms_and_projection_in_fp32(model) -> None:
     assert relative < 5e-2  # BF16 matrix work: a few 1e-3, far from a broken forward (~1)
 
 
+def test_gelu_in_the_products_epilogue_computes_the_feed_forward(model) -> None:
+    """Half dtypes take the feed-forward's bias and GELU in its first product (FP32 keeps them apart, since
+    a GPU's epilogue is GELU's tanh form): the logits follow the product-then-activation engine."""
+    assert not TorchEngine(copy.deepcopy(model), "cpu", FP32).ctc.gelu_epilogue
+    fused = TorchEngine(copy.deepcopy(model), "cpu", TorchEngineOptions(dtype="bfloat16"))
+    apart = TorchEngine(
+        copy.deepcopy(model), "cpu", TorchEngineOptions(dtype="bfloat16", gelu_epilogue=False)
+    )
+    assert fused.ctc.gelu_epilogue and not apart.ctc.gelu_epilogue
+    clips = _clips([16_000, 7_300])
+    values = [clip[None, :] for clip in clips]
+    frames = lambda n: int(model._get_feat_extract_output_lengths(n))  # noqa: E731
+    for got, want in zip(
+        fused.run_ragged(values, _lengths(values), frames), apart.run_ragged(values, _lengths(values), frames)
+    ):
+        assert float((got - want).norm() / want.norm()) < 1e-2
+
+
+def test_a_request_with_nan_is_refused_and_the_others_of_its_packed_run_are_served(model) -> None:
+    """A packed run checks its audio after the fact; one that held a NaN or Inf runs again without it."""
+    engine = TorchEngine(copy.deepcopy(model), "cpu", FP32)
+    clips = _clips([16_000, 7_300, 9_100])
+    values = [clip[None, :].copy() for clip in clips]
+    values[1][0, 50] = np.inf
+    frames = lambda n: int(model._get_feat_extract_output_lengths(n))  # noqa: E731
+    results = engine.run_ragged(values, _lengths(values), frames)
+    assert isinstance(results[1], InvalidRequest) and "NaN or Inf" in str(results[1])
+    for index in (0, 2):
+        torch.testing.assert_close(results[index][0], _reference(model, clips[index]), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("count", [1, 3, 4, 16])
+def test_copy_parts_split_the_audio_evenly_and_place_every_sample_once(count: int) -> None:
+    """The threads that copy host audio get parts of about equal samples; a long row is split."""
+    rows = [np.arange(n, dtype=np.float32) + 1000 * i for i, n in enumerate([5, 40, 3, 12])]
+    starts = [0, 8, 60, 70]
+    pieces = list(zip(starts, rows))
+    parts = copy_parts(pieces, count)
+    total = sum(len(r) for r in rows)
+    assert len(parts) <= count
+    sizes = [sum(len(p) for _, p in part) for part in parts]
+    assert sum(sizes) == total and max(sizes) - min(sizes) <= -(-total // count)
+    target = np.zeros(90, np.float32)
+    written = np.zeros(90, int)
+    for part in parts:
+        for start, piece in part:
+            target[start : start + len(piece)] = piece
+            written[start : start + len(piece)] += 1
+    expected = np.zeros(90, np.float32)
+    for start, row in pieces:
+        expected[start : start + len(row)] = row
+    np.testing.assert_array_equal(target, expected)
+    assert written.max() == 1
+
+
 def test_norms_can_run_in_the_half_dtype_for_comparison(model) -> None:
     engine = TorchEngine(copy.deepcopy(model), "cpu", TorchEngineOptions(fp32_norms=False))
     norms = [m for m in engine.ctc.model.modules() if isinstance(m, torch.nn.LayerNorm)]
@@ -441,7 +498,8 @@ def test_the_earlier_choices_the_gpu_benchmark_times_give_the_engines_logits(ove
         for want, have in zip(expected, got):
             torch.testing.assert_close(have, want, atol=1e-5, rtol=1e-5, msg=label)
         assert isinstance(refused, InvalidRequest) and "NaN" in str(refused), label
-    assert "_encoder" not in vars(engine.ctc) and "all_finite" not in vars(engine)  # swapped back
+    assert "_encoder" not in vars(engine.ctc) and "run_finite" not in vars(engine)  # swapped back
+    assert engine.options == FP32
 
 
 def test_fp8_matrix_products_follow_fp32_within_fp8_rounding(model) -> None:

@@ -26,6 +26,9 @@ class InvalidRequest(ValueError):
     """One request's tensors cannot be run; the message says why. The others of its batch go on."""
 
 
+NOT_FINITE = "INPUT_VALUES contains NaN or Inf"
+
+
 @dataclass(frozen=True)
 class Limits:
     """What one request and one engine call may hold (the `wav2vec2` config's parameters)."""
@@ -75,9 +78,31 @@ class Engine(ABC):
             arrays.append(array)
             row_lengths.append(lengths)
             valid.append(i)
-        for i, logits in zip(valid, self.run_groups(arrays, row_lengths, frames, max_padding)):
-            results[i] = logits
+        for i, result in zip(valid, self.run_finite(arrays, row_lengths, frames, max_padding)):
+            results[i] = result
         return results  # type: ignore[return-value]
+
+    def run_finite(
+        self,
+        arrays: list[Array],
+        row_lengths: list[list[int]],
+        frames: Callable[[int], int],
+        max_padding: float,
+    ) -> list[Array | InvalidRequest]:
+        """`run_groups` of the requests whose audio is finite; each other one gets an `InvalidRequest`.
+
+        Checked here on the host; an engine that can check where it runs overrides this.
+        """
+        finite = [self.all_finite(a) for a in arrays]
+        ran = iter(
+            self.run_groups(
+                [a for a, ok in zip(arrays, finite) if ok],
+                [n for n, ok in zip(row_lengths, finite) if ok],
+                frames,
+                max_padding,
+            )
+        )
+        return [next(ran) if ok else InvalidRequest(NOT_FINITE) for ok in finite]
 
     def run_groups(
         self,
@@ -113,8 +138,8 @@ class Engine(ABC):
         return results  # type: ignore[return-value]
 
     def _checked(self, value: Any, num_samples: Any) -> tuple[Array, list[int]]:
-        """The request's array and valid lengths per row, after the checks `preprocess` made upstream:
-        a client may call this step directly."""
+        """The request's array and valid lengths per row, after the checks of shape and limits that
+        `preprocess` made upstream (a client may call this step directly); `run_finite` checks the values."""
         array = self.view(value)
         counts = host_array(num_samples)
         if array.ndim != 2 or counts.shape != (array.shape[0], 1) or counts.dtype.kind not in "iu":
@@ -134,8 +159,6 @@ class Engine(ABC):
                 f"NUM_SAMPLES must be from {self.limits.min_samples} (the model's receptive field) "
                 f"to the {samples} samples of a row; got {lengths}"
             )
-        if not self.all_finite(array):
-            raise InvalidRequest("INPUT_VALUES contains NaN or Inf")
         return array, lengths
 
     def __call__(self, values: np.ndarray, mask: np.ndarray) -> np.ndarray:
