@@ -118,7 +118,16 @@ def run(args: argparse.Namespace) -> dict:
         workdir = Path(tempfile.mkdtemp(prefix="vaani-gpubench-"))
         try:
             runs = [
-                served_suite(torch, config, state, workdir / str(n), args.duration, args.server_pythonpath, n)
+                served_suite(
+                    torch,
+                    config,
+                    state,
+                    workdir / str(n),
+                    args.duration,
+                    args.server_pythonpath,
+                    n,
+                    args.served_settings,
+                )
                 for n in args.acoustic_instances
             ]
             results["served"] = {
@@ -133,6 +142,23 @@ def run(args: argparse.Namespace) -> dict:
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
     return results
+
+
+def _settings_changes(text: str) -> dict[str, object]:
+    """``field=value,…`` as typed `RepositorySettings` values (each field's default gives its type)."""
+    from dataclasses import fields
+
+    from vaani.build.repository import RepositorySettings
+
+    defaults = {f.name: f.default for f in fields(RepositorySettings)}
+    changes: dict[str, object] = {}
+    for item in filter(None, text.split(",")):
+        name, _, value = item.partition("=")
+        if name not in defaults:
+            raise argparse.ArgumentTypeError(f"no RepositorySettings field {name!r}")
+        kind = type(defaults[name])
+        changes[name] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
+    return changes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -151,6 +177,14 @@ def main(argv: list[str] | None = None) -> int:
         type=lambda text: [int(n) for n in text.split(",")],
         default=[1, 2],
         help="(d) once per count of wav2vec2 instances on the GPU, e.g. 1,2",
+    )
+    parser.add_argument(
+        "--served-settings",
+        type=_settings_changes,
+        default={},
+        metavar="FIELD=VALUE,…",
+        help="(d) with these RepositorySettings fields changed from the suite's, e.g. "
+        "host_steps_queue_delay_us=0,turn_audio_seconds=0 (recorded with the results)",
     )
     parser.add_argument("--server-pythonpath", default="", help="put first on the server's PYTHONPATH")
     parser.add_argument(

@@ -17,6 +17,7 @@ import re
 import site
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -176,7 +177,14 @@ def _is_error(line: str) -> bool:
 
 
 def served_suite(
-    torch, config, state: dict, workdir: Path, duration: float, server_pythonpath: str, instances: int = 1
+    torch,
+    config,
+    state: dict,
+    workdir: Path,
+    duration: float,
+    server_pythonpath: str,
+    instances: int = 1,
+    changes: dict | None = None,
 ) -> dict:
     """(d): build a torch-engine repository, start tritonserver, load it at concurrency 1 and 64.
 
@@ -198,6 +206,7 @@ def served_suite(
         acoustic_instances=instances,
         max_audio_seconds=30.0,
     )
+    settings = replace(settings, **(changes or {}))
     repository = workdir / "repository"
     prepare_repository(model, repository, settings)
     del model
