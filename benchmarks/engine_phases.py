@@ -118,6 +118,11 @@ def measure() -> dict:
             row = {"wall_ms": ms, "rtf": sum(loads[name]) / ms * 1000}
             if name != "1x5s":  # 1 × 5 s replays a padded CUDA graph: no packed phases
                 row.update(phases=host_phases(engine, run), **packed_forward(engine, clips))
+            elif engine.graphs is not None:
+                # The graph's replay alone against the call's wall time: what the host adds around it.
+                key = engine.graphs.key(len(clips), max(len(c) for c in clips))
+                row["graph_replay_ms"] = event_ms(engine.graphs.graphs[key].graph.replay)
+                row["profile"] = kernel_profile(torch, run)
             rows[name] = row
             print(label, name, json.dumps(row), flush=True)
         if engine.ctc.fp8 is not None:
