@@ -145,19 +145,22 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def _settings_changes(text: str) -> dict[str, object]:
-    """``field=value,…`` as typed `RepositorySettings` values (each field's default gives its type)."""
+    """``field=value,…`` as typed `RepositorySettings` values (each field's annotation gives its type)."""
     from dataclasses import fields
 
     from vaani.build.repository import RepositorySettings
 
-    defaults = {f.name: f.default for f in fields(RepositorySettings)}
+    kinds = {f.name: str(f.type) for f in fields(RepositorySettings)}
     changes: dict[str, object] = {}
     for item in filter(None, text.split(",")):
         name, _, value = item.partition("=")
-        if name not in defaults:
+        if name not in kinds:
             raise argparse.ArgumentTypeError(f"no RepositorySettings field {name!r}")
-        kind = type(defaults[name])
-        changes[name] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
+        kind = kinds[name].split(" | ")[0]
+        if kind == "bool":
+            changes[name] = value.lower() in ("1", "true", "yes")
+        else:
+            changes[name] = {"int": int, "float": float}.get(kind, str)(value)
     return changes
 
 

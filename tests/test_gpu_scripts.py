@@ -279,3 +279,16 @@ def test_oversized_checkout_fails_before_any_download(tmp_path, environment):
     assert "over the device tool's 64 MiB" in result.stderr
     assert "data/  (untracked, not git-ignored)" in result.stderr
     assert not (repo / default_carry()).exists()
+
+
+def test_served_settings_sweep_takes_typed_repository_fields_and_refuses_unknown_ones():
+    """`gpu_benchmark --served-settings`: the served suite with `RepositorySettings` fields changed."""
+    import argparse
+
+    from vaani.benchmarks.gpu_benchmark import _settings_changes
+
+    changes = _settings_changes("turn_audio_seconds=0,queue_delay_us=100,quantize=false")
+    assert changes == {"turn_audio_seconds": 0.0, "queue_delay_us": 100, "quantize": False}
+    assert isinstance(changes["queue_delay_us"], int)
+    with pytest.raises(argparse.ArgumentTypeError, match="no RepositorySettings field 'nonsense'"):
+        _settings_changes("nonsense=1")
