@@ -60,7 +60,13 @@ class RepositorySettings:
     engine: str = "onnxruntime"
     max_batch_size: int = 32
     max_audio_seconds: float = 3600.0
+    # Dynamic batching: how long a step holds a request hoping for a batch. Only where a batch pays:
+    # `wav2vec2` (the engine, or the TensorRT plan; and `asr_stream`'s chunks). The host steps around
+    # it (`preprocess`, `ctc_decoder`, `windows`) batch without waiting: requests that arrive while an
+    # instance is busy queue and go in its next execution together; a wait there was paid by every
+    # request at low load (2 ms a step, docs/load-tests.md "The fixed cost of one request").
     queue_delay_us: int = 2_000
+    host_steps_queue_delay_us: int = 0
     threads: int = 0
     acoustic_instances: int = 1
     python_instances: int = 1
@@ -129,6 +135,8 @@ class RepositorySettings:
             raise ValueError("max_batch_size must be at least 1")
         if self.max_batch_audio_seconds < self.window_seconds + 2 * self.context_seconds:
             raise ValueError("max_batch_audio_seconds must hold at least one window (window + 2 × context)")
+        if self.queue_delay_us < 0 or self.host_steps_queue_delay_us < 0:
+            raise ValueError("queue_delay_us and host_steps_queue_delay_us must be 0 (no wait) or above")
         if self.turn_audio_seconds < 0:
             raise ValueError("turn_audio_seconds must be 0 (a request's windows in one round) or above")
         if self.quantize and self.engine != "onnxruntime":
@@ -178,8 +186,9 @@ def _parameters(config: mc.ModelConfig, values: dict[str, object]) -> None:
         config.parameters[key].string_value = str(value)
 
 
-def _batching(settings: RepositorySettings, **extra: object) -> mc.ModelDynamicBatching:
-    """The dynamic batcher of a step, with its bounded queue and timeouts (see `RepositorySettings`)."""
+def _batching(settings: RepositorySettings, delay_us: int, **extra: object) -> mc.ModelDynamicBatching:
+    """The dynamic batcher of a step, with its bounded queue and timeouts (see `RepositorySettings`);
+    ``delay_us``: the acoustic step's ``queue_delay_us`` or the host steps' ``host_steps_queue_delay_us``."""
     policy = mc.ModelQueuePolicy(
         timeout_action=mc.ModelQueuePolicy.REJECT,
         default_timeout_microseconds=round(settings.request_timeout_s * 1_000_000),
@@ -187,7 +196,7 @@ def _batching(settings: RepositorySettings, **extra: object) -> mc.ModelDynamicB
         max_queue_size=settings.max_queue_size,
     )
     return mc.ModelDynamicBatching(
-        max_queue_delay_microseconds=settings.queue_delay_us, default_queue_policy=policy, **extra
+        max_queue_delay_microseconds=delay_us, default_queue_policy=policy, **extra
     )
 
 
@@ -196,7 +205,7 @@ def _python_step(name: str, settings: RepositorySettings, kind: int = mc.ModelIn
         name=name,
         backend="python",
         max_batch_size=settings.max_batch_size,
-        dynamic_batching=_batching(settings),
+        dynamic_batching=_batching(settings, settings.host_steps_queue_delay_us),
         instance_group=[mc.ModelInstanceGroup(count=settings.python_instances, kind=kind)],
     )
 
@@ -298,7 +307,7 @@ def python_acoustic_config(
         name=ACOUSTIC,
         backend="python",
         max_batch_size=settings.max_batch_size,
-        dynamic_batching=_batching(settings),
+        dynamic_batching=_batching(settings, settings.queue_delay_us),
         instance_group=[
             mc.ModelInstanceGroup(count=settings.acoustic_instances, kind=mc.ModelInstanceGroup.KIND_CPU)
         ],
@@ -432,7 +441,9 @@ def tensorrt_acoustic_config(spec: AcousticSpec, settings: RepositorySettings) -
         platform="tensorrt_plan",
         max_batch_size=profile.max_batch,
         dynamic_batching=_batching(
-            settings, preferred_batch_size=sorted({profile.opt_batch, profile.max_batch})
+            settings,
+            settings.queue_delay_us,
+            preferred_batch_size=sorted({profile.opt_batch, profile.max_batch}),
         ),
         instance_group=[
             mc.ModelInstanceGroup(count=settings.acoustic_instances, kind=mc.ModelInstanceGroup.KIND_GPU)
