@@ -32,7 +32,11 @@ def _key(model_dir: Path, settings: RepositorySettings, plan: PlanOptions, lm: P
     if lm is not None:  # LMs run to gigabytes: their names, sizes and times, not their bytes
         files = sorted(lm.rglob("*")) if lm.is_dir() else [lm]
         code += "".join(f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns};" for p in files)
-    options = {"settings": asdict(settings), "plan": asdict(plan) if settings.engine == "tensorrt" else None}
+    options = {
+        "settings": asdict(settings),
+        "plan": asdict(plan) if settings.engine == "tensorrt" else None,
+        "int8_gate": quantization.gate_inputs(settings, plan.manifest, plan.max_cer_increase),
+    }
     extra = json.dumps(options, sort_keys=True, default=str) + __version__ + code
     return fingerprint(model_dir, extra.encode())
 
@@ -104,11 +108,10 @@ def build(
     else:
         shutil.rmtree(version_dir(repo, DECODER) / language_model.LM_DIR, ignore_errors=True)
     artifacts = strategy.install(hf, version_dir(repo, ACOUSTIC), settings, plan)
-    if settings.quantize:  # the gated FP32 graph in, its INT8 form out if that passes the accuracy gate
+    if quantization.wanted(settings):  # the gated FP32 graph in, INT8 out where its gate accepts it
         onnx_path = version_dir(repo, ACOUSTIC) / "model.onnx"
-        quantization.quantize_installed(
-            hf, onnx_path, plan.manifest, plan.max_cer_increase, settings.bucket_samples
-        )
+        verdicts = plan.work_dir / "int8-gates"
+        quantization.install(hf, onnx_path, settings, plan.manifest, plan.max_cer_increase, verdicts)
     write_configs(repo, hf.spec(), settings, source_model=model, decoder=decoder)
     files = [str(p.relative_to(repo)) for p in [*repo.glob("*/config.pbtxt"), *artifacts]]
     (repo / STAMP).write_text(

@@ -11,20 +11,30 @@ reports unchanged WER with).
 
 Like every precision, the quantized graph is installed only if its transcripts of the evaluation
 manifest stay within the accuracy gate's CER limit of the FP32 PyTorch reference
-(`vaani.build.accuracy_gate`); otherwise the build fails and the FP32 graph stays.
+(`vaani.build.accuracy_gate`). INT8 is the onnxruntime engine's default because on the bundled
+model it moves no WER or CER, greedy or beam + LM, held-out or out-of-vocabulary
+(benchmarks/results/int8-accuracy-cpu-2026-12-05); a model it would cost keeps FP32 by the same
+gate. So the default (`quantize` None) falls back to FP32, saying why, where the gate cannot run (no
+manifest) or refuses; asked for with `--quantize`, either fails the build.
 """
 
 from __future__ import annotations
 
+import hashlib
+import inspect
+import json
 import os
+import sys
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from vaani.build import accuracy_gate
 from vaani.build.hf_model import HfModel
+from vaani.build.repository import RepositorySettings
 from vaani.errors import UserFacingError
 
 QUANTIZED_OPS = ("MatMul", "Gemm")
@@ -79,25 +89,108 @@ def gate(
     return accuracy_gate.evaluate(texts, reference, transcripts, max_cer_increase)
 
 
+def _verdict_key(quantized: Path, manifest: Path, max_cer_increase: float, bucket_samples: int) -> str:
+    """Same INT8 bytes (the export and `quantize_dynamic` are deterministic), same manifest, limit,
+    padding and gate code → same transcripts → same verdict."""
+    import onnxruntime
+
+    state = manifest.stat()
+    digest = hashlib.sha256(quantized.read_bytes())
+    code = "".join(inspect.getsource(module) for module in (accuracy_gate, sys.modules[__name__]))
+    digest.update(
+        f"{manifest.resolve()}:{state.st_size}:{state.st_mtime_ns}:{max_cer_increase!r}:{bucket_samples}:"
+        f"{onnxruntime.__version__}:{code}".encode()
+    )
+    return digest.hexdigest()[:32]
+
+
 def quantize_installed(
-    hf: HfModel, onnx_path: Path, manifest: Path, max_cer_increase: float, bucket_samples: int = 0
+    hf: HfModel,
+    onnx_path: Path,
+    manifest: Path,
+    max_cer_increase: float,
+    bucket_samples: int = 0,
+    verdicts: Path | None = None,
 ) -> accuracy_gate.GateResult:
     """Replace the installed FP32 ``onnx_path`` by its INT8 form if the accuracy gate accepts it.
 
     A refused graph is removed and the FP32 one left in place, so a build that fails here leaves
-    no half-quantized repository behind.
+    no half-quantized repository behind. ``verdicts``: a folder keeping each gate's result by
+    `_verdict_key`, so rebuilding the same model (another decoder, batch size, repository) does not
+    run the FP32 PyTorch reference and the INT8 graph over the manifest again (minutes on 2 cores).
     """
     texts, audio = _manifest_audio(manifest)
     quantized = onnx_path.with_name("model.int8.onnx")
     ops = quantize_matmuls(onnx_path, quantized)
     counts = ", ".join(f"{op} {ops.get(op, 0)}" for op in ("MatMulInteger", "MatMul", "Conv"))
     print(f"INT8 dynamic quantization of the matrix products → {quantized.name}: {counts}", flush=True)
-    print(f"accuracy gate of the INT8 graph on {len(audio)} utterances of {manifest}", flush=True)
+    known = None
+    if verdicts is not None:
+        known = verdicts / f"{_verdict_key(quantized, manifest, max_cer_increase, bucket_samples)}.json"
     try:
-        result = gate(hf, quantized, texts, audio, bucket_samples, max_cer_increase)
+        if known is not None and known.is_file():
+            print(f"accuracy gate of this INT8 graph on {manifest}: the verdict of {known}", flush=True)
+            result = accuracy_gate.GateResult(**json.loads(known.read_text()))
+        else:
+            print(f"accuracy gate of the INT8 graph on {len(audio)} utterances of {manifest}", flush=True)
+            result = gate(hf, quantized, texts, audio, bucket_samples, max_cer_increase)
+            if known is not None:
+                known.parent.mkdir(parents=True, exist_ok=True)
+                known.write_text(json.dumps(asdict(result)))
         accuracy_gate.require(result)
     except BaseException:
         quantized.unlink(missing_ok=True)
         raise
     quantized.replace(onnx_path)
     return result
+
+
+def wanted(settings: RepositorySettings) -> bool:
+    """INT8 asked for (`--quantize`) or the default of an engine that has it (onnxruntime)."""
+    return settings.quantize is True or (settings.quantize is None and settings.engine == "onnxruntime")
+
+
+def gate_inputs(settings: RepositorySettings, manifest: Path, max_cer_increase: float) -> dict | None:
+    """What decides the installed precision besides the model, for the build cache: the manifest's
+    state, so a repository built FP32 for want of one becomes INT8 once `make testset` wrote it."""
+    if not wanted(settings):
+        return None
+    state = manifest.stat() if manifest.is_file() else None
+    return {
+        "manifest": str(manifest.resolve()),
+        "state": None if state is None else [state.st_size, state.st_mtime_ns],
+        "max_cer_increase": max_cer_increase,
+    }
+
+
+def install(
+    hf: HfModel,
+    onnx_path: Path,
+    settings: RepositorySettings,
+    manifest: Path,
+    max_cer_increase: float,
+    verdicts: Path | None = None,
+) -> bool:
+    """The installed FP32 ``onnx_path`` made INT8 as ``settings.quantize`` says; True when it was.
+
+    Asked for (True), a missing manifest or a refusing gate fails the build. By default (None) each
+    leaves the FP32 graph with a line that says why: the default must build wherever FP32 builds.
+    """
+    if not wanted(settings):
+        return False
+    if settings.quantize is None and not manifest.is_file():
+        print(
+            f"INT8 not installed: its accuracy gate needs the evaluation manifest {manifest}, which is "
+            "missing (`make testset` writes it; --manifest names another); serving FP32 "
+            "(--no-quantize: FP32 without this check)",
+            flush=True,
+        )
+        return False
+    try:
+        quantize_installed(hf, onnx_path, manifest, max_cer_increase, settings.bucket_samples, verdicts)
+    except accuracy_gate.GateRefused as refusal:
+        if settings.quantize:
+            raise
+        print(f"INT8 not installed ({refusal}); serving FP32 (with --quantize the build fails)", flush=True)
+        return False
+    return True
