@@ -33,11 +33,17 @@ def bundled_model() -> HfModel:
 @pytest.fixture(scope="session")
 def test_settings() -> RepositorySettings:
     # A long batching window so that concurrent requests reliably meet in one execution. Greedy
-    # decoding: these tests compare with the FP32 reference's greedy transcripts (the bundled LM's
-    # beam search has its own server in test_decoding.py). 300 s: long recordings are tested, and
-    # refusing the first sample over stays cheap.
+    # decoding and FP32 (not the default INT8): these tests compare with the FP32 reference's greedy
+    # transcripts (the bundled LM's beam search has its own server in test_decoding.py; INT8 has
+    # test_quantization.py). 300 s: long recordings are tested, and refusing the first sample over
+    # stays cheap.
     return RepositorySettings(
-        queue_delay_us=100_000, max_batch_size=16, threads=2, max_audio_seconds=300, decoder="greedy"
+        queue_delay_us=100_000,
+        max_batch_size=16,
+        threads=2,
+        max_audio_seconds=300,
+        decoder="greedy",
+        quantize=False,
     )
 
 
