@@ -388,12 +388,34 @@ class CtcForward:
             valid = frame_index[None, :] < self.frames(lengths)[:, None]
             x = x.masked_fill(~valid[:, :, None], 0.0)
             mask = valid[:, None, None, :]
+        return self._encoder(self._rows_positional(x), lambda qkv: self._attention(qkv, mask))
+
+    def _rows_positional(self, x: torch.Tensor) -> torch.Tensor:
+        """``x + positional(x)`` of a padded batch ``[B, T, C]`` (padding frames already zero), through
+        the packed path's layout: the rows end to end with ``pad`` zero frames around each, which is
+        what the convolution's own padding gives each row, so the one fused kernel serves both paths
+        (cuDNN ran this grouped convolution as 16 generic kernels, most of a 1 × 5 s call's GPU time)."""
+        batch, frames, channels = x.shape
+        pad = self.pos_conv.conv.padding[0]
+        gapped = x.new_zeros(batch, frames + pad, channels)
+        gapped[:, pad:] = x
+        gapped = torch.cat([gapped.view(-1, channels), x.new_zeros(pad, channels)])
+        starts = torch.arange(batch, device=x.device) * (frames + pad) + pad
+        rows = (starts[:, None] + torch.arange(frames, device=x.device)).view(-1)
+        return self._positional(x.reshape(-1, channels), gapped, rows, pad).view(batch, frames, channels)
+
+    def _positional(
+        self, x: torch.Tensor, gapped: torch.Tensor, rows: torch.Tensor, pad: int
+    ) -> torch.Tensor:
+        """``x + activation(positional conv)`` of tokens ``x`` ``[N, C]``; ``gapped`` holds them with
+        ``pad`` zero rows around every utterance, token *i* at row ``rows[i]``."""
         conv = self.pos_conv.conv
+        if self.fused_position:
+            return fused_positional(x, gapped, rows, self.pos_conv_taps, conv.bias, pad)
         position = F.conv1d(
-            x.transpose(1, 2), self.pos_conv_weight, conv.bias, padding=conv.padding, groups=conv.groups
+            gapped.t()[None], self.pos_conv_weight, conv.bias, padding=conv.padding, groups=conv.groups
         )
-        position = self.pos_conv.activation(self.pos_conv.padding(position)).transpose(1, 2)
-        return self._encoder(x + position, lambda qkv: self._attention(qkv, mask))
+        return x + self.pos_conv.activation(position[0].t().index_select(0, rows))
 
     def packed(
         self, audio: torch.Tensor, packing: Packing, index: DevicePacking | None = None
@@ -408,13 +430,7 @@ class CtcForward:
         x = self._features(audio[None].to(self.dtype), packing)[0].index_select(0, index.tokens)
         x = self.projection.projection(self.norm(self.projection.layer_norm, x))
         gapped = x.new_zeros(index.gapped_rows, x.shape[1]).index_copy_(0, index.gapped, x)
-        if self.fused_position:
-            x = fused_positional(x, gapped, index.gapped, self.pos_conv_taps, conv.bias, index.gap)
-        else:
-            position = F.conv1d(
-                gapped.t()[None], self.pos_conv_weight, conv.bias, padding=conv.padding, groups=conv.groups
-            )
-            x = x + self.pos_conv.activation(position[0].t().index_select(0, index.gapped))
+        x = self._positional(x, gapped, index.gapped, index.gap)
         return self._encoder(x, lambda qkv: self._packed_attention(qkv, index))
 
     def _packed_attention(self, qkv: torch.Tensor, index: DevicePacking) -> torch.Tensor:
