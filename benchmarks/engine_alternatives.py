@@ -10,6 +10,8 @@ swaps one earlier choice back into an engine for the duration of a `with`, witho
   the run (until 2026-12-05; packed runs now check on the device).
 * `one_copy_thread`: the host audio copied into the pinned buffer by the calling thread alone.
 * `gelu_apart`: the feed-forward's GELU a pass of its own after its first product (no GELU epilogue).
+* `cudnn_positional`: a padded run's positional convolution by cuDNN over the batch (the fused kernel
+  served packed runs only).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ RESIDUAL_VARIANT = "engine, residual adds apart (before)"
 HOST_CHECK_VARIANT = "engine, host finiteness check (before)"
 COPY_VARIANT = "engine, audio copied by one thread (before)"
 GELU_VARIANT = "engine, GELU apart (before)"
+POSITIONAL_VARIANT = "engine, cuDNN positional conv in padded runs (before)"
 
 
 def _encoder_adds_apart(self, x: torch.Tensor, attend: Callable) -> torch.Tensor:
@@ -90,9 +93,30 @@ def gelu_apart(engine) -> Iterator[None]:
         forward.gelu_epilogue = kept
 
 
+def _rows_positional_cudnn(self, x: torch.Tensor) -> torch.Tensor:
+    """`CtcForward._rows_positional` as it was: cuDNN over the batch, not the packed path's kernel."""
+    conv = self.pos_conv.conv
+    position = F.conv1d(
+        x.transpose(1, 2), self.pos_conv_weight, conv.bias, padding=conv.padding, groups=conv.groups
+    )
+    return x + self.pos_conv.activation(self.pos_conv.padding(position)).transpose(1, 2)
+
+
+@contextlib.contextmanager
+def cudnn_positional(engine) -> Iterator[None]:
+    """``engine`` running a padded batch's positional convolution with cuDNN over the batch."""
+    forward = engine.ctc
+    forward._rows_positional = _rows_positional_cudnn.__get__(forward)
+    try:
+        yield
+    finally:
+        del forward._rows_positional
+
+
 ALTERNATIVES = {
     RESIDUAL_VARIANT: residual_adds_apart,
     HOST_CHECK_VARIANT: host_check,
     COPY_VARIANT: one_copy_thread,
     GELU_VARIANT: gelu_apart,
+    POSITIONAL_VARIANT: cudnn_positional,
 }

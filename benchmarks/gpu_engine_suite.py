@@ -24,6 +24,7 @@ from vaani.benchmarks.engine_alternatives import (
     COPY_VARIANT,
     GELU_VARIANT,
     HOST_CHECK_VARIANT,
+    POSITIONAL_VARIANT,
     RESIDUAL_VARIANT,
 )
 from vaani.benchmarks.gpu_normalization_suite import BEFORE_VARIANT, packed_normalization
@@ -40,6 +41,7 @@ LOGITS_CHECKED = (
     BEFORE_VARIANT,
     RESIDUAL_VARIANT,
     GELU_VARIANT,
+    POSITIONAL_VARIANT,
     "engine FP8 matrix products",
 )
 
@@ -242,6 +244,7 @@ def engine_suite(torch, config, state: dict, timer: Timer, loads: dict[str, list
         HOST_CHECK_VARIANT: default,
         COPY_VARIANT: default,
         GELU_VARIANT: default,
+        POSITIONAL_VARIANT: default,
         "engine FP8 matrix products": replace(default, fp8=True),
         "engine, no CUDA graphs": replace(default, cuda_graphs=False),
         "engine, flash varlen attention": replace(default, packed_attention="flash"),

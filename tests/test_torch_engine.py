@@ -489,16 +489,23 @@ def test_the_earlier_choices_the_gpu_benchmark_times_give_the_engines_logits(ove
     values = [clip[None, :] for clip in clips]
     frames = lambda n: int(model._get_feat_extract_output_lengths(n))  # noqa: E731
     expected = engine.run_ragged(values, _lengths(values), frames)
+    padded = torch.zeros(2, 16_000)
+    padded[0], padded[1, :7_300] = torch.from_numpy(clips[0]), torch.from_numpy(clips[1])
+    lengths = torch.tensor([16_000, 7_300])
+    expected_padded = engine.logits(padded, lengths)
     for label, swapped in ALTERNATIVES.items():
         with swapped(engine):
             got = engine.run_ragged(values, _lengths(values), frames)
+            got_padded = engine.logits(padded, lengths)
             bad = values[0].copy()
             bad[0, 100] = np.nan
             refused = engine.run_ragged([bad], _lengths([bad]), frames)[0]
         for want, have in zip(expected, got):
             torch.testing.assert_close(have, want, atol=1e-5, rtol=1e-5, msg=label)
+        torch.testing.assert_close(got_padded, expected_padded, atol=1e-5, rtol=1e-5, msg=label)
         assert isinstance(refused, InvalidRequest) and "NaN" in str(refused), label
-    assert "_encoder" not in vars(engine.ctc) and "run_finite" not in vars(engine)  # swapped back
+    assert not {"_encoder", "_rows_positional"} & set(vars(engine.ctc))  # swapped back
+    assert "run_finite" not in vars(engine)
     assert engine.options == FP32
 
 
