@@ -20,8 +20,8 @@ _HELP = {
     "max_batch_size": "largest batch (utterances) one execution takes",
     "max_audio_seconds": "longest recording accepted (cut into windows inside the server); longer is refused",
     "queue_delay_us": "how long wav2vec2's (and asr_stream's) dynamic batcher waits to fill a batch (µs)",
-    "host_steps_queue_delay_us": "the same for preprocess, ctc_decoder and windows (0: a request goes at "
-    "once; requests that came while an instance was busy still share its next execution)",
+    "host_steps_queue_delay_us": "the same for preprocess, ctc_decoder and windows (-1: --queue-delay-us; "
+    "0: a request goes at once, for a fast engine: docs/load-tests.md)",
     "threads": "ONNX Runtime intra-op threads (0: one per core)",
     "acoustic_instances": "instances of the wav2vec2 step",
     "python_instances": "instances of the preprocess and ctc_decoder steps",

@@ -60,13 +60,16 @@ class RepositorySettings:
     engine: str = "onnxruntime"
     max_batch_size: int = 32
     max_audio_seconds: float = 3600.0
-    # Dynamic batching: how long a step holds a request hoping for a batch. Only where a batch pays:
-    # `wav2vec2` (the engine, or the TensorRT plan; and `asr_stream`'s chunks). The host steps around
-    # it (`preprocess`, `ctc_decoder`, `windows`) batch without waiting: requests that arrive while an
-    # instance is busy queue and go in its next execution together; a wait there was paid by every
-    # request at low load (2 ms a step, docs/load-tests.md "The fixed cost of one request").
+    # Dynamic batching: how long a step holds a request hoping for a batch. queue_delay_us is
+    # `wav2vec2`'s (the engine, or the TensorRT plan; and `asr_stream`'s chunks);
+    # host_steps_queue_delay_us that of the host steps around it (`preprocess`, `ctc_decoder`,
+    # `windows`), -1: the same. At low load every request pays each step's wait (2 ms each by
+    # default); 0 at the host steps takes it off and they still batch what queued while an instance
+    # was busy, but on a CPU whose engine is slow the waits upstream also gather the engine's rounds:
+    # the bundled model served fewer requests a second without them (docs/load-tests.md, "The fixed
+    # cost of one request"), so 0 is for a fast engine (a GPU), not the default.
     queue_delay_us: int = 2_000
-    host_steps_queue_delay_us: int = 0
+    host_steps_queue_delay_us: int = -1
     threads: int = 0
     acoustic_instances: int = 1
     python_instances: int = 1
@@ -137,8 +140,10 @@ class RepositorySettings:
             raise ValueError("max_batch_size must be at least 1")
         if self.max_batch_audio_seconds < self.window_seconds + 2 * self.context_seconds:
             raise ValueError("max_batch_audio_seconds must hold at least one window (window + 2 × context)")
-        if self.queue_delay_us < 0 or self.host_steps_queue_delay_us < 0:
-            raise ValueError("queue_delay_us and host_steps_queue_delay_us must be 0 (no wait) or above")
+        if self.queue_delay_us < 0 or self.host_steps_queue_delay_us < -1:
+            raise ValueError(
+                "queue_delay_us must be 0 (no wait) or above, host_steps_queue_delay_us too or -1 (the same)"
+            )
         if self.turn_audio_seconds < 0:
             raise ValueError("turn_audio_seconds must be 0 (a request's windows in one round) or above")
         if self.quantize and self.engine != "onnxruntime":  # asked for explicitly, not the default
@@ -155,6 +160,11 @@ class RepositorySettings:
             raise ValueError(
                 "max_streams and stream_instances must be at least 1, stream_idle_seconds above 0"
             )
+
+    @property
+    def host_steps_delay_us(self) -> int:
+        """The host steps' batching delay: ``host_steps_queue_delay_us``, or ``queue_delay_us`` for -1."""
+        return self.queue_delay_us if self.host_steps_queue_delay_us == -1 else self.host_steps_queue_delay_us
 
     @property
     def max_samples(self) -> int:
@@ -190,7 +200,7 @@ def _parameters(config: mc.ModelConfig, values: dict[str, object]) -> None:
 
 def _batching(settings: RepositorySettings, delay_us: int, **extra: object) -> mc.ModelDynamicBatching:
     """The dynamic batcher of a step, with its bounded queue and timeouts (see `RepositorySettings`);
-    ``delay_us``: the acoustic step's ``queue_delay_us`` or the host steps' ``host_steps_queue_delay_us``."""
+    ``delay_us``: the acoustic step's ``queue_delay_us`` or the host steps' (`host_steps_delay_us`)."""
     policy = mc.ModelQueuePolicy(
         timeout_action=mc.ModelQueuePolicy.REJECT,
         default_timeout_microseconds=round(settings.request_timeout_s * 1_000_000),
@@ -207,7 +217,7 @@ def _python_step(name: str, settings: RepositorySettings, kind: int = mc.ModelIn
         name=name,
         backend="python",
         max_batch_size=settings.max_batch_size,
-        dynamic_batching=_batching(settings, settings.host_steps_queue_delay_us),
+        dynamic_batching=_batching(settings, settings.host_steps_delay_us),
         instance_group=[mc.ModelInstanceGroup(count=settings.python_instances, kind=kind)],
     )
 
