@@ -202,6 +202,7 @@ def served_suite(
         engine="torch",
         max_batch_size=64,
         queue_delay_us=500,
+        host_steps_queue_delay_us=0,  # a GPU engine is fast: the host steps go at once (docs/load-tests.md)
         python_instances=4,
         acoustic_instances=instances,
         max_audio_seconds=30.0,
