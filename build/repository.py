@@ -66,8 +66,8 @@ class RepositorySettings:
     # `windows`), -1: the same. At low load every request pays each step's wait (2 ms each by
     # default); 0 at the host steps takes it off and they still batch what queued while an instance
     # was busy, but on a CPU whose engine is slow the waits upstream also gather the engine's rounds:
-    # the bundled model served fewer requests a second without them (docs/load-tests.md, "The fixed
-    # cost of one request"), so 0 is for a fast engine (a GPU), not the default.
+    # the bundled model served fewer requests a second without them at 16 in flight, mostly
+    # (docs/load-tests.md, "The fixed cost of one request"), so 0 is for a fast engine (a GPU).
     queue_delay_us: int = 2_000
     host_steps_queue_delay_us: int = -1
     threads: int = 0
