@@ -37,12 +37,12 @@ $(SETUP_STAMP): pyproject.toml scripts/system-packages.sh scripts/install-perf-a
 	scripts/install-perf-analyzer.sh $(VENV)
 	touch $@
 
-## build: export MODEL and write the Triton repository (cached; INT8 where its gate on the test set accepts it)
-build: setup $(TESTSET)
+## build: export MODEL and write the Triton repository (cached)
+build: setup
 	$(VAANI) build --model $(MODEL) --engine $(ENGINE) --repository $(REPOSITORY) $(SERVE_ARGS)
 
 ## serve: build if needed, then run tritonserver (and the gateway on GATEWAY_PORT, 0: none) on localhost
-serve: setup $(TESTSET)
+serve: setup
 	$(VAANI) serve --model $(MODEL) --engine $(ENGINE) --repository $(REPOSITORY) \
 		--http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT) \
 		--gateway-port $(GATEWAY_PORT) $(SERVE_ARGS)

@@ -39,8 +39,7 @@ _HELP = {
     "pause_seconds": "a silence this long cuts a long recording into windows (0: cut every window-seconds)",
     "windows_in_flight": "with a TensorRT plan: windows of one request out to the plan at once",
     "memory_arena": "keep ONNX Runtime's CPU memory arena (faster repeats, but holds its peak)",
-    "quantize": "onnxruntime engine: INT8 matrix products (conv encoder stays FP32), gated on --manifest "
-    "(default: INT8 where that gate runs and accepts it, else FP32 with a line saying why)",
+    "quantize": "onnxruntime engine: INT8 matrix products (conv encoder stays FP32), gated on --manifest",
     "gpus": "torch engine: one wav2vec2 instance group per GPU 0..N-1 (0: Triton uses every GPU it sees)",
     "decoder": "CTC decoder: auto (beam with the model's language_model/ or --lm, else greedy), greedy, beam",
     "lm": "KenLM n-gram LM for beam search: an .arpa/.bin file or a language_model/ folder (HF layout)",
@@ -64,7 +63,7 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     for field in fields(RepositorySettings):
         option = "--" + field.name.replace("_", "-")
         kwargs = {"type": type(field.default), "default": field.default, "help": _HELP.get(field.name, "")}
-        if isinstance(field.default, bool) or field.type == "bool | None":  # None: the engine's default
+        if isinstance(field.default, bool):
             kwargs = {"action": argparse.BooleanOptionalAction, **kwargs}
             del kwargs["type"]
         if field.name == "engine":

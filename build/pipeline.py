@@ -108,10 +108,16 @@ def build(
     else:
         shutil.rmtree(version_dir(repo, DECODER) / language_model.LM_DIR, ignore_errors=True)
     artifacts = strategy.install(hf, version_dir(repo, ACOUSTIC), settings, plan)
-    if quantization.wanted(settings):  # the gated FP32 graph in, INT8 out where its gate accepts it
+    if settings.quantize:  # the gated FP32 graph in, its INT8 form out if that passes the accuracy gate
         onnx_path = version_dir(repo, ACOUSTIC) / "model.onnx"
-        verdicts = plan.work_dir / "int8-gates"
-        quantization.install(hf, onnx_path, settings, plan.manifest, plan.max_cer_increase, verdicts)
+        quantization.quantize_installed(
+            hf,
+            onnx_path,
+            plan.manifest,
+            plan.max_cer_increase,
+            settings.bucket_samples,
+            verdicts=plan.work_dir / "int8-gates",
+        )
     write_configs(repo, hf.spec(), settings, source_model=model, decoder=decoder)
     files = [str(p.relative_to(repo)) for p in [*repo.glob("*/config.pbtxt"), *artifacts]]
     (repo / STAMP).write_text(

@@ -11,11 +11,13 @@ reports unchanged WER with).
 
 Like every precision, the quantized graph is installed only if its transcripts of the evaluation
 manifest stay within the accuracy gate's CER limit of the FP32 PyTorch reference
-(`vaani.build.accuracy_gate`). INT8 is the onnxruntime engine's default because on the bundled
-model it moves no WER or CER, greedy or beam + LM, held-out or out-of-vocabulary
-(benchmarks/results/int8-accuracy-cpu-2026-12-05); a model it would cost keeps FP32 by the same
-gate. So the default (`quantize` None) falls back to FP32, saying why, where the gate cannot run (no
-manifest) or refuses; asked for with `--quantize`, either fails the build.
+(`vaani.build.accuracy_gate`); otherwise the build fails and the FP32 graph stays.
+
+It is not the default although on the bundled model it costs no WER or CER beyond one utterance's
+worth (benchmarks/results/int8-accuracy-cpu-2026-12-05): each activation tensor is quantized by its
+own range, and a served batch is one tensor, so a request's INT8 transcript depends on the requests
+batched with it (three identical runs of the held-out set gave 399, 400 and 399 of 400 transcripts
+identical to FP32's). FP32's do not.
 """
 
 from __future__ import annotations
@@ -145,15 +147,10 @@ def quantize_installed(
     return result
 
 
-def wanted(settings: RepositorySettings) -> bool:
-    """INT8 asked for (`--quantize`) or the default of an engine that has it (onnxruntime)."""
-    return settings.quantize is True or (settings.quantize is None and settings.engine == "onnxruntime")
-
-
 def gate_inputs(settings: RepositorySettings, manifest: Path, max_cer_increase: float) -> dict | None:
-    """What decides the installed precision besides the model, for the build cache: the manifest's
-    state, so a repository built FP32 for want of one becomes INT8 once `make testset` wrote it."""
-    if not wanted(settings):
+    """What decides the installed graph besides the model, for the build cache: the gate's manifest
+    (and its state) and limit, so a build gated on another manifest or limit is not taken as current."""
+    if not settings.quantize:
         return None
     state = manifest.stat() if manifest.is_file() else None
     return {
@@ -161,36 +158,3 @@ def gate_inputs(settings: RepositorySettings, manifest: Path, max_cer_increase: 
         "state": None if state is None else [state.st_size, state.st_mtime_ns],
         "max_cer_increase": max_cer_increase,
     }
-
-
-def install(
-    hf: HfModel,
-    onnx_path: Path,
-    settings: RepositorySettings,
-    manifest: Path,
-    max_cer_increase: float,
-    verdicts: Path | None = None,
-) -> bool:
-    """The installed FP32 ``onnx_path`` made INT8 as ``settings.quantize`` says; True when it was.
-
-    Asked for (True), a missing manifest or a refusing gate fails the build. By default (None) each
-    leaves the FP32 graph with a line that says why: the default must build wherever FP32 builds.
-    """
-    if not wanted(settings):
-        return False
-    if settings.quantize is None and not manifest.is_file():
-        print(
-            f"INT8 not installed: its accuracy gate needs the evaluation manifest {manifest}, which is "
-            "missing (`make testset` writes it; --manifest names another); serving FP32 "
-            "(--no-quantize: FP32 without this check)",
-            flush=True,
-        )
-        return False
-    try:
-        quantize_installed(hf, onnx_path, manifest, max_cer_increase, settings.bucket_samples, verdicts)
-    except accuracy_gate.GateRefused as refusal:
-        if settings.quantize:
-            raise
-        print(f"INT8 not installed ({refusal}); serving FP32 (with --quantize the build fails)", flush=True)
-        return False
-    return True

@@ -100,10 +100,9 @@ class RepositorySettings:
     memory_arena: bool = False
     # onnxruntime engine: the graph's weight matrix products in INT8 (dynamic quantization; the
     # convolutional feature encoder stays FP32), installed only if the accuracy gate accepts its
-    # transcripts of the evaluation manifest (`vaani.build.quantization`). None, the default: INT8
-    # where that gate runs and accepts it, else FP32 with a line saying why (an engine without INT8
-    # is unaffected); True: INT8 or the build fails; False: FP32.
-    quantize: bool | None = None
+    # transcripts of the evaluation manifest (`vaani.build.quantization`). Off by default: a served
+    # INT8 transcript depends on the requests batched with it (benchmarks/results/int8-accuracy-*).
+    quantize: bool = False
     # torch engine: one wav2vec2 instance group per GPU 0 … gpus-1, each of acoustic_instances
     # (0: a single group that Triton repeats on every GPU it sees).
     gpus: int = 0
@@ -146,7 +145,7 @@ class RepositorySettings:
             )
         if self.turn_audio_seconds < 0:
             raise ValueError("turn_audio_seconds must be 0 (a request's windows in one round) or above")
-        if self.quantize and self.engine != "onnxruntime":  # asked for explicitly, not the default
+        if self.quantize and self.engine != "onnxruntime":
             raise ValueError("quantize (INT8 matrix products) is an onnxruntime engine option")
         if self.gpus < 0:
             raise ValueError("gpus must be 0 (every GPU Triton sees) or a count of GPUs")

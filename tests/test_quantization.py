@@ -1,5 +1,5 @@
-"""INT8 matrix products (the onnxruntime engine's default, `--quantize`), the feature encoder FP32,
-gated on transcripts; `--no-quantize` is FP32."""
+"""`vaani build --quantize`: INT8 matrix products, the feature encoder FP32, gated on transcripts;
+FP32 by default."""
 
 from __future__ import annotations
 
@@ -131,41 +131,34 @@ def test_quantize_is_an_onnxruntime_option_and_needs_a_manifest(tmp_path):
         )
 
 
-def test_the_default_build_is_int8_and_no_quantize_is_fp32(tmp_path, held_out, gates, capsys):
+def test_the_default_build_is_fp32_and_quantize_gives_int8(tmp_path, held_out, gates, capsys):
     plan = replace(gates, manifest=held_out[0])
     default = _settings()
-    assert default.quantize is None and default == RepositorySettings(max_batch_size=4, threads=2)
+    assert default.quantize is False and default == RepositorySettings(max_batch_size=4, threads=2)
     build(str(BUNDLED_MODEL), tmp_path / "default", default, plan=plan)
-    assert _is_int8(tmp_path / "default")
+    assert not _is_int8(tmp_path / "default")
+    assert "INT8" not in capsys.readouterr().out
+
+    build(str(BUNDLED_MODEL), tmp_path / "int8", _settings("--quantize"), plan=plan)
+    assert _is_int8(tmp_path / "int8")
     assert f"accuracy gate on {UTTERANCES} utterances: accepted" in capsys.readouterr().out
 
     # The same graph again, in another repository with another decoder: the gate's verdict is reused.
-    build(str(BUNDLED_MODEL), tmp_path / "greedy", _settings("--decoder", "greedy"), plan=plan)
+    build(str(BUNDLED_MODEL), tmp_path / "greedy", _settings("--quantize", "--decoder", "greedy"), plan=plan)
     assert _is_int8(tmp_path / "greedy")
     out = capsys.readouterr().out
     assert "accuracy gate of this INT8 graph" in out and "accepted" in out
 
     build(str(BUNDLED_MODEL), tmp_path / "fp32", _settings("--no-quantize"), plan=plan)
     assert not _is_int8(tmp_path / "fp32")
-    assert "INT8" not in capsys.readouterr().out
-
-    # Engines without INT8 take the default as it is; only asking for it is refused.
-    assert _settings("--engine", "torch").quantize is None
-    with pytest.raises(ValueError, match="onnxruntime"):
-        _settings("--engine", "torch", "--quantize")
 
 
-def test_the_default_keeps_fp32_where_the_gate_cannot_run_or_refuses(tmp_path, held_out, gates, capsys):
-    missing = replace(gates, manifest=tmp_path / "missing.jsonl")
-    build(str(BUNDLED_MODEL), tmp_path / "a", _settings(), plan=missing)
-    assert not _is_int8(tmp_path / "a")
-    assert "INT8 not installed: its accuracy gate needs the evaluation manifest" in capsys.readouterr().out
-    # Once the manifest is there, the same build is no longer up to date: it becomes INT8.
-    build(str(BUNDLED_MODEL), tmp_path / "a", _settings(), plan=replace(gates, manifest=held_out[0]))
-    assert _is_int8(tmp_path / "a")
-
-    refusing = replace(gates, manifest=held_out[0], max_cer_increase=-1)
-    build(str(BUNDLED_MODEL), tmp_path / "b", _settings(), plan=refusing)
-    assert not _is_int8(tmp_path / "b")
-    assert (tmp_path / "b" / STAMP).exists()
-    assert "INT8 not installed (engine refused" in capsys.readouterr().out
+def test_a_build_gated_on_another_limit_is_not_taken_as_current(tmp_path, held_out, gates):
+    repository = tmp_path / "repo"
+    plan = replace(gates, manifest=held_out[0])
+    build(str(BUNDLED_MODEL), repository, _settings("--quantize"), plan=plan)
+    assert _is_int8(repository)
+    refusing = replace(plan, max_cer_increase=-1)
+    with pytest.raises(GateRefused):
+        build(str(BUNDLED_MODEL), repository, _settings("--quantize"), plan=refusing)
+    assert not (repository / STAMP).exists()
