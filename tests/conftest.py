@@ -33,10 +33,10 @@ def bundled_model() -> HfModel:
 @pytest.fixture(scope="session")
 def test_settings() -> RepositorySettings:
     # A long batching window so that concurrent requests reliably meet in one execution. Greedy
-    # decoding and FP32 (not the default INT8): these tests compare with the FP32 reference's greedy
-    # transcripts (the bundled LM's beam search has its own server in test_decoding.py; INT8 has
-    # test_quantization.py). 300 s: long recordings are tested, and refusing the first sample over
-    # stays cheap.
+    # decoding and FP32 (said, whatever the default): these tests compare with the FP32 reference's
+    # greedy transcripts (the bundled LM's beam search has its own server in test_decoding.py; INT8
+    # has test_quantization.py). 300 s: long recordings are tested, and refusing the first sample
+    # over stays cheap.
     return RepositorySettings(
         queue_delay_us=100_000,
         max_batch_size=16,
