@@ -10,12 +10,14 @@ from vaani.build import source
 from vaani.build.pipeline import STAMP, build, served_from
 from vaani.build.repository import RepositorySettings
 from vaani.errors import UserFacingError
+from vaani.serving.acoustic import AcousticSpec
 from vaani.serving.contract import (
     ACOUSTIC,
     DECODER,
     ENSEMBLE,
     ENSEMBLE_STEPS,
     PREPROCESS,
+    SPEC_FILE,
     STREAM,
     WINDOWS_STEP,
     version_dir,
@@ -191,21 +193,25 @@ def test_a_repository_without_a_build_is_served_by_the_models_named(tmp_path):
     ]
 
 
-def test_the_onnxruntime_engine_runs_a_long_batch_in_pieces_that_equal_one_run(tmp_path):
-    """Rows past `RUN_SAMPLES` go to ONNX Runtime in several runs; each row's logits are its own."""
+def test_the_onnxruntime_engine_runs_each_row_alone_over_its_own_samples(tmp_path):
+    """A batch's rows run one by one, trimmed to their valid samples: each row's logits are exactly
+    those of the row by itself, and the frames past its samples are zero padding."""
     import numpy as np
 
-    from vaani.serving.engines import onnxruntime as engine_module
+    from vaani.serving.engines.onnxruntime import OnnxRuntimeEngine
 
     repository = tmp_path / "repo"
     build(str(BUNDLED_MODEL), repository, RepositorySettings(max_batch_size=4))
-    engine = engine_module.OnnxRuntimeEngine(version_dir(repository, ACOUSTIC) / "model.onnx", threads=1)
-    samples = engine_module.RUN_SAMPLES // 2 + 16_000  # two rows are over one run: one row per run
+    folder = version_dir(repository, ACOUSTIC)
+    spec = AcousticSpec.load(folder / SPEC_FILE)
+    engine = OnnxRuntimeEngine(folder / "model.onnx", threads=1, frames=spec.frames)
+    samples = 40_000
     rng = np.random.default_rng(0)
     batch = (0.1 * rng.standard_normal((3, samples))).astype(np.float32)
-    lengths = [samples, samples - 48_000, samples // 2]
-    pieces = engine.forward(batch, lengths)
-    assert pieces.shape[0] == 3
+    lengths = [samples - 8_000, samples - 24_000, samples // 2]  # no row spans the batch
+    together = engine.forward(batch, lengths)
+    assert together.shape[:2] == (3, spec.frames(samples))
     for row, length in enumerate(lengths):
-        alone = engine.forward(batch[row : row + 1], [length])  # one row: one run
-        np.testing.assert_allclose(pieces[row : row + 1], alone, atol=1e-4)
+        alone = engine.forward(batch[row : row + 1, :length], [length])
+        np.testing.assert_array_equal(together[row, : alone.shape[1]], alone[0])
+        assert not together[row, alone.shape[1] :].any()

@@ -105,6 +105,16 @@ def test_quantized_build_keeps_the_transcripts_of_fp32(tmp_path, held_out, gates
     # It is the INT8 graph that ran: its logits are near FP32's, not equal to them.
     difference = np.abs(engine(values, mask) - bundled_model.logits(values, mask)).max()
     assert 1e-3 < difference < 1.0
+    # A request's logits do not depend on the requests batched with it, though INT8 scales each
+    # activation tensor by its own range: every row runs alone, over its own samples.
+    longest = max(audio, key=len)
+    for samples in audio[:4]:
+        batch = np.zeros((2, len(longest)), np.float32)
+        batch[0, : len(samples)], batch[1] = samples, longest
+        together = engine.forward(batch, [len(samples), len(longest)])
+        alone = engine.forward(batch[:1, : len(samples)], [len(samples)])
+        np.testing.assert_array_equal(together[0, : alone.shape[1]], alone[0])
+        assert not together[0, alone.shape[1] :].any()  # the frames past its samples: padding
 
 
 def test_a_refused_quantization_leaves_no_repository_behind(tmp_path, held_out, gates, capsys):

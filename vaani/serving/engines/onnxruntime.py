@@ -2,26 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
-from vaani.serving.contract import ATTENTION_MASK, INPUT_VALUES, LOGITS, SAMPLING_RATE
+from vaani.serving.contract import ATTENTION_MASK, INPUT_VALUES, LOGITS
 from vaani.serving.engines.base import Engine
 
-# Audio one ONNX Runtime run takes at most (rows of a larger batch go in several runs, at least one
-# row each). Measured on this project's 2-core CPU (2026-12-05, shared, bundled model, 10 windows of
-# 24 s, 2 threads, 3 interleaved rounds): one window per run 29-37x real time, all ten in one run
-# 21-22x (without the memory arena every run maps and faults in its activations afresh; with it
-# 40-42x against 28-31x). A small run's activations stay in cache, and on a CPU one row already
-# fills the cores, so larger runs buy nothing.
-RUN_SAMPLES = 30 * SAMPLING_RATE
+# Each row runs alone, over its valid samples only. Measured on this project's 2-core CPU (2026-12-05,
+# shared, bundled model, 10 windows of 24 s, 2 threads, 3 interleaved rounds): one window per run
+# 29-37x real time, all ten in one run 21-22x (without the memory arena every run maps and faults in
+# its activations afresh). A small run's activations stay in cache, and on a CPU one row already fills
+# the cores, so larger runs buy nothing. And a row alone gets logits that do not depend on the rows
+# beside it: a dynamically quantized (INT8) graph scales each activation tensor by its own range, so
+# in a padded batch one request's transcript moved with the requests batched with it.
 
 
 class OnnxRuntimeEngine(Engine):
-    def __init__(self, model: Path, threads: int = 0, memory_arena: bool = False) -> None:
+    def __init__(
+        self,
+        model: Path,
+        threads: int = 0,
+        memory_arena: bool = False,
+        frames: Callable[[int], int] | None = None,
+    ) -> None:
+        """``frames``: the model's frames for a number of samples (its `AcousticSpec`), so that a batch's
+        logits span its whole width; without it they span its longest valid row."""
+        self._frames = frames
         options = ort.SessionOptions()
         # Without the arena, memory of a large batch goes back to the allocator after the run
         # instead of staying reserved for the life of the process.
@@ -42,12 +52,12 @@ class OnnxRuntimeEngine(Engine):
         return np.zeros((rows, samples), dtype=np.float32)
 
     def forward(self, batch: np.ndarray, lengths: list[int]) -> np.ndarray:
-        rows = max(1, RUN_SAMPLES // batch.shape[1])
-        if batch.shape[0] <= rows:
-            return self._run(batch, lengths)
-        return np.concatenate(
-            [self._run(batch[i : i + rows], lengths[i : i + rows]) for i in range(0, batch.shape[0], rows)]
-        )
+        rows = [self._run(batch[i : i + 1, :n], [n]) for i, n in enumerate(lengths)]
+        frames = self._frames(batch.shape[1]) if self._frames else max(r.shape[1] for r in rows)
+        out = np.zeros((len(rows), frames, rows[0].shape[2]), dtype=rows[0].dtype)
+        for i, logits in enumerate(rows):  # the frames past a row's valid samples stay zero: padding
+            out[i, : logits.shape[1]] = logits[0, :frames]
+        return out
 
     def _run(self, batch: np.ndarray, lengths: list[int]) -> np.ndarray:
         feeds = {INPUT_VALUES: batch}

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from vaani.serving.acoustic import AcousticSpec
+from vaani.serving.contract import SPEC_FILE
 from vaani.serving.engines.base import Engine
 
 PYTHON_ENGINES = ("onnxruntime", "torch")
@@ -32,6 +34,7 @@ def load_engine(name: str, version_dir: Path, parameters: dict[str, str], device
             version_dir / "model.onnx",
             threads=int(parameters.get("threads", "0")),
             memory_arena=parameters.get("memory_arena", "false") == "true",
+            frames=AcousticSpec.load(version_dir / SPEC_FILE).frames,
         )
     if name == "torch":
         from vaani.serving.engines.torch_engine import HF_SUBDIR, TorchEngine, TorchEngineOptions
