@@ -145,23 +145,13 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def _settings_changes(text: str) -> dict[str, object]:
-    """``field=value,…`` as typed `RepositorySettings` values (each field's annotation gives its type)."""
-    from dataclasses import fields
+    """``field=value,…`` as typed `RepositorySettings` values (`settings_changes`), for argparse."""
+    from vaani.build.repository import settings_changes
 
-    from vaani.build.repository import RepositorySettings
-
-    kinds = {f.name: str(f.type) for f in fields(RepositorySettings)}
-    changes: dict[str, object] = {}
-    for item in filter(None, text.split(",")):
-        name, _, value = item.partition("=")
-        if name not in kinds:
-            raise argparse.ArgumentTypeError(f"no RepositorySettings field {name!r}")
-        kind = kinds[name].split(" | ")[0]
-        if kind == "bool":
-            changes[name] = value.lower() in ("1", "true", "yes")
-        else:
-            changes[name] = {"int": int, "float": float}.get(kind, str)(value)
-    return changes
+    try:
+        return settings_changes(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -105,18 +105,20 @@ def load_test(url: str, clips: list[np.ndarray], concurrency: int, seconds: floa
 PHASES = ("queue", "compute_input", "compute_infer", "compute_output")
 
 
-def step_statistics(url: str) -> dict[str, dict[str, float]]:
-    """Triton's cumulative per-model counters: requests, executions (batches) and time per phase."""
+def step_statistics(url: str, phases: tuple[str, ...] = PHASES) -> dict[str, dict[str, float]]:
+    """Triton's cumulative per-model counters: requests, executions (batches) and ms in each of ``phases``."""
     import tritonclient.grpc as grpcclient
 
-    stats = grpcclient.InferenceServerClient(url).get_inference_statistics(as_json=True)
+    client = grpcclient.InferenceServerClient(url)
+    stats = client.get_inference_statistics(as_json=True)
+    client.close()
     out = {}
     for model in stats.get("model_stats", []):
         infer = model.get("inference_stats", {})
         out[model["name"]] = {
             "requests": float(model.get("inference_count", 0)),
             "executions": float(model.get("execution_count", 0)),
-            **{f"{phase}_ms": float(infer.get(phase, {}).get("ns", 0)) / 1e6 for phase in PHASES},
+            **{f"{phase}_ms": float(infer.get(phase, {}).get("ns", 0)) / 1e6 for phase in phases},
         }
     return out
 

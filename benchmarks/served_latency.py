@@ -38,9 +38,9 @@ from pathlib import Path
 import numpy as np
 
 from vaani.benchmarks.decoder_step import TESTSET, clips, sentences
-from vaani.benchmarks.gpu_served_suite import load_test
+from vaani.benchmarks.gpu_served_suite import load_test, step_statistics
 from vaani.benchmarks.gpu_workloads import mixed_seconds
-from vaani.build.repository import RepositorySettings
+from vaani.build.repository import RepositorySettings, settings_changes
 from vaani.serving.contract import AUDIO, ENSEMBLE, ENSEMBLE_STEPS, SAMPLING_RATE, TRANSCRIPT, version_dir
 from vaani.supervision.process import Ports, TritonProcess, free_port
 
@@ -49,38 +49,8 @@ MODELS = (ENSEMBLE, *ENSEMBLE_STEPS)
 
 
 def settings_of(overrides: str, base: RepositorySettings) -> RepositorySettings:
-    """``field=value,…`` applied to ``base``, each value parsed as its field's type (``none`` for a
-    field that may be None)."""
-    fields = {f.name: f for f in dataclasses.fields(RepositorySettings)}
-    changes: dict[str, object] = {}
-    for pair in filter(None, overrides.split(",")):
-        name, _, value = pair.partition("=")
-        annotation = str(fields[name].type)
-        if value.lower() == "none" and "None" in annotation:
-            changes[name] = None
-        elif annotation.startswith("bool"):
-            changes[name] = value.lower() in ("1", "true", "yes")
-        else:
-            changes[name] = type(fields[name].default)(value)
-    return dataclasses.replace(base, **changes)
-
-
-def statistics_now(url: str) -> dict[str, dict[str, float]]:
-    """Triton's cumulative counters of every model: requests, executions, ns in each phase."""
-    import tritonclient.grpc as grpcclient
-
-    client = grpcclient.InferenceServerClient(url)
-    stats = client.get_inference_statistics(as_json=True)
-    client.close()
-    out = {}
-    for model in stats.get("model_stats", []):
-        infer = model.get("inference_stats", {})
-        out[model["name"]] = {
-            "requests": float(model.get("inference_count", 0)),
-            "executions": float(model.get("execution_count", 0)),
-            **{phase: float(infer.get(phase, {}).get("ns", 0)) / 1e6 for phase in PHASES},
-        }
-    return out
+    """``field=value,…`` applied to ``base`` (`settings_changes`)."""
+    return dataclasses.replace(base, **settings_changes(overrides))
 
 
 def per_request(before: dict, after: dict) -> dict[str, dict[str, float]]:
@@ -96,7 +66,7 @@ def per_request(before: dict, after: dict) -> dict[str, dict[str, float]]:
             continue
         out[name] = {
             "mean_batch": round(requests / executions, 2) if executions else 0.0,
-            **{f"{p}_ms": round((now[p] - then.get(p, 0.0)) / requests, 3) for p in PHASES},
+            **{f"{p}_ms": round((now[f"{p}_ms"] - then.get(f"{p}_ms", 0.0)) / requests, 3) for p in PHASES},
         }
     return out
 
@@ -166,9 +136,9 @@ def in_process(repository: Path, settings: RepositorySettings, clip: np.ndarray,
 
 def measure(server: TritonProcess, clip: np.ndarray, count: int) -> dict:
     one_at_a_time(server.grpc_url, clip, 10)  # warm
-    before = statistics_now(server.grpc_url)
+    before = step_statistics(server.grpc_url, PHASES)
     latencies = one_at_a_time(server.grpc_url, clip, count)
-    steps = per_request(before, statistics_now(server.grpc_url))
+    steps = per_request(before, step_statistics(server.grpc_url, PHASES))
     return {
         "requests": count,
         "p50_ms": round(float(np.percentile(latencies, 50)), 3),
@@ -179,9 +149,9 @@ def measure(server: TritonProcess, clip: np.ndarray, count: int) -> dict:
 
 
 def under_load(server: TritonProcess, audio: list[np.ndarray], concurrency: int, seconds: float) -> dict:
-    before = statistics_now(server.grpc_url)
+    before = step_statistics(server.grpc_url, PHASES)
     result = load_test(server.grpc_url, audio, concurrency, seconds, warmup=1.0)
-    steps = per_request(before, statistics_now(server.grpc_url))
+    steps = per_request(before, step_statistics(server.grpc_url, PHASES))
     return {
         "concurrency": concurrency,
         "requests_per_s": round(result["throughput_rps"], 2),

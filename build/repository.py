@@ -7,6 +7,7 @@ in a field name fails here rather than at server start.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -183,6 +184,25 @@ class RepositorySettings:
         longest = self.windowing(spec).longest
         bucket = self.bucket_samples
         return longest if bucket <= 0 else -(-longest // bucket) * bucket
+
+
+def settings_changes(text: str) -> dict[str, object]:
+    """``field=value,…`` as `RepositorySettings` values, each parsed as its field's annotation says
+    (``none`` for a field that may be None): the benchmarks' way to name a variant of the settings."""
+    kinds = {f.name: str(f.type) for f in dataclasses.fields(RepositorySettings)}
+    changes: dict[str, object] = {}
+    for item in filter(None, text.split(",")):
+        name, _, value = item.partition("=")
+        if name not in kinds:
+            raise ValueError(f"no RepositorySettings field {name!r}")
+        kind = kinds[name]
+        if value.lower() == "none" and "None" in kind:
+            changes[name] = None
+        elif kind.startswith("bool"):
+            changes[name] = value.lower() in ("1", "true", "yes")
+        else:
+            changes[name] = {"int": int, "float": float}.get(kind.split(" | ")[0], str)(value)
+    return changes
 
 
 def _io(cls, name: str, dtype: int, dims: list[int], ragged: bool = False):
