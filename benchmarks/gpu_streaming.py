@@ -32,7 +32,7 @@ from pathlib import Path
 
 from vaani.benchmarks import streaming
 from vaani.benchmarks.gpu_workloads import large_config, speechlike
-from vaani.build.repository import ENGINES, RepositorySettings
+from vaani.build.repository import ENGINES, RepositorySettings, settings_changes
 from vaani.serving.contract import ACOUSTIC
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,6 +70,7 @@ def settings_from(args: argparse.Namespace) -> RepositorySettings:
         stream_partial_seconds=args.partial_seconds,
         max_streams=max(args.max_streams, *(int(n) for n in args.streams.split(","))),
         max_queue_size=args.max_queue_size,
+        **settings_changes(args.settings),
     )
 
 
@@ -147,6 +148,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--acoustic-instances", type=int, default=2, help="wav2vec2 instances")
     parser.add_argument("--python-instances", type=int, default=4, help="preprocess, ctc_decoder instances")
     parser.add_argument("--max-batch-size", type=int, default=64)
+    parser.add_argument(
+        "--settings",
+        default="",
+        metavar="FIELD=VALUE,…",
+        help="more RepositorySettings fields, e.g. host_steps_queue_delay_us=0 (recorded with the results)",
+    )
     parser.add_argument("--max-queue-size", type=int, default=4096, help="per step: BLS of every stream")
     parser.add_argument("--max-streams", type=int, default=2048, help="raised to the most --streams")
     parser.add_argument("--client-processes", type=int, default=12, help="the streams are spread over")
