@@ -14,10 +14,12 @@ manifest stay within the accuracy gate's CER limit of the FP32 PyTorch reference
 (`vaani.build.accuracy_gate`); otherwise the build fails and the FP32 graph stays.
 
 It is not the default although on the bundled model it costs no WER or CER beyond one utterance's
-worth (benchmarks/results/int8-accuracy-cpu-2026-12-05): each activation tensor is quantized by its
-own range, and a served batch is one tensor, so a request's INT8 transcript depends on the requests
-batched with it (three identical runs of the held-out set gave 399, 400 and 399 of 400 transcripts
-identical to FP32's). FP32's do not.
+worth (benchmarks/results/int8-accuracy-cpu-2026-12-05). Each activation tensor is quantized by its
+own range, so while a served batch ran as one tensor a request's INT8 transcript depended on the
+requests batched with it (three identical runs of the held-out set gave 399, 400 and 399 of 400
+transcripts identical to FP32's); the `onnxruntime` engine now runs each row alone, which ends that.
+What remains against the default is its cost before a first `make serve`: the synthesized test set
+and the gate's minutes.
 """
 
 from __future__ import annotations
