@@ -101,8 +101,8 @@ class RepositorySettings:
     memory_arena: bool = False
     # onnxruntime engine: the graph's weight matrix products in INT8 (dynamic quantization; the
     # convolutional feature encoder stays FP32), installed only if the accuracy gate accepts its
-    # transcripts of the evaluation manifest (`vaani.build.quantization`). Off by default: a served
-    # INT8 transcript depends on the requests batched with it (benchmarks/results/int8-accuracy-*).
+    # transcripts of the evaluation manifest (`vaani.build.quantization`). Off by default: the gate
+    # needs the synthesized test set and minutes before a first serve (`vaani.build.quantization`).
     quantize: bool = False
     # torch engine: one wav2vec2 instance group per GPU 0 … gpus-1, each of acoustic_instances
     # (0: a single group that Triton repeats on every GPU it sees).
