@@ -250,6 +250,24 @@ def test_guard_flags_each_engine_workload_over_five_percent_slower(tmp_path: Pat
     assert compared == {f"engine {name}" for name in baseline["workloads"]}
 
 
+def test_guard_says_when_the_hosts_python_differs(tmp_path: Path) -> None:
+    """The same GPU on a slower host: the launch-bound eager probe says so beside the comparisons."""
+    baseline = _recorded(ENGINE_RUN)
+    _save(tmp_path, ENGINE_RUN.name, baseline)
+    now = _later(baseline)
+    del now["served"]
+    assert not any(line.startswith("  host:") for line in regression_check(now, tmp_path)["lines"])
+    probe = next(row for row in now["workloads"]["1x5s"] if row["variant"] == "eager BF16 + SDPA")
+    then_ms = probe["ms"]
+    probe["ms"] *= 1.43
+    lines = regression_check(now, tmp_path)["lines"]
+    assert (
+        f"  host: Hugging Face's eager BF16 1x5s (launch-bound, unchanged code) {then_ms * 1.43:.1f} ms now, "
+        f"{then_ms:.1f} ms then: another host's Python, so small calls and served rows compare hosts too"
+        in lines
+    )
+
+
 def test_guard_compares_served_throughput_and_latency_with_the_newest_served_run(tmp_path: Path) -> None:
     served = _recorded(SERVED_RUN)
     _save(tmp_path / "nvidia-h200-2026-12-04", SERVED_RUN.name, served)
