@@ -12,6 +12,7 @@ swaps one earlier choice back into an engine for the duration of a `with`, witho
 * `gelu_apart`: the feed-forward's GELU a pass of its own after its first product (no GELU epilogue).
 * `cudnn_positional`: a padded run's positional convolution by cuDNN over the batch (the fused kernel
   served packed runs only).
+* `packed_eager`: every packed run's transformer launched eagerly (no graphs of it; until 2026-12-05).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ HOST_CHECK_VARIANT = "engine, host finiteness check (before)"
 COPY_VARIANT = "engine, audio copied by one thread (before)"
 GELU_VARIANT = "engine, GELU apart (before)"
 POSITIONAL_VARIANT = "engine, cuDNN positional conv in padded runs (before)"
+PACKED_EAGER_VARIANT = "engine, packed transformer launched eagerly (before)"
 
 
 def _encoder_adds_apart(self, x: torch.Tensor, attend: Callable) -> torch.Tensor:
@@ -113,10 +115,21 @@ def cudnn_positional(engine) -> Iterator[None]:
         del forward._rows_positional
 
 
+@contextlib.contextmanager
+def packed_eager(engine) -> Iterator[None]:
+    """``engine`` launching every packed run's transformer eagerly, as before its graphs."""
+    graphs, engine.encoder_graphs = engine.encoder_graphs, None
+    try:
+        yield
+    finally:
+        engine.encoder_graphs = graphs
+
+
 ALTERNATIVES = {
     RESIDUAL_VARIANT: residual_adds_apart,
     HOST_CHECK_VARIANT: host_check,
     COPY_VARIANT: one_copy_thread,
     GELU_VARIANT: gelu_apart,
     POSITIONAL_VARIANT: cudnn_positional,
+    PACKED_EAGER_VARIANT: packed_eager,
 }

@@ -22,9 +22,10 @@ Why it is not `model(input_values, attention_mask)`:
   fused SDPA; the convolution feature encoder can run channels-last, so its LayerNorms read
   contiguous rows instead of transposed copies; the positional convolution's weight norm is
   folded into the weight once instead of being recomputed every call.
-* **CUDA graphs per bucket.** Small batches are launch-bound (a 5 s clip is ~0.2 ms of
-  arithmetic and ~700 kernel launches), so they replay a graph captured for their padded
-  (batch, length) bucket; larger ones run packed and eagerly, where launches overlap the GPU work.
+* **CUDA graphs per bucket** (`torch_graphs`). Small runs are launch-bound (a 5 s clip is ~0.2 ms
+  of arithmetic and ~700 kernel launches): small batches replay a graph of the whole forward for
+  their padded (batch, length) bucket; packed runs up to ``packed_graph_max_seconds`` replay one of
+  the transformer for their bucket of tokens; larger ones launch eagerly, hidden behind the GPU work.
 
 The same code runs on CPU tensors (``device="cpu"``, FP32): that is how CI checks it against
 the Hugging Face reference without a GPU.
@@ -48,6 +49,7 @@ from vaani.serving.acoustic import conv_frames
 from vaani.serving.contract import SAMPLING_RATE
 from vaani.serving.engines.base import Engine, InvalidRequest
 from vaani.serving.engines.torch_fp8 import Fp8Linear, fp8_available, norm_quant, quantize
+from vaani.serving.engines.torch_graphs import EncoderGraphs, GraphCache
 from vaani.serving.engines.torch_kernels import (
     first_conv_available,
     first_conv_taps,
@@ -64,6 +66,7 @@ from vaani.serving.engines.torch_options import TorchEngineOptions
 from vaani.serving.engines.torch_packing import (
     DevicePacking,
     Packing,
+    attention_per_utterance,
     packed_attention,
     ranges,
     segment_channel_norm,
@@ -418,12 +421,17 @@ class CtcForward:
         return x + self.pos_conv.activation(position[0].t().index_select(0, rows))
 
     def packed(
-        self, audio: torch.Tensor, packing: Packing, index: DevicePacking | None = None
+        self,
+        audio: torch.Tensor,
+        packing: Packing,
+        index: DevicePacking | None = None,
+        encode: Callable[[torch.Tensor, DevicePacking], torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Logits ``[tokens, vocab]`` (FP32) of every utterance in ``audio``, laid out by ``packing``.
 
         Equal to running each utterance alone; no frame of padding is computed past the
-        feature encoder (see `torch_packing`).
+        feature encoder (see `torch_packing`). ``encode`` runs the transformer and head in place
+        of `packed_encoder` (the engine replays graphs of it).
         """
         conv = self.pos_conv.conv
         index = index or DevicePacking.of(packing, audio.device, gap=conv.padding[0])
@@ -431,6 +439,10 @@ class CtcForward:
         x = self.projection.projection(self.norm(self.projection.layer_norm, x))
         gapped = x.new_zeros(index.gapped_rows, x.shape[1]).index_copy_(0, index.gapped, x)
         x = self._positional(x, gapped, index.gapped, index.gap)
+        return (encode or self.packed_encoder)(x, index)
+
+    def packed_encoder(self, x: torch.Tensor, index: DevicePacking) -> torch.Tensor:
+        """The transformer and CTC head of packed hidden states ``[tokens, hidden]``."""
         return self._encoder(x, lambda qkv: self._packed_attention(qkv, index))
 
     def _packed_attention(self, qkv: torch.Tensor, index: DevicePacking) -> torch.Tensor:
@@ -511,73 +523,6 @@ def copy_parts(pieces: list[tuple[int, np.ndarray]], count: int) -> list[list[tu
     return [part for part in parts if part] or [[]]
 
 
-def _next_power_of_two(n: int) -> int:
-    return 1 << max(n - 1, 0).bit_length()
-
-
-@dataclass
-class _Graph:
-    graph: torch.cuda.CUDAGraph
-    values: torch.Tensor
-    lengths: torch.Tensor
-    logits: torch.Tensor
-
-
-class GraphCache:
-    """One CUDA graph per padded (batch, length) bucket, captured on first use.
-
-    All graphs share one memory pool: they are replayed one at a time on one stream and
-    each replay's logits are copied out before the next, so reusing each other's
-    intermediate memory is safe.
-    """
-
-    def __init__(self, forward: CtcForward, max_samples: int, bucket_samples: int) -> None:
-        self.forward = forward
-        self.max_samples = max_samples
-        self.bucket = max(bucket_samples, 1)
-        self.pool = torch.cuda.graph_pool_handle()
-        self.graphs: dict[tuple[int, int], _Graph] = {}
-
-    def key(self, batch: int, samples: int) -> tuple[int, int]:
-        return _next_power_of_two(batch), -(-samples // self.bucket) * self.bucket
-
-    def fits(self, batch: int, samples: int) -> bool:
-        rows, length = self.key(batch, samples)
-        return rows * length <= self.max_samples
-
-    def _capture(self, key: tuple[int, int]) -> _Graph:
-        rows, length = key
-        device = self.forward.device
-        values = torch.zeros(rows, length, device=device)
-        lengths = torch.full((rows,), length, dtype=torch.long, device=device)
-        side = torch.cuda.Stream(device)
-        side.wait_stream(torch.cuda.current_stream(device))
-        with torch.cuda.stream(side):
-            for _ in range(2):  # warm-up outside the graph: kernels selected, workspaces allocated
-                self.forward(values, lengths)
-        torch.cuda.current_stream(device).wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self.pool):
-            logits = self.forward(values, lengths)
-        return _Graph(graph, values, lengths, logits)
-
-    def __call__(self, values: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Logits for ``values`` ``[B, samples]`` with ``lengths``; padded to the bucket inside."""
-        batch, samples = values.shape
-        key = self.key(batch, samples)
-        entry = self.graphs.get(key)
-        if entry is None:
-            entry = self.graphs[key] = self._capture(key)
-        entry.values[:batch, :samples].copy_(values)
-        entry.values[:batch, samples:].zero_()
-        entry.values[batch:].zero_()
-        entry.lengths[:batch].copy_(lengths)
-        entry.lengths[batch:].fill_(key[1])
-        entry.graph.replay()
-        frames = conv_frames(samples, self.forward.kernels, self.forward.strides)
-        return entry.logits[:batch, :frames].clone()
-
-
 class TorchEngine(Engine):
     """The `wav2vec2` step's engine on PyTorch: Triton's tensors come in through DLPack (no host
     copy), the audio is normalized and packed (or padded) on the device from one length per
@@ -606,12 +551,22 @@ class TorchEngine(Engine):
         self.pinned: torch.Tensor | None = None
         self._copier: ThreadPoolExecutor | None = None
         self.graphs: GraphCache | None = None
+        self.encoder_graphs: EncoderGraphs | None = None
         if self.options.cuda_graphs and self.device.type == "cuda":
+            pool = torch.cuda.graph_pool_handle()
             self.graphs = GraphCache(
                 self.ctc,
+                self.device,
+                (self.ctc.kernels, self.ctc.strides),
                 max_samples=round(self.options.graph_max_seconds * SAMPLING_RATE),
                 bucket_samples=round(self.options.graph_bucket_seconds * SAMPLING_RATE),
+                pool=pool,
             )
+            # Per-utterance attention loops over host bounds, which a graph would fix at capture.
+            packed_samples = round(self.options.packed_graph_max_seconds * SAMPLING_RATE)
+            max_tokens = int(conv_frames(packed_samples, self.ctc.kernels, self.ctc.strides))
+            if self.ctc.attend_packed is not attention_per_utterance and max_tokens > 0:
+                self.encoder_graphs = EncoderGraphs(self.ctc.packed_encoder, self.device, max_tokens, pool)
 
     @classmethod
     def load(
@@ -777,9 +732,16 @@ class TorchEngine(Engine):
             flags.append(self._finite_flag(audio))
         if self.options.normalize:
             audio = normalize_packed(audio, packing)
-        logits = self.ctc.packed(audio, packing, index)
+        logits = self.ctc.packed(audio, packing, index, self._encode)
         out = logits.new_zeros(int(blocks.sum()), logits.shape[1])
         return out.index_copy_(0, destination, logits)
+
+    def _encode(self, x: torch.Tensor, index: DevicePacking) -> torch.Tensor:
+        """The packed transformer and head: a graph's replay where its bucket allows, else eagerly."""
+        if self.encoder_graphs is not None and self.encoder_graphs.fits(index):
+            longest = int(conv_frames(self.limits.max_samples, self.ctc.kernels, self.ctc.strides))
+            return self.encoder_graphs(x, index, longest)
+        return self.ctc.packed_encoder(x, index)
 
     def _finite_flag(self, audio: torch.Tensor) -> torch.Tensor:
         """Whether every sample of ``audio`` is finite, as a host tensor that is valid once the

@@ -49,6 +49,10 @@ class TorchEngineOptions:
     graph_max_seconds: float = 32.0
     # Lengths are padded up to a multiple of this for graph reuse (one graph per bucket).
     graph_bucket_seconds: float = 1.0
+    # Packed runs of up to this many seconds of audio replay a CUDA graph of the transformer (one per
+    # bucket of tokens, `torch_graphs`): a served round of a few requests is ~2.5 ms of GPU work and its
+    # eager launches took 7–20 ms of Python. 0 launches every packed run eagerly.
+    packed_graph_max_seconds: float = 120.0
 
     def __post_init__(self) -> None:
         if self.masked_attention not in ("efficient", "auto"):
