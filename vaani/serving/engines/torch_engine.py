@@ -400,9 +400,8 @@ class CtcForward:
         (cuDNN ran this grouped convolution as 16 generic kernels, most of a 1 × 5 s call's GPU time)."""
         batch, frames, channels = x.shape
         pad = self.pos_conv.conv.padding[0]
-        gapped = x.new_zeros(batch, frames + pad, channels)
-        gapped[:, pad:] = x
-        gapped = torch.cat([gapped.view(-1, channels), x.new_zeros(pad, channels)])
+        gapped = x.new_zeros(batch * (frames + pad) + pad, channels)
+        gapped[: batch * (frames + pad)].view(batch, frames + pad, channels)[:, pad:] = x
         starts = torch.arange(batch, device=x.device) * (frames + pad) + pad
         rows = (starts[:, None] + torch.arange(frames, device=x.device)).view(-1)
         return self._positional(x.reshape(-1, channels), gapped, rows, pad).view(batch, frames, channels)
