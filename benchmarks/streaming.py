@@ -230,13 +230,20 @@ def _wer_cell(row: dict) -> str:
     return f"{row['wer']:.2f} % ({row['asr_wer']:.2f} %)"
 
 
+def _float_audio(samples: np.ndarray) -> np.ndarray:
+    """FP32 audio from a saved recording (16-bit samples; older files hold FP32)."""
+    if samples.dtype == np.int16:
+        return samples.astype(np.float32) / 32768.0
+    return samples
+
+
 def load_recordings(path: Path | None, count: int, sentences: int) -> list[tuple[np.ndarray, str]]:
     """``count`` recordings of held-out sentences with pauses: read from ``path`` when it exists, else
     made (espeak-ng) and, with a ``path``, written there for a machine that cannot make them."""
     if path is not None and path.exists():
         saved = np.load(path)
         texts = [str(t) for t in saved["texts"]]
-        return [(saved[f"audio_{n}"], texts[n]) for n in range(len(texts))]
+        return [(_float_audio(saved[f"audio_{n}"]), texts[n]) for n in range(len(texts))]
     from vaani.recipe.corpus.recordings import long_recording
 
     made = []
@@ -245,7 +252,12 @@ def load_recordings(path: Path | None, count: int, sentences: int) -> list[tuple
         made.append((audio, " ".join(p.text for p in placed)))
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        arrays = {f"audio_{n}": audio for n, (audio, _) in enumerate(made)}
+        # As 16-bit samples, as a recording holds them: the file travels to the GPU machine, whose
+        # transfer limit the checkout and the server's files nearly fill (float32 took 4.0 MB, this 1.8).
+        arrays = {
+            f"audio_{n}": np.clip(np.round(audio * 32768.0), -32768, 32767).astype(np.int16)
+            for n, (audio, _) in enumerate(made)
+        }
         np.savez_compressed(path, texts=np.array([t for _, t in made]), **arrays)
     return made
 
