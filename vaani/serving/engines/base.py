@@ -52,6 +52,11 @@ class Engine(ABC):
     limits = Limits()
     best_tokens = False
 
+    def warm(self) -> None:
+        """Prepare, once ``limits`` and ``best_tokens`` are set, what the first requests would otherwise
+        wait for (the `wav2vec2` step calls it before Triton says the model is ready); nothing here."""
+        return
+
     def run_ragged(
         self,
         values: Sequence[Any],

@@ -33,6 +33,7 @@ the Hugging Face reference without a GPU.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -75,6 +76,8 @@ from vaani.serving.engines.torch_packing import (
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 # Below this many samples the audio is copied by the calling thread: a hand-off costs more than it saves.
 COPY_SPLIT_SAMPLES = 1 << 20
+# Utterances of a synthetic run (`TorchEngine.warm`) hold at most this many frames (~10 s).
+SYNTHETIC_FRAMES = 512
 HF_SUBDIR = "hf"  # where `vaani build` puts the model's `save_pretrained` files in the version folder
 
 
@@ -206,6 +209,11 @@ class CtcForward:
         self.heads = config.num_attention_heads
         self.kernels = tuple(config.conv_kernel)
         self.strides = tuple(config.conv_stride)
+        self.stride = math.prod(self.strides)  # samples per frame
+        # Samples the first frame reads: each layer widens it by its kernel, at its input's stride.
+        self.receptive_field = 1 + sum(
+            (k - 1) * math.prod(self.strides[:i]) for i, k in enumerate(self.kernels)
+        )
         base = model.wav2vec2
         self.conv_layers = list(base.feature_extractor.conv_layers)
         self.conv_weights = [
@@ -738,9 +746,39 @@ class TorchEngine(Engine):
     def _encode(self, x: torch.Tensor, index: DevicePacking) -> torch.Tensor:
         """The packed transformer and head: a graph's replay where its bucket allows, else eagerly."""
         if self.encoder_graphs is not None and self.encoder_graphs.fits(index):
-            longest = int(conv_frames(self.limits.max_samples, self.ctc.kernels, self.ctc.strides))
-            return self.encoder_graphs(x, index, longest)
+            return self.encoder_graphs(x, index, self._longest_frames())
         return self.ctc.packed_encoder(x, index)
+
+    def _longest_frames(self) -> int:
+        """The most frames one row can have (``limits.max_samples``)."""
+        return int(conv_frames(self.limits.max_samples, self.ctc.kernels, self.ctc.strides))
+
+    @torch.inference_mode()
+    def warm(self) -> None:
+        """Capture the packed transformer's graph of every bucket, each checked against the same run
+        eagerly on random hidden states: a request then never waits for a capture, and a kernel that
+        cannot replay shows before the model is ready."""
+        graphs = self.encoder_graphs
+        if graphs is None:
+            return
+        longest = self._longest_frames()
+        generator = torch.Generator(device=self.device).manual_seed(0)
+        hidden = self.ctc.model.config.hidden_size
+        for tokens in graphs.buckets():
+            index = self._synthetic_index(tokens, min(longest, SYNTHETIC_FRAMES))
+            x = torch.randn(tokens, hidden, generator=generator, device=self.device, dtype=self.ctc.dtype)
+            graphs(x, index, longest)
+            if graphs.unavailable is not None:
+                return
+        print(f"torch engine: {len(graphs.graphs)} packed-transformer graphs captured")
+
+    def _synthetic_index(self, tokens: int, longest: int) -> DevicePacking:
+        """A packing of utterances of at most ``longest`` frames, ``tokens`` frames in all."""
+        count = -(-tokens // longest)
+        frames = [tokens // count + (i < tokens % count) for i in range(count)]
+        samples = tuple(self.ctc.receptive_field + (f - 1) * self.ctc.stride for f in frames)
+        packing = Packing(samples, self.ctc.kernels, self.ctc.strides)
+        return DevicePacking.of(packing, self.device, gap=self.ctc.pos_conv.conv.padding[0])
 
     def _finite_flag(self, audio: torch.Tensor) -> torch.Tensor:
         """Whether every sample of ``audio`` is finite, as a host tensor that is valid once the

@@ -13,9 +13,12 @@ launch in one call.
   no frames), so attention never reads them, and every other operation works row by row: the real
   rows come out as they would eagerly, whatever the padding rows hold.
 
-Graphs are captured on first use, the first time checked against the same run eagerly: a kernel that
-cannot be captured, or gives other numbers in a graph, turns graphs off for packed runs with a
-message and the run is answered eagerly.
+The `wav2vec2` step captures every bucket of the packed transformer before Triton calls it ready
+(`TorchEngine.warm`): a capture costs several forwards' worth of launches, which a request arriving
+at a new bucket would otherwise wait for. Elsewhere (the benchmarks) a bucket is captured on first
+use. Each capture is checked against the same run eagerly: a kernel that cannot be captured, or
+gives other numbers in a graph, turns graphs off for packed runs with a message, and the run is
+answered eagerly.
 """
 
 from __future__ import annotations
@@ -32,9 +35,9 @@ from vaani.serving.engines.torch_packing import DevicePacking
 # The smallest step between token buckets; above 8 steps, buckets have three significant bits, so
 # padding stays under 1/8 of a run's tokens.
 TOKEN_STEP = 64
-# The fewest utterances a bucket holds, so that runs of one to sixteen rows share graphs (fewer to
-# capture); an empty utterance costs its attention blocks a check and a return.
-MIN_UTTERANCES = 16
+# The utterances every graph holds: runs of up to this many rows share one graph per bucket of
+# tokens (more run eagerly). An empty utterance costs its attention blocks a check and a return.
+UTTERANCES = 32
 # How far a graph's logits may lie from the eager run's, relative to the largest logit: the same
 # kernels on other shapes may tile their sums differently; a wrong graph is off by its whole scale.
 AGREEMENT = 1e-2
@@ -146,7 +149,7 @@ class _EncoderGraph:
 
 
 class EncoderGraphs:
-    """The packed transformer and CTC head, one CUDA graph per (tokens, utterances) bucket.
+    """The packed transformer and CTC head, one CUDA graph per bucket of tokens (`token_bucket`).
 
     A graph's attention is told that an utterance may be as long as the caller's longest row allows
     (or the bucket's tokens): the kernels size their grid by it, and the blocks past an utterance's
@@ -165,24 +168,32 @@ class EncoderGraphs:
         self.device = device
         self.max_tokens = max_tokens
         self.pool = pool
-        self.graphs: dict[tuple[int, int], _EncoderGraph] = {}
+        self.graphs: dict[int, _EncoderGraph] = {}
         self.unavailable: str | None = None  # why packed runs no longer replay graphs
 
-    def key(self, index: DevicePacking) -> tuple[int, int]:
-        utterances = len(index.packing.samples)
-        return token_bucket(index.packing.tokens), next_power_of_two(max(utterances, MIN_UTTERANCES))
+    def buckets(self) -> list[int]:
+        """Every bucket of tokens a graph serves, smallest first."""
+        found, tokens = [], 1
+        while token_bucket(tokens) <= self.max_tokens:
+            found.append(token_bucket(tokens))
+            tokens = found[-1] + 1
+        return found
 
     def fits(self, index: DevicePacking) -> bool:
-        return self.unavailable is None and token_bucket(index.packing.tokens) <= self.max_tokens
+        return (
+            self.unavailable is None
+            and len(index.packing.samples) <= UTTERANCES
+            and token_bucket(index.packing.tokens) <= self.max_tokens
+        )
 
     def __call__(self, x: torch.Tensor, index: DevicePacking, longest: int) -> torch.Tensor:
         """Logits ``[tokens, vocab]`` of ``x`` ``[tokens, hidden]``, no utterance of any run longer than
         ``longest`` frames: a view of the graph's output, valid until the next replay of any graph of
         the pool (the caller copies it out first, on the stream)."""
-        key = self.key(index)
+        key = token_bucket(index.packing.tokens)
         entry = self.graphs.get(key)
         if entry is None:
-            return self._first(key, x, index, min(key[0], longest))
+            return self._first(key, x, index, min(key, longest))
         self._fill(entry, x, index)
         entry.graph.replay()
         return entry.logits[: x.shape[0]]
@@ -195,16 +206,13 @@ class EncoderGraphs:
         entry.cu_seqlens[: index.cu_seqlens.shape[0]].copy_(index.cu_seqlens)
         entry.cu_seqlens[index.cu_seqlens.shape[0] :].fill_(tokens)
 
-    def _first(
-        self, key: tuple[int, int], x: torch.Tensor, index: DevicePacking, longest: int
-    ) -> torch.Tensor:
+    def _first(self, tokens: int, x: torch.Tensor, index: DevicePacking, longest: int) -> torch.Tensor:
         """The run eagerly; then its bucket's graph, captured and checked against it."""
         eager = self.encode(x, index)
-        tokens, utterances = key
         entry = _EncoderGraph(
             graph=torch.cuda.CUDAGraph(),
             tokens=x.new_zeros(tokens, x.shape[1]),
-            cu_seqlens=torch.zeros(utterances + 1, dtype=torch.int32, device=self.device),
+            cu_seqlens=torch.zeros(UTTERANCES + 1, dtype=torch.int32, device=self.device),
             logits=eager,
         )
         self._fill(entry, x, index)
@@ -222,7 +230,7 @@ class EncoderGraphs:
         if not error <= AGREEMENT * max(scale, 1.0):  # NaN fails too
             reason = f"the graph's logits differ from eager by {error:.3g} (scale {scale:.3g})"
             return self._give_up(reason, eager)
-        self.graphs[key] = entry
+        self.graphs[tokens] = entry
         return eager
 
     def _give_up(self, reason: str, eager: torch.Tensor) -> torch.Tensor:

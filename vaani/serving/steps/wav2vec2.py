@@ -74,6 +74,7 @@ class TritonPythonModel:
             max_batch_samples=int(context.number("max_batch_samples", Limits.max_batch_samples)),
         )
         self.engine.best_tokens = self.output == FRAME_TOKENS  # taken on the engine's device
+        self.engine.warm()
         self.turn_samples = int(context.number("turn_samples", 0))
         self.turns = Turns(self._round, context.max_batch_size, "wav2vec2 engine")
 
