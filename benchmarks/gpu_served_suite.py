@@ -265,5 +265,8 @@ def served_suite(
         results["gpu_memory_gib"] = (
             torch.cuda.mem_get_info()[1] / 2**30 - torch.cuda.mem_get_info()[0] / 2**30
         )
-    results["server_log_tail"] = log.read_text()[-3000:]
+    text = log.read_text()
+    results["server_log_tail"] = text[-3000:]
+    # What the engine said when it started (graphs captured or turned off), long before the tail.
+    results["engine_messages"] = [line for line in text.splitlines() if line.startswith("torch engine:")]
     return results

@@ -205,7 +205,11 @@ def main(argv: list[str] | None = None) -> int:
             )  # fmt: skip
     finally:
         if log.exists():
-            (args.out / "tritonserver-tail.log").write_text(log.read_text()[-20_000:])
+            text = log.read_text()
+            (args.out / "tritonserver-tail.log").write_text(text[-20_000:])
+            # What the engine said when it started (graphs captured or turned off), long before the tail.
+            said = [line for line in text.splitlines() if line.startswith("torch engine:")]
+            (args.out / "engine-messages.log").write_text("\n".join(said) + "\n")
     return status
 
 

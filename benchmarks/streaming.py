@@ -41,6 +41,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tritonclient.utils import InferenceServerException
 
 from vaani.build.pipeline import build
 from vaani.build.repository import RepositorySettings
@@ -56,7 +57,9 @@ CHUNKS = (0.1, 0.5, 1.0)  # one stream each, beside 200 ms
 HELDOUT = ROOT / "data" / "tiny-hindi-test" / "test.jsonl"  # `make testset`
 
 
-def _percentiles(values: list[float]) -> dict[str, float]:
+def _percentiles(values: list[float]) -> dict[str, float | None]:
+    if not values:  # no chunk was answered (the server died at once)
+        return {f"p{q}_ms": None for q in (50, 95, 99)} | {"max_ms": None}
     array = np.array(values) * 1000
     return {f"p{q}_ms": round(float(np.percentile(array, q)), 1) for q in (50, 95, 99)} | {
         "max_ms": round(float(array.max()), 1)
@@ -119,7 +122,7 @@ def _streams(url: str, jobs: list[tuple[int, np.ndarray, float]], chunk_s: float
         try:
             results[n] = stream_audio(audio, url, chunk_seconds=chunk_s, pace=1.0)
         except Exception as error:  # recorded, not raised: the table says how many streams failed
-            failures.append(f"stream {n}: {error!r}")
+            failures.append(f"stream {n}: {type(error).__name__}: {error}")
 
     threads = [threading.Thread(target=one, args=job) for job in jobs]
     for thread in threads:
@@ -150,7 +153,12 @@ def run_scenario(
             parts = pool.starmap(_streams, [(url, jobs[k::processes], chunk_s) for k in range(processes)])
         results = {n: answers for part, _ in parts for n, answers in part.items()}
         failures = [failure for _, part in parts for failure in part]
-    requests, executions, decodes = (a - b for a, b in zip(_executions(url), before))
+    try:
+        requests, executions, decodes = (a - b for a, b in zip(_executions(url), before))
+        lost = None
+    except InferenceServerException as error:  # it died during the scenario: keep what the clients saw
+        requests, executions, decodes = 0, 0, 0
+        lost = f"the server stopped answering during this scenario: {error}"
     answers = [a for n in sorted(results) for a in results[n]]
     lags = [max(a.answered for a in results[n]) - results[n][-1].sent for n in sorted(results)]
     truths = [recordings[n % len(recordings)][1] for n in sorted(results)]
@@ -167,9 +175,10 @@ def run_scenario(
         "wer": _wer(truths, finals),
         "asr_wer": _wer(truths, [asr_texts[n % len(asr_texts)] for n in sorted(results)]),
         "acoustic_requests_per_execution": round(requests / executions, 2) if executions else None,
-        "asr_requests_per_chunk": round(decodes / len(answers), 2) if answers else None,
+        "asr_requests_per_chunk": round(decodes / len(answers), 2) if answers and not lost else None,
         "text_delay_s": round(float(np.mean(delays)), 3) if delays else None,
         "failures": failures[:10],  # the first few: one reason is usually all of them
+        "server_lost": lost,
     }
 
 
@@ -190,13 +199,14 @@ COLUMNS = (
 
 
 def _row(r: dict) -> list[str]:
-    latency = [f"{r[key]:.0f}" for key in ("p50_ms", "p95_ms", "p99_ms", "max_ms")]
+    latency = ["–" if r[key] is None else f"{r[key]:.0f}" for key in ("p50_ms", "p95_ms", "p99_ms", "max_ms")]
     partial = f"{r['partial_s'] * 1000:.0f} ms" if r["partial_s"] else "chunk"
     delay = "–" if r["text_delay_s"] is None else f"{r['text_delay_s']:.2f}"
+    lag = "–" if r["max_lag_s"] is None else f"{r['max_lag_s']:.2f} s"
     return [
         str(r["instances"]), partial, str(r["streams"]), f"{r['chunk_s'] * 1000:.0f} ms",
         str(r["chunks"]), str(r["errors"]), *latency,
-        f"{r['max_lag_s']:.2f} s", f"{r['held']}/{r['streams']}", _wer_cell(r),
+        lag, f"{r['held']}/{r['streams']}", _wer_cell(r),
         str(r["asr_requests_per_chunk"]), delay, str(r["acoustic_requests_per_execution"]),
     ]  # fmt: skip
 
@@ -226,7 +236,7 @@ def heldout(url: str, manifest: Path, chunk_s: float = 0.2, parallel: int = 8) -
 
 def _wer_cell(row: dict) -> str:
     if row["wer"] is None:
-        return "– (no jiwer)"
+        return "–" if row.get("server_lost") else "– (no jiwer)"
     return f"{row['wer']:.2f} % ({row['asr_wer']:.2f} %)"
 
 
@@ -365,7 +375,14 @@ def main(argv: list[str] | None = None) -> int:
                 row |= servers[url] | {"repeat": repeat + 1}
                 print(json.dumps(row, ensure_ascii=False), flush=True)
                 rows.append(row)
-        if args.manifest and args.manifest.is_file():
+                if row["server_lost"]:
+                    break
+            if rows and rows[-1]["server_lost"]:  # nothing after it would measure anything
+                break
+        lost = next((r for r in rows if r["server_lost"]), None)
+        if lost:
+            print(f"stopped at {lost['streams']} streams: {lost['server_lost']}", flush=True)
+        elif args.manifest and args.manifest.is_file():
             accuracy = heldout(default, args.manifest)
             print(json.dumps(accuracy, ensure_ascii=False), flush=True)
     rows.sort(
@@ -391,10 +408,15 @@ def main(argv: list[str] | None = None) -> int:
     }
     (args.output / "results.json").write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n")
     table = _table(rows) + (_accuracy_line(accuracy) if accuracy else "")
+    if lost:
+        table += (
+            f"\nStopped at {lost['streams']} streams: {lost['server_lost']}; its row holds what the"
+            " clients saw.\n"
+        )
     (args.output / "table.md").write_text(table)
     print(table)
     print(f"wrote {args.output / 'results.json'} and table.md")
-    return 0
+    return 1 if lost else 0
 
 
 if __name__ == "__main__":

@@ -350,3 +350,39 @@ def test_a_chunk_without_speech_costs_no_decode(server):
     answers, cost = _streamed(server, quiet)
     assert len(answers) == 10 and not [a.error for a in answers if a.error]
     assert all(a.transcript == "" for a in answers) and cost == 0
+
+
+def test_the_streaming_benchmark_keeps_what_it_measured_when_the_server_dies(tmp_path_factory, tmp_path):
+    """A server killed mid-scenario (SIGKILL, as a crash would end it): the benchmark ends with status 1,
+    writes its table with a row of what the clients saw and a line naming the failure, and raises nothing."""
+    from vaani.benchmarks import streaming as bench
+
+    serving = _serve(tmp_path_factory)
+    server = next(serving)
+    url = _grpc_url(server)
+
+    def kill_while_streaming() -> None:
+        client = grpc.InferenceServerClient(url)
+        try:
+            while server.process.poll() is None:
+                stats = client.get_inference_statistics(STREAM, as_json=True)["model_stats"][0]
+                if int(stats.get("inference_count", 0)) >= 10:  # the warm-up's 5 chunks, then the scenario's
+                    server.process.kill()
+                    return
+                time.sleep(0.1)
+        except InferenceServerException:
+            return
+
+    threading.Thread(target=kill_while_streaming, daemon=True).start()
+    try:
+        status = bench.main(
+            ["--url", url, "--concurrency", "2", "--chunk-lengths", "", "--repeats", "2", "--manifest", "",
+             "--sentences", "1", "--output", str(tmp_path)]
+        )  # fmt: skip
+    finally:
+        serving.close()
+    assert status == 1
+    rows = json.loads((tmp_path / "results.json").read_text())["rows"]
+    assert len(rows) == 1  # the second repeat did not run against a dead server
+    assert "stopped answering" in rows[0]["server_lost"] and rows[0]["errors"] >= 1
+    assert "Stopped at 2 streams" in (tmp_path / "table.md").read_text()
