@@ -29,8 +29,10 @@
 #
 # The device tool sends the checkout's working tree (tracked files and untracked ones that git does
 # not ignore) and the carried folder, 64 MiB in all: the script checks the checkout before it
-# downloads anything and checkout plus carry at the end, and fails naming the biggest parts when
-# they are over. --check-size does that check alone (for instance just before a run).
+# downloads anything. The whole carry with the checkout is over that, so it ends by splitting CARRY
+# into engine/, served/ and stream/ (hard links; gpu_carry_subsets of gpu-site.sh), checks checkout
+# plus each, prints the command that carries each, and fails naming the biggest parts of one that is
+# over. --check-size does that check alone on the folder given (for instance just before a run).
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd -P)
 # shellcheck source=benchmarks/gpu-site.sh
@@ -202,10 +204,20 @@ WRAPPER
 chmod +x "$WORK/perf/bin/perf_analyzer"
 tar -C "$WORK" -cJf "$CARRY/perf.tar.xz" perf
 if [ -n "$MANIFEST" ]; then
-  # 48 utterances (1.9 min): with site.tar.xz, perf.tar.xz and the checkout, within the device tool's 64 MiB
+  # 48 utterances (1.9 min): with site.tar.xz and the checkout (engine/ below), within the device tool's 64 MiB
   "$PYTHON" -m vaani.benchmarks.gpu_benchmark --prepare-eval "$MANIFEST" --eval-file "$CARRY/eval.npz" --eval-limit 48
 fi
 ls -l "$CARRY"
-gpu_transfer_check "$REPO" "$CARRY"
-CARRY_REL=$(realpath --relative-to="$REPO" "$CARRY")
-echo "carry ready: carry $CARRY_REL to the GPU machine and run there  CARRY=$CARRY_REL OUT=\$OUT bash benchmarks/gpu-machine.sh"
+# The whole folder with the checkout is over the limit: each run carries the subset it needs.
+FITS=0
+while read -r subset lacks; do
+  rel=$(realpath --relative-to="$REPO" "$subset")
+  gpu_transfer_check "$REPO" "$subset" >/dev/null || { gpu_transfer_check "$REPO" "$subset"; FITS=1; continue; }
+  case ${subset##*/} in
+    engine) run="CARRY=$rel OUT=\$OUT/engine bash benchmarks/gpu-machine.sh --skip-server" ;;
+    served) run="CARRY=$rel OUT=\$OUT/served bash benchmarks/gpu-machine.sh --skip-engine" ;;
+    stream) run="CARRY=$rel OUT=\$OUT/stream bash benchmarks/gpu-streaming.sh" ;;
+  esac
+  echo "carry $rel ${lacks:+$lacks }and run there  $run"
+done < <(gpu_carry_subsets "$CARRY")
+exit "$FITS"

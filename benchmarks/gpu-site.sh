@@ -9,6 +9,7 @@
 #                        and untracked ones that git does not ignore) plus the carried folders, 64 MiB
 #   gpu_transfer_check REPO [CARRY...]   whether that transfer fits; fails naming the biggest parts
 #   gpu_site_install     (GPU machine) vaani and the tritonserver parts of $CARRY/site.tar.xz under /tmp/site
+#   gpu_carry_subsets CARRY [RECORDINGS]   CARRY/engine, CARRY/served, CARRY/stream: what one run carries
 # Bash 4 or newer (associative arrays), GNU coreutils and git.
 # shellcheck disable=SC2034  # read by the scripts that source this file
 GPU_CARRY_DEFAULT=.gpubench/c2
@@ -101,6 +102,36 @@ gpu_transfer_check() {
       echo "  - ${fix_carried[*]}: carried; remove stale files from it or carry less (gpu-carry.sh without MANIFEST leaves out eval.npz)"
   } >&2
   return 1
+}
+
+# The carry split by purpose, as folders of hard links inside CARRY (no second copy on disk): checkout,
+# site.tar.xz and everything else together are over GPU_TRANSFER_LIMIT (2026-12-05: 65 MiB), so a run
+# carries the folder of what it needs. Every folder has site.tar.xz and whl/; engine/ adds eval.npz (the
+# engine benchmark's transcript check), served/ perf.tar.xz (perf_analyzer's per-step breakdown beside
+# Triton's statistics), stream/ RECORDINGS (gpu-streaming.sh's audio; default
+# .gpubench/stream/recordings.npz of the checkout CARRY is in). Each extra is added where it exists and
+# the folder with it still fits beside the checkout; otherwise the line says it was left out. Prints a
+# line per folder: its path, then what it lacks.
+gpu_carry_subsets() {
+  local carry=${1:?gpu_carry_subsets CARRY [RECORDINGS]} recordings=${2:-} repo name dir file lacks
+  repo=$(git -C "$carry" rev-parse --show-toplevel 2>/dev/null) || repo=$carry
+  [ -n "$recordings" ] || recordings=$repo/.gpubench/stream/recordings.npz
+  for name in engine served stream; do
+    dir=$carry/$name
+    rm -rf "$dir" && mkdir -p "$dir/whl"
+    ln -f "$carry"/site.tar.xz "$dir"/ && ln -f "$carry"/whl/*.whl "$dir"/whl/ || return
+    case $name in engine) file=$carry/eval.npz ;; served) file=$carry/perf.tar.xz ;; stream) file=$recordings ;; esac
+    lacks=''
+    if [ ! -f "$file" ]; then
+      lacks="no $(basename "$file")"
+    else
+      ln -f "$file" "$dir/$(basename "$file")" 2>/dev/null || cp "$file" "$dir/"  # another file system: copy
+      if ! gpu_transfer_check "$repo" "$dir" >/dev/null 2>&1; then
+        rm "$dir/$(basename "$file")" && lacks="$(basename "$file") left out: over the limit beside the checkout"
+      fi
+    fi
+    echo "$dir${lacks:+ ($lacks)}"
+  done
 }
 
 # Expects REPO (the checkout) and CARRY. Puts vaani and the tritonserver parts of $CARRY/site.tar.xz

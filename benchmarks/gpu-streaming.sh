@@ -14,13 +14,11 @@
 # for the python-backend stub) and whl/ (soundfile, soxr, cffi, pycparser); and RECORDINGS (default
 # $CARRY/recordings.npz where it exists, else .gpubench/stream/recordings.npz): the streams' audio,
 # recordings of held-out sentences with pauses, which the GPU machine cannot make (no espeak-ng).
-# Make it here once:
+# Make it here once, before benchmarks/gpu-carry.sh:
 #   .venv/bin/python -m vaani.benchmarks.gpu_streaming --make-recordings --recordings .gpubench/stream/recordings.npz
-# The whole carry folder with the recordings is over the device tool's 64 MiB (its eval.npz and
-# perf.tar.xz are not needed here), so carry only these three, e.g. as a folder of hard links:
-#   mkdir -p .gpubench/st/whl && ln -f .gpubench/c2/site.tar.xz .gpubench/stream/recordings.npz .gpubench/st/ &&
-#   ln -f .gpubench/c2/whl/*.whl .gpubench/st/whl/
-# and run with CARRY=.gpubench/st (carry .gpubench/st). --check-size checks what would travel.
+# The whole carry folder with the checkout is over the device tool's 64 MiB, so gpu-carry.sh ends by
+# making $CARRY/stream/: hard links to these three (gpu_carry_subsets of gpu-site.sh). Carry it and run
+# with CARRY=.gpubench/c2/stream. --check-size checks what would travel.
 #
 # ARGUMENTS go to `python -m vaani.benchmarks.gpu_streaming` (its --help lists them): --shape
 # large|tiny|bundled, --streams 1,250,500,1000, --partial-seconds, --stream-instances, ... (--out,

@@ -163,6 +163,36 @@ def test_carry_counts_towards_the_limit(tmp_path):
     assert other.returncode == 0, other.stderr
 
 
+def test_the_carry_splits_into_one_folder_per_run_each_within_the_limit(tmp_path):
+    """Checkout 20 MiB, site.tar.xz 33 MiB: eval.npz (3) and the recordings (2) fit beside them, perf.tar.xz
+    (12) does not and is left out, said so; every file is a hard link to the carry's (no second copy)."""
+    repo = checkout(tmp_path, "/.gpubench/\n")
+    sparse(repo / "models" / "model.bin", 20 * MIB)
+    git(repo, "add", "models/model.bin")
+    carry = repo / default_carry()
+    for name, mib in (("site.tar.xz", 33), ("eval.npz", 3), ("perf.tar.xz", 12), ("whl/a.whl", 1)):
+        sparse(carry / name, mib * MIB)
+    sparse(repo / ".gpubench" / "stream" / "recordings.npz", 2 * MIB)
+    done = run("bash", "-c", f"source benchmarks/gpu-site.sh && gpu_carry_subsets {carry}", cwd=repo)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        f"{carry}/engine",
+        f"{carry}/served (perf.tar.xz left out: over the limit beside the checkout)",
+        f"{carry}/stream",
+    ]
+    held = {name: sorted(p.relative_to(carry / name).as_posix() for p in (carry / name).rglob("*.*"))
+            for name in ("engine", "served", "stream")}  # fmt: skip
+    assert held == {
+        "engine": ["eval.npz", "site.tar.xz", "whl/a.whl"],
+        "served": ["site.tar.xz", "whl/a.whl"],
+        "stream": ["recordings.npz", "site.tar.xz", "whl/a.whl"],
+    }
+    assert (carry / "engine" / "site.tar.xz").stat().st_ino == (carry / "site.tar.xz").stat().st_ino
+    for name in held:
+        check = run("bash", repo / "benchmarks" / "gpu-carry.sh", "--check-size", carry / name)
+        assert check.returncode == 0, check.stderr
+
+
 def test_carry_inside_the_working_tree_counts_once(tmp_path):
     repo = checkout(tmp_path, "")
     sparse(repo / "carry" / "site.tar.xz", 40 * MIB)
