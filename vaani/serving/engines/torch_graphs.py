@@ -7,11 +7,11 @@ launch in one call.
 
 * **Padded batches** (`GraphCache`): small batches, padded to a (rows, length) bucket, whole forward.
 * **The packed transformer** (`EncoderGraphs`): packed runs up to ``max_tokens``. The transformer
-  and the CTC head (~90 % of the launches) replay a graph captured for a bucket of tokens and
-  utterances; the feature encoder and the positional convolution before them run eagerly (their
-  shapes follow the audio). Tokens past a run's own sit in no utterance (the extra utterances have
-  no frames), so attention never reads them, and every other operation works row by row: the real
-  rows come out as they would eagerly, whatever the padding rows hold.
+  and the CTC head (~90 % of the launches) replay a graph captured for their bucket of tokens,
+  which holds up to `UTTERANCES`; the feature encoder and the positional convolution before them
+  run eagerly (their shapes follow the audio). Tokens past a run's own sit in no utterance (the
+  extra utterances have no frames), so attention never reads them, and every other operation works
+  row by row: the real rows come out as they would eagerly, whatever the padding rows hold.
 
 The `wav2vec2` step captures every bucket of the packed transformer before Triton calls it ready
 (`TorchEngine.warm`): a capture costs several forwards' worth of launches, which a request arriving
