@@ -74,13 +74,20 @@ class Supervisor(threading.Thread):
         self._watched = newest_by_instance(stubs_of(self.server_pid))
         self.regions |= {stub.region for stub in self._watched.values()}
 
+    def start(self) -> None:
+        """Watch the stubs as they are now, then supervise them from a thread. The first look is taken
+        here, not in the thread: a step that dies before the thread first runs (a request that kills it
+        can follow readiness within milliseconds) would otherwise be missing from the healthy set, and
+        its death never seen."""
+        self.watch()
+        super().start()
+
     def stop(self) -> None:
         self._stopping.set()
         if self.is_alive():
             self.join(timeout=self.timeout)
 
     def run(self) -> None:
-        self.watch()
         while not self._stopping.wait(self.interval):
             if not running(self.server_pid):
                 return  # the server is gone: whoever started it restarts it and reaps what it left
