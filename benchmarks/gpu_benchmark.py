@@ -135,6 +135,7 @@ def run(args: argparse.Namespace) -> dict:
                 "perf_analyzer": [run["perf_analyzer"] for run in runs],
                 "scenarios": [scenario for run in runs for scenario in run["scenarios"]],
                 "gpu_memory_gib": max(run.get("gpu_memory_gib", 0.0) for run in runs),
+                "engine_messages": [run["engine_messages"] for run in runs],
             }
         except Exception as error:  # the engine numbers stand without the server's
             results["served_error"] = f"{type(error).__name__}: {error}"

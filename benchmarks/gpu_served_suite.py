@@ -269,4 +269,5 @@ def served_suite(
     results["server_log_tail"] = text[-3000:]
     # What the engine said when it started (graphs captured or turned off), long before the tail.
     results["engine_messages"] = [line for line in text.splitlines() if line.startswith("torch engine:")]
+    print("\n".join(f"  {line}" for line in results["engine_messages"]))
     return results
