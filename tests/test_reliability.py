@@ -566,9 +566,13 @@ def test_serve_refuses_a_busy_port_before_claiming_to_serve(triton, capsys):
         "--http-port",
         str(triton.ports.http),
     ]
+    before = signal.getsignal(signal.SIGTERM)
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert f"port {triton.ports.http} (http)" in err and "in use" in err
+    # Its SIGTERM handler is gone once it returns: left behind, it was inherited by the pool workers
+    # of a later test (`vaani corpus --workers 2`), one raised inside a queue's lock, and the pool hung.
+    assert signal.getsignal(signal.SIGTERM) is before
 
 
 def _decoded(client: grpcclient.InferenceServerClient) -> int:

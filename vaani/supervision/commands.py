@@ -84,7 +84,10 @@ def _serve(args: argparse.Namespace) -> int:
             f"`{ADMIN_HEADER}`), random for this start: {key}\n(set {ADMIN_KEY_VARIABLE} to choose it)",
             flush=True,
         )
-    signal.signal(signal.SIGTERM, _raise_stop)
+    # Restored on return: a caller that runs `main(["serve", ...])` in its own process (the tests do)
+    # keeps its handler, and processes it forks later do not inherit this one (a pool worker that
+    # raised _Stop inside a queue's lock left the lock held, and the pool's join hung for good).
+    previous = signal.signal(signal.SIGTERM, _raise_stop)
     restarts: list[float] = []
     announced = False
     gateway: GatewayProcess | None = None
@@ -133,6 +136,7 @@ def _serve(args: argparse.Namespace) -> int:
                 )
             print(f"vaani serve: tritonserver exited with code {code}; starting it again", flush=True)
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
         if gateway is not None:
             gateway.stop()
 
