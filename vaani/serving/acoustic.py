@@ -30,6 +30,14 @@ def conv_frames(samples: Length, kernels: Sequence[int], strides: Sequence[int])
     return samples
 
 
+def conv_receptive_field(kernels: Sequence[int], strides: Sequence[int]) -> int:
+    """Samples the convolution feature encoder reads for its first frame (400 for wav2vec2)."""
+    size = 1
+    for kernel, stride in zip(reversed(kernels), reversed(strides)):
+        size = (size - 1) * stride + kernel
+    return size
+
+
 @dataclass(frozen=True)
 class AcousticSpec:
     vocab_size: int
@@ -44,10 +52,7 @@ class AcousticSpec:
     @property
     def receptive_field(self) -> int:
         """Samples the feature encoder needs for its first frame (400 for wav2vec2)."""
-        size = 1
-        for kernel, stride in zip(reversed(self.conv_kernel), reversed(self.conv_stride)):
-            size = (size - 1) * stride + kernel
-        return size
+        return conv_receptive_field(self.conv_kernel, self.conv_stride)
 
     @property
     def samples_per_frame(self) -> int:

@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from vaani.serving.acoustic import conv_frames
+from vaani.serving.acoustic import conv_frames, conv_receptive_field
 from vaani.serving.contract import SAMPLING_RATE
 from vaani.serving.engines.base import Engine, InvalidRequest
 from vaani.serving.engines.torch_fp8 import Fp8Linear, fp8_available, norm_quant, quantize
@@ -210,10 +210,7 @@ class CtcForward:
         self.kernels = tuple(config.conv_kernel)
         self.strides = tuple(config.conv_stride)
         self.stride = math.prod(self.strides)  # samples per frame
-        # Samples the first frame reads: each layer widens it by its kernel, at its input's stride.
-        self.receptive_field = 1 + sum(
-            (k - 1) * math.prod(self.strides[:i]) for i, k in enumerate(self.kernels)
-        )
+        self.receptive_field = conv_receptive_field(self.kernels, self.strides)
         base = model.wav2vec2
         self.conv_layers = list(base.feature_extractor.conv_layers)
         self.conv_weights = [
@@ -279,8 +276,8 @@ class CtcForward:
             carried = carried + layer.ff_out.bias.float()
         return carried
 
-    def frames(self, samples: torch.Tensor) -> torch.Tensor:
-        """Frames per row for ``samples`` valid samples, on the device (no host sync)."""
+    def frames(self, samples: torch.Tensor | int) -> torch.Tensor | int:
+        """Frames for ``samples`` valid samples: per row on the device for a tensor (no host sync)."""
         return conv_frames(samples, self.kernels, self.strides)
 
     def _features(self, values: torch.Tensor, packing: Packing | None = None) -> torch.Tensor:
@@ -564,14 +561,14 @@ class TorchEngine(Engine):
             self.graphs = GraphCache(
                 self.ctc,
                 self.device,
-                (self.ctc.kernels, self.ctc.strides),
+                self.ctc.frames,
                 max_samples=round(self.options.graph_max_seconds * SAMPLING_RATE),
                 bucket_samples=round(self.options.graph_bucket_seconds * SAMPLING_RATE),
                 pool=pool,
             )
             # Per-utterance attention loops over host bounds, which a graph would fix at capture.
             packed_samples = round(self.options.packed_graph_max_seconds * SAMPLING_RATE)
-            max_tokens = int(conv_frames(packed_samples, self.ctc.kernels, self.ctc.strides))
+            max_tokens = int(self.ctc.frames(packed_samples))
             if self.ctc.attend_packed is not attention_per_utterance and max_tokens > 0:
                 self.encoder_graphs = EncoderGraphs(self.ctc.packed_encoder, self.device, max_tokens, pool)
 
@@ -751,7 +748,7 @@ class TorchEngine(Engine):
 
     def _longest_frames(self) -> int:
         """The most frames one row can have (``limits.max_samples``)."""
-        return int(conv_frames(self.limits.max_samples, self.ctc.kernels, self.ctc.strides))
+        return int(self.ctc.frames(self.limits.max_samples))
 
     @torch.inference_mode()
     def warm(self) -> None:

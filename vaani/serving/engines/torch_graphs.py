@@ -29,7 +29,6 @@ from dataclasses import dataclass
 
 import torch
 
-from vaani.serving.acoustic import conv_frames
 from vaani.serving.engines.torch_packing import DevicePacking
 
 # The smallest step between token buckets; above 8 steps, buckets have three significant bits, so
@@ -95,15 +94,15 @@ class GraphCache:
         self,
         forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
         device: torch.device,
-        conv: tuple[tuple[int, ...], tuple[int, ...]],
+        frames: Callable[[int], int],
         max_samples: int,
         bucket_samples: int,
         pool: object,
     ) -> None:
-        """``forward(values, lengths)`` gives logits; ``conv`` = the feature encoder's (kernels, strides)."""
+        """``forward(values, lengths)`` gives logits; ``frames(samples)``: how many are a row's."""
         self.forward = forward
         self.device = device
-        self.conv = conv
+        self.frames = frames
         self.max_samples = max_samples
         self.bucket = max(bucket_samples, 1)
         self.pool = pool
@@ -136,8 +135,7 @@ class GraphCache:
         entry.lengths[:batch].copy_(lengths)
         entry.lengths[batch:].fill_(key[1])
         entry.graph.replay()
-        frames = conv_frames(samples, *self.conv)
-        return entry.logits[:batch, :frames].clone()
+        return entry.logits[:batch, : self.frames(samples)].clone()
 
 
 @dataclass
